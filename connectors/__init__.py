@@ -1,0 +1,1 @@
+"""callsense's edges to the outside world: CLI, HTTP/WebSocket API, webhooks, storage."""

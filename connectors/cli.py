@@ -1,0 +1,30 @@
+"""The ``callsense`` command line: one Typer app, each command group in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="callsense",
+    help="Listen to customer-service calls with SenseVoice and act on what is heard.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_commands() -> None:
+    """Each command module exposes ``register(app)``; the list is explicit, no import magic."""
+    from connectors import cli_model, cli_transcribe
+
+    for module in (cli_transcribe, cli_model):
+        module.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,121 @@
+"""The main configuration (``configs/callsense.yaml``): one pydantic model, one loader.
+
+Every section has defaults that work with no file at all; a file only says what differs.
+Errors name the file, the line and the field (``rules.yamlsource``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.audio import AudioConfig
+from pipeline.segmentation import SegmentationConfig
+from pipeline.sensevoice import RecognizerConfig
+from pipeline.vad import VadConfig
+from rules.yamlsource import load_yaml, validate_data
+
+__all__ = [
+    "CacheConfig",
+    "CallsenseConfig",
+    "ConfidenceConfig",
+    "load_config",
+]
+
+ENV_MODEL = "CALLSENSE_MODEL"
+ENV_VAD_MODEL = "CALLSENSE_VAD_MODEL"
+ENV_CONFIG = "CALLSENSE_CONFIG"
+
+
+class ConfidenceConfig(BaseModel):
+    """Below these softmax probabilities a tag abstains (EMO_UNKNOWN / Event_UNK)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    emotion_min: float = Field(0.0, ge=0.0, le=1.0)
+    event_min: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class CacheConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    dir: Path | None = Field(None, description="default: $CALLSENSE_CACHE_DIR or ~/.cache/callsense")
+
+
+class CallsenseConfig(BaseModel):
+    """Everything ``callsense`` reads from YAML; sections are owned by their stage's module."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    recognizer: RecognizerConfig = Field(default_factory=RecognizerConfig)
+    vad: VadConfig = Field(default_factory=VadConfig)
+    segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
+    confidence: ConfidenceConfig = Field(default_factory=ConfidenceConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+
+    def results_fingerprint(self) -> dict[str, Any]:
+        """The settings that change a transcript (the result cache's key includes them)."""
+        return {
+            "recognizer": self.recognizer.model_dump(mode="json", exclude={"ncpu", "device"}),
+            "vad": self.vad.model_dump(mode="json", exclude={"device"}),
+            "segmentation": self.segmentation.model_dump(mode="json"),
+            "audio": self.audio.model_dump(mode="json", exclude={"timeout_s", "ffmpeg", "ffprobe"}),
+            "confidence": self.confidence.model_dump(mode="json"),
+        }
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    model: str | None = None,
+    vad_model: str | None = None,
+    environ: dict[str, str] | None = None,
+) -> CallsenseConfig:
+    """Load ``path`` (or $CALLSENSE_CONFIG, or defaults), then apply overrides.
+
+    Precedence for the model: ``model`` argument (``--model``) > $CALLSENSE_MODEL > file.
+    A model directory that holds a ``vad/`` folder brings its own VAD model (test bundles
+    built by ``tools/make_test_model.py`` do), unless the VAD model is set explicitly.
+    """
+    env = os.environ if environ is None else environ
+    path = path or env.get(ENV_CONFIG) or None
+    if path is not None:
+        cfg = validate_data(CallsenseConfig, load_yaml(path))
+        base = Path(path).resolve().parent
+    else:
+        cfg = CallsenseConfig()
+        base = Path.cwd()
+    model = model or env.get(ENV_MODEL) or None
+    if model is not None:
+        cfg = cfg.model_copy(update={"recognizer": cfg.recognizer.model_copy(update={"model": model})})
+    elif path is not None:
+        cfg = cfg.model_copy(
+            update={
+                "recognizer": cfg.recognizer.model_copy(
+                    update={"model": _resolve(cfg.recognizer.model, base)}
+                )
+            }
+        )
+    vad_explicit = vad_model or env.get(ENV_VAD_MODEL) or None
+    if vad_explicit is None and "model" in cfg.vad.model_fields_set and path is not None:
+        vad_explicit = _resolve(cfg.vad.model, base)
+    if vad_explicit is None:
+        bundled = Path(cfg.recognizer.model) / "vad"
+        if bundled.is_dir():
+            vad_explicit = str(bundled)
+    if vad_explicit is not None:
+        cfg = cfg.model_copy(update={"vad": cfg.vad.model_copy(update={"model": vad_explicit})})
+    return cfg
+
+
+def _resolve(value: str, base: Path) -> str:
+    """A relative path in a config file is relative to that file, if it exists there."""
+    candidate = base / value
+    if not Path(value).is_absolute() and candidate.exists():
+        return str(candidate)
+    return value

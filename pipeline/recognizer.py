@@ -1,0 +1,56 @@
+"""The recognizer seam: audio clips in, SenseVoice rich strings (with tag confidences) out.
+
+Backends (funasr/torch, ONNX Runtime, a test double) subclass ``Recognizer`` and are named
+in config through ``RECOGNIZERS``; the orchestrator only sees this interface.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.model import TagConfidence
+
+__all__ = ["LANGUAGES", "Recognition", "Recognizer", "RecognizerCapabilities"]
+
+LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko", "nospeech")
+
+
+@dataclass(frozen=True, slots=True)
+class Recognition:
+    """One clip's result: the exact SenseVoice string and the confidence of its tags."""
+
+    raw: str
+    confidence: TagConfidence = TagConfidence()
+
+
+@dataclass(frozen=True, slots=True)
+class RecognizerCapabilities:
+    name: str
+    languages: tuple[str, ...] = LANGUAGES
+    confidence: bool = False  # reports per-tag softmax probabilities
+    batching: bool = False
+
+
+class Recognizer(ABC):
+    """Turns 16 kHz mono float32 clips into SenseVoice rich strings, one per clip, in order.
+
+    Implementations load their model once in ``__init__`` and are shared by all calls;
+    ``recognize`` is blocking (callers in async code run it in a worker thread).
+    """
+
+    capabilities: RecognizerCapabilities
+
+    @abstractmethod
+    def recognize(
+        self, clips: Sequence[np.ndarray], *, language: str = "auto"
+    ) -> list[Recognition]:
+        """Recognize each clip; the result list has one entry per clip, same order."""
+
+    @property
+    def model_id(self) -> str:
+        """What was loaded (hub id or directory), for cache keys and audit records."""
+        return self.capabilities.name

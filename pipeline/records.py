@@ -1,0 +1,221 @@
+"""The JSONL edge: one utterance record per line, and one error record per failed file.
+
+Writing always produces exactly the issue's keys, in this order::
+
+    call_id channel speaker start end source lang emotion event text raw confidence
+
+Reading is strict about the types of those keys (no ``"0"`` for a channel, no ``true`` for a
+time) but ignores keys it does not know, because transcripts from other tools carry extras
+(funasr's ``key``, ``timestamp``, ``words``); the replay reader reports which were ignored.
+
+``raw`` is enough: a tag field or ``text`` that is absent from a record is filled by parsing
+``raw``. A field that is present wins over ``raw``, since the writer may have applied the
+confidence threshold (``ANGRY`` at 0.3 is written as ``EMO_UNKNOWN`` while ``raw`` keeps what
+the model said). A ``raw`` that holds several SenseVoice groups (funasr ``merge_vad`` output)
+is still ONE utterance: the record's times say it is one span; its tags come from the first
+group that has each (``richtext.parse_one``) and the texts are joined with a space. A record
+without ``raw`` but with ``text`` gets a ``raw`` rebuilt from its fields.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline import richtext
+from pipeline.model import TagConfidence, Utterance
+from rules.errors import InputError
+
+__all__ = [
+    "RECORD_KEYS",
+    "ConfidenceRecord",
+    "ErrorDetail",
+    "ErrorRecord",
+    "UtteranceRecord",
+    "error_record",
+    "format_validation_error",
+    "record_from_utterance",
+    "utterance_from_record",
+]
+
+RECORD_KEYS: tuple[str, ...] = (
+    "call_id",
+    "channel",
+    "speaker",
+    "start",
+    "end",
+    "source",
+    "lang",
+    "emotion",
+    "event",
+    "text",
+    "raw",
+    "confidence",
+)
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+class ConfidenceRecord(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    lang: Probability | None = None
+    emotion: Probability | None = None
+    event: Probability | None = None
+
+
+def _check_tag(value: str | None, known: tuple[str, ...], what: str) -> str | None:
+    if value is None or value in known:
+        return value
+    hint = next((k for k in known if k.lower() == value.lower()), None)
+    suffix = f" (did you mean {hint!r}?)" if hint else f" (one of {', '.join(known)})"
+    raise ValueError(f"{value!r} is not a SenseVoice {what}{suffix}")
+
+
+class UtteranceRecord(BaseModel):
+    """One line of transcript JSONL as read; unknown keys are ignored (see module doc)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    call_id: str = Field(min_length=1)
+    channel: int = Field(ge=0)
+    speaker: Literal["agent", "customer", "unknown"]
+    start: float = Field(ge=0.0, allow_inf_nan=False)
+    end: float = Field(ge=0.0, allow_inf_nan=False)
+    source: Literal["speech", "sound"] = "speech"
+    lang: str | None = None
+    emotion: str | None = None
+    event: str | None = None
+    text: str | None = None
+    raw: str | None = None
+    confidence: ConfidenceRecord = ConfidenceRecord()
+
+    @field_validator("lang")
+    @classmethod
+    def _lang(cls, value: str | None) -> str | None:
+        return _check_tag(value, richtext.LANGS, "language")
+
+    @field_validator("emotion")
+    @classmethod
+    def _emotion(cls, value: str | None) -> str | None:
+        return _check_tag(value, richtext.EMOTIONS, "emotion")
+
+    @field_validator("event")
+    @classmethod
+    def _event(cls, value: str | None) -> str | None:
+        return _check_tag(value, richtext.EVENTS, "event")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UtteranceRecord:
+        if self.end < self.start:
+            raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        if self.raw is None and self.text is None:
+            raise ValueError("needs 'raw' (the SenseVoice string) or at least 'text'")
+        return self
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    message: str
+
+
+class ErrorRecord(BaseModel):
+    """A batch output line for a file that failed: the batch went on without it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    call_id: str
+    file: str
+    error: ErrorDetail
+
+
+def error_record(call_id: str, file: str, exc: BaseException) -> dict[str, Any]:
+    """The JSON-ready error line for ``exc``; the message must not carry transcript text."""
+    detail = ErrorDetail(type=type(exc).__name__, message=str(exc) or type(exc).__name__)
+    return ErrorRecord(call_id=call_id, file=file, error=detail).model_dump()
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value, digits)
+
+
+def record_from_utterance(u: Utterance) -> dict[str, Any]:
+    """The JSON-ready record of ``u``: keys as ``RECORD_KEYS``, times in ms, confidences 4 dp."""
+    c = u.confidence
+    return {
+        "call_id": u.call_id,
+        "channel": u.channel,
+        "speaker": u.speaker,
+        "start": round(u.start, 3),
+        "end": round(u.end, 3),
+        "source": u.source,
+        "lang": u.lang,
+        "emotion": u.emotion,
+        "event": u.event,
+        "text": u.text,
+        "raw": u.raw,
+        "confidence": {
+            "lang": _round(c.lang, 4),
+            "emotion": _round(c.emotion, 4),
+            "event": _round(c.event, 4),
+        },
+    }
+
+
+def format_validation_error(
+    exc: ValidationError, *, file: str | None = None, line: int | None = None
+) -> str:
+    """``file:line: field: message`` for each problem, joined with ``; ``."""
+    where = file or "<input>"
+    if line is not None:
+        where = f"{where}:{line}"
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{field}: {message}" if field else message)
+    return f"{where}: " + "; ".join(problems)
+
+
+def utterance_from_record(
+    rec: UtteranceRecord | Mapping[str, Any], *, file: str | None = None, line: int | None = None
+) -> Utterance:
+    """Validate (if given a mapping) and convert; missing fields are filled from ``raw``.
+
+    Raises ``InputError`` naming ``file:line`` and the field when the record is invalid.
+    """
+    if not isinstance(rec, UtteranceRecord):
+        try:
+            rec = UtteranceRecord.model_validate(rec)
+        except ValidationError as exc:
+            raise InputError(format_validation_error(exc, file=file, line=line)) from None
+    given = rec.model_fields_set
+    if rec.raw is not None:
+        raw = rec.raw
+        parsed = richtext.parse_one(raw)
+    else:  # validated: text is set
+        raw = richtext.format_group(rec.lang, rec.emotion, rec.event, None, rec.text or "")
+        parsed = richtext.parse_one(raw)
+    c = rec.confidence
+    return Utterance(
+        call_id=rec.call_id,
+        channel=rec.channel,
+        speaker=rec.speaker,
+        start=rec.start,
+        end=rec.end,
+        source=rec.source,
+        lang=rec.lang if "lang" in given else parsed.lang,
+        emotion=rec.emotion if "emotion" in given else parsed.emotion,
+        event=rec.event if "event" in given else parsed.event,
+        text=rec.text if rec.text is not None else parsed.text,
+        raw=raw,
+        confidence=TagConfidence(lang=c.lang, emotion=c.emotion, event=c.event),
+        unknown_tags=parsed.unknown_tags,
+    )

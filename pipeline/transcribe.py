@@ -1,0 +1,186 @@
+"""The front half of the flow: a call's audio -> VAD segments -> SenseVoice -> utterances.
+
+``Transcriber`` holds the shared models (one VAD, one recognizer) and turns one call into a
+``CallTranscript``. Live streaming reuses ``utterance_from`` for each segment VAD closes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.audio import DecodedAudio, decode, speaker_for
+from pipeline.cache import ResultCache, cache_key
+from pipeline.config import CallsenseConfig
+from pipeline.model import CallTranscript, Segment, Speaker, TagConfidence, Utterance
+from pipeline.recognizer import Recognition, Recognizer
+from pipeline.richtext import parse_one
+from pipeline.segmentation import plan
+from pipeline.vad import Vad
+
+__all__ = ["SOUND_EVENTS", "Transcriber", "call_id_for", "utterance_from"]
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+# Events that describe a sound rather than speech: a segment tagged with one and holding no
+# text is a "sound" segment (laughter, a cough, music) whatever the VAD thought.
+SOUND_EVENTS = frozenset(
+    {"BGM", "Applause", "Laughter", "Cry", "Sneeze", "Breath", "Cough", "Sing", "GBG", "Event_UNK"}
+)
+
+
+def call_id_for(path: Path) -> str:
+    """A call id from a file name: readable stem plus a short hash of the full path."""
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    return f"{path.stem}-{digest}"
+
+
+def utterance_from(
+    segment: Segment,
+    recognition: Recognition,
+    *,
+    call_id: str,
+    speaker: Speaker,
+    cfg: CallsenseConfig,
+) -> Utterance:
+    """Build one utterance from a VAD segment and SenseVoice's string for it.
+
+    Tags below the configured confidence abstain (``EMO_UNKNOWN`` / ``Event_UNK``); the
+    segment is a ``sound`` when SenseVoice heard no speech in it, a ``speech`` when it heard
+    speech with text, and otherwise keeps the VAD's verdict.
+    """
+    group = parse_one(recognition.raw)
+    conf = recognition.confidence
+    emotion, event = group.emotion, group.event
+    thresholds = cfg.confidence
+    if emotion is not None and conf.emotion is not None and conf.emotion < thresholds.emotion_min:
+        emotion = "EMO_UNKNOWN"
+    if event is not None and conf.event is not None and conf.event < thresholds.event_min:
+        event = "Event_UNK"
+    text = group.text.strip()
+    if event == "Speech" and text:
+        source = "speech"
+    elif group.lang == "nospeech" or (not text and event in SOUND_EVENTS):
+        source = "sound"
+    else:
+        source = segment.source
+    return Utterance(
+        call_id=call_id,
+        channel=segment.channel,
+        speaker=speaker,
+        start=round(segment.start, 3),
+        end=round(segment.end, 3),
+        source=source,
+        lang=group.lang,
+        emotion=emotion,
+        event=event,
+        text=text,
+        raw=recognition.raw,
+        confidence=TagConfidence(conf.lang, conf.emotion, conf.event),
+        unknown_tags=group.unknown_tags,
+    )
+
+
+@dataclass(slots=True)
+class Transcriber:
+    """One call at a time through shared models; thread-safe as far as the models are."""
+
+    cfg: CallsenseConfig
+    vad: Vad
+    recognizer: Recognizer
+    cache: ResultCache | None = None
+
+    def transcribe_file(self, path: Path, *, call_id: str | None = None) -> CallTranscript:
+        """Decode and transcribe one file; uses the result cache when one is set."""
+        call_id = call_id or call_id_for(path)
+        key = None
+        if self.cache is not None:
+            key = cache_key(path, self.recognizer.model_id, self.cfg.results_fingerprint())
+            hit = self.cache.get(key, call_id=call_id)
+            if hit is not None:
+                log.info("call %s: result cache hit", call_id)
+                return hit
+        audio = decode(path, self.cfg.audio)
+        transcript = self.transcribe_audio(audio, call_id=call_id, source=str(path))
+        if self.cache is not None and key is not None:
+            self.cache.put(key, transcript)
+        return transcript
+
+    def segments(self, audio: DecodedAudio) -> list[Segment]:
+        """VAD then segmentation rules, per channel, all channels in start-time order."""
+        out: list[Segment] = []
+        for index, samples in enumerate(audio.channels):
+            found = self.vad.segments(samples, audio.sample_rate, channel=index)
+            out.extend(plan(found, samples, self.cfg.segmentation))
+        out.sort(key=lambda s: (s.start, s.channel))
+        return out
+
+    def transcribe_audio(
+        self, audio: DecodedAudio, *, call_id: str, source: str | None = None
+    ) -> CallTranscript:
+        segments = self.segments(audio)
+        clips = [_clip(audio.channels[s.channel], s, audio.sample_rate) for s in segments]
+        recognitions = self.recognizer.recognize(clips, language=self.cfg.recognizer.language)
+        n_channels = len(audio.channels)
+        utterances = tuple(
+            utterance_from(
+                seg,
+                rec,
+                call_id=call_id,
+                speaker=speaker_for(seg.channel, n_channels, self.cfg.audio),
+                cfg=self.cfg,
+            )
+            for seg, rec in zip(segments, recognitions, strict=True)
+        )
+        log.info(
+            "call %s: %d segments, %.1f s of audio, %d channel(s)",
+            call_id,
+            len(segments),
+            audio.duration,
+            n_channels,
+        )
+        return CallTranscript(
+            call_id=call_id,
+            utterances=utterances,
+            duration=round(audio.duration, 3),
+            channels=n_channels,
+            source=source,
+        )
+
+
+def _clip(samples: np.ndarray, segment: Segment, sample_rate: int) -> np.ndarray:
+    start = max(0, int(round(segment.start * sample_rate)))
+    end = min(len(samples), int(round(segment.end * sample_rate)))
+    return np.ascontiguousarray(samples[start:end], dtype=np.float32)
+
+
+def transcribe_many(
+    transcriber: Transcriber, paths: Sequence[Path]
+) -> list[CallTranscript | BaseException]:
+    """Helper for tests and simple callers: one result or exception per path, never raises."""
+    results: list[CallTranscript | BaseException] = []
+    for path in paths:
+        try:
+            results.append(transcriber.transcribe_file(path))
+        except Exception as exc:  # noqa: BLE001 - a bad file fails that call, not the batch
+            results.append(exc)
+    return results
+
+
+def build_transcriber(cfg: CallsenseConfig, *, use_cache: bool = True) -> Transcriber:
+    """Load the configured VAD and recognizer once; the result is shared by every call."""
+    from pipeline.sensevoice import build_recognizer
+    from pipeline.vad import build_vad
+
+    cache = None
+    if use_cache and cfg.cache.enabled:
+        cache = ResultCache(cfg.cache.dir)
+    return Transcriber(
+        cfg=cfg, vad=build_vad(cfg.vad), recognizer=build_recognizer(cfg.recognizer), cache=cache
+    )

@@ -1,0 +1,255 @@
+"""Voice activity: which spans of a channel hold speech or another sound worth recognizing.
+
+The default engine is FunASR's FSMN-VAD, because it lets non-speech sounds through
+(laughter, crying, music, a dog bark): SenseVoice can only tag Laughter, Cry or BGM if it is
+given those spans. silero-vad is kept as an option; it is a speech detector and drops most
+of them (see tests/audio/test_vad_manifest.py for the numbers on ../shared/testdata).
+
+Each segment is then marked ``speech`` or ``sound`` from silero's frame probabilities,
+weighted by frame energy, so the loud part of a segment decides and the silence FSMN-VAD
+keeps around an utterance does not dilute it. The threshold leans toward ``speech``
+(silero scores shouted, angry speech lower than calm speech, and calling speech a sound
+would hide it from the rules); the orchestrator also overrides ``source`` with SenseVoice's
+own event tag when the recognizer says a segment holds no speech. Without the silero-vad
+package, segments are left ``speech`` with ``speech_prob=None``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.audio import SAMPLE_RATE, resample
+from pipeline.model import Segment
+from pipeline.quiet import import_funasr, quiet
+from rules.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_FSMN_MODEL",
+    "VADS",
+    "FsmnVad",
+    "SileroVad",
+    "SpeechScorer",
+    "Vad",
+    "VadCapabilities",
+    "VadConfig",
+    "build_vad",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FSMN_MODEL = "fsmn-vad"  # funasr's alias of iic/speech_fsmn_vad_zh-cn-16k-common-pytorch
+_SILERO_FRAME = 512  # samples per silero-vad frame at 16 kHz (32 ms)
+
+
+class VadConfig(BaseModel):
+    """``vad:`` in YAML. The fsmn_* fields override the model's own config.yaml values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: Literal["fsmn", "silero"] = "fsmn"
+    model: str = Field(
+        DEFAULT_FSMN_MODEL,
+        description="fsmn: a hub id (downloaded by funasr) or a local model directory",
+    )
+    device: str = "cpu"
+    speech_prob_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="segments scoring at least this are 'speech'"
+    )
+    max_single_segment_s: float = Field(60.0, gt=0, description="VAD-level hard cut")
+    fsmn_max_end_silence_s: float = Field(0.8, gt=0, description="silence that ends a segment")
+    fsmn_speech_noise_thres: float = Field(0.6, ge=-1.0, le=1.0)
+    silero_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="silero frame threshold")
+    silero_min_silence_s: float = Field(0.1, ge=0)
+    silero_min_speech_s: float = Field(0.25, ge=0)
+
+
+@dataclass(frozen=True, slots=True)
+class VadCapabilities:
+    name: str
+    passes_sounds: bool  # returns segments for laughter, music, crying, not only speech
+
+
+class Vad(ABC):
+    """Finds the segments of one channel; loads its model once and is shared by all calls."""
+
+    capabilities: ClassVar[VadCapabilities]
+
+    @abstractmethod
+    def segments(
+        self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, *, channel: int = 0
+    ) -> list[Segment]:
+        """Segments of ``samples`` (mono float32) in time order, marked speech or sound."""
+
+
+@functools.cache
+def _silero_model() -> Any:
+    """silero-vad's JIT model (weights ship in its wheel), loaded once per process."""
+    from silero_vad import load_silero_vad
+
+    return load_silero_vad()
+
+
+def _silero_available() -> bool:
+    try:
+        import silero_vad  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class SpeechScorer:
+    """Speech probability of a span: silero frame probabilities, weighted by frame energy."""
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+        self._lock = threading.Lock()
+        self.available = _silero_available()
+        if not self.available:
+            log.warning("silero-vad not installed: VAD segments are all marked 'speech'")
+
+    def frame_probs(self, samples: np.ndarray) -> np.ndarray:
+        """One probability per 32 ms frame of 16 kHz ``samples``."""
+        import torch
+
+        if samples.size == 0:
+            return np.zeros(0, dtype=np.float32)
+        model = _silero_model()
+        x = torch.from_numpy(np.array(samples, dtype=np.float32))
+        with self._lock, torch.inference_mode():
+            probs = model.audio_forward(x, SAMPLE_RATE)
+        return probs[0].numpy().astype(np.float32)
+
+    def mark(self, segments: Sequence[Segment], samples: np.ndarray) -> list[Segment]:
+        """Fill ``speech_prob`` and ``source`` for segments of the 16 kHz channel ``samples``."""
+        if not segments or not self.available:
+            return list(segments)
+        probs = self.frame_probs(samples)
+        n = min(probs.size, samples.size // _SILERO_FRAME + 1)
+        padded = np.zeros(n * _SILERO_FRAME, dtype=np.float32)
+        take = min(samples.size, padded.size)
+        padded[:take] = samples[:take]
+        energy = np.mean(padded.reshape(n, _SILERO_FRAME) ** 2, axis=1) + 1e-10
+        out = []
+        for seg in segments:
+            a = min(int(seg.start * SAMPLE_RATE) // _SILERO_FRAME, n - 1)
+            b = max(a + 1, min(n, -(-int(seg.end * SAMPLE_RATE) // _SILERO_FRAME)))
+            w = energy[a:b]
+            prob = float(np.sum(probs[a:b] * w) / np.sum(w))
+            source = "speech" if prob >= self.threshold else "sound"
+            out.append(replace(seg, speech_prob=round(prob, 4), source=source))
+        return out
+
+
+class FsmnVad(Vad):
+    """FunASR FSMN-VAD: speech and other sounds; ``model`` is a hub id or a local directory."""
+
+    capabilities = VadCapabilities(name="fsmn", passes_sounds=True)
+
+    def __init__(self, cfg: VadConfig | None = None) -> None:
+        self.cfg = cfg or VadConfig()
+        model = self.cfg.model
+        looks_local = model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
+        if looks_local:
+            path = Path(model).expanduser()
+            if not (path / "config.yaml").is_file():
+                # funasr takes a missing path for a hub id and retries downloads for ~20 s.
+                raise ConfigError(
+                    f"{model} is not an FSMN-VAD model directory (no config.yaml); give a "
+                    f"directory with config.yaml, model.pt and am.mvn, or the hub id "
+                    f"{DEFAULT_FSMN_MODEL!r}",
+                    field="vad.model",
+                )
+            model = str(path.resolve())
+        funasr = import_funasr()
+        self._lock = threading.Lock()
+        with quiet():
+            self._model = funasr.AutoModel(
+                model=model,
+                device=self.cfg.device,
+                disable_update=True,
+                disable_pbar=True,
+                disable_log=True,
+                max_single_segment_time=int(self.cfg.max_single_segment_s * 1000),
+                max_end_silence_time=int(self.cfg.fsmn_max_end_silence_s * 1000),
+                speech_noise_thres=self.cfg.fsmn_speech_noise_thres,
+            )
+        self.scorer = SpeechScorer(self.cfg.speech_prob_threshold)
+
+    def segments(
+        self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, *, channel: int = 0
+    ) -> list[Segment]:
+        samples = _at_16k(samples, sample_rate)
+        if samples.size < SAMPLE_RATE // 100:  # less than one 10 ms frame
+            return []
+        with self._lock, quiet():
+            result = self._model.generate(input=samples, disable_pbar=True)
+        spans = result[0]["value"] if result else []
+        segs = [
+            Segment(channel=channel, start=s / 1000.0, end=e / 1000.0) for s, e in spans if e > s
+        ]
+        return self.scorer.mark(segs, samples)
+
+
+class SileroVad(Vad):
+    """silero-vad: a speech detector; misses most non-speech sounds (kept as an option)."""
+
+    capabilities = VadCapabilities(name="silero", passes_sounds=False)
+
+    def __init__(self, cfg: VadConfig | None = None) -> None:
+        self.cfg = cfg or VadConfig(engine="silero")
+        if not _silero_available():
+            raise ImportError(
+                "vad.engine 'silero' needs the silero-vad package: pip install 'callsense[silero]'"
+            )
+        self._model = _silero_model()
+        self._lock = threading.Lock()
+        self.scorer = SpeechScorer(self.cfg.speech_prob_threshold)
+
+    def segments(
+        self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, *, channel: int = 0
+    ) -> list[Segment]:
+        import torch
+        from silero_vad import get_speech_timestamps
+
+        samples = _at_16k(samples, sample_rate)
+        if samples.size < _SILERO_FRAME:
+            return []
+        with self._lock, torch.inference_mode():
+            stamps = get_speech_timestamps(
+                torch.from_numpy(np.array(samples, dtype=np.float32)),
+                self._model,
+                threshold=self.cfg.silero_threshold,
+                sampling_rate=SAMPLE_RATE,
+                min_speech_duration_ms=int(self.cfg.silero_min_speech_s * 1000),
+                min_silence_duration_ms=int(self.cfg.silero_min_silence_s * 1000),
+                max_speech_duration_s=self.cfg.max_single_segment_s,
+            )
+        segs = [
+            Segment(channel=channel, start=t["start"] / SAMPLE_RATE, end=t["end"] / SAMPLE_RATE)
+            for t in stamps
+        ]
+        return self.scorer.mark(segs, samples)
+
+
+def _at_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    if samples.ndim != 1:
+        raise ValueError(f"VAD takes one channel at a time (got shape {samples.shape})")
+    return resample(samples, sample_rate, SAMPLE_RATE)
+
+
+VADS: dict[str, type[Vad]] = {"fsmn": FsmnVad, "silero": SileroVad}
+
+
+def build_vad(cfg: VadConfig) -> Vad:
+    """The engine ``cfg.engine`` names; one instance is meant to be shared per process."""
+    return VADS[cfg.engine](cfg)

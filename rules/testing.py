@@ -1,0 +1,267 @@
+"""Policy tests users write in YAML: utterances in, expected decisions out.
+
+A test file names the policy files it tests (relative to itself) and lists cases::
+
+    policies: [../default.yaml]
+    cases:
+      - name: three angry customer utterances escalate
+        utterances:
+          - {emotion: ANGRY}                      # speaker customer, 2 s long, after the last
+          - {speaker: agent}
+          - {raw: "<|en|><|ANGRY|><|Speech|><|withitn|>This is absurd.", start: 4, end: 6}
+          - {emotion: ANGRY}
+        expect:
+          - {rule: angry-streak, action: escalate, at: 8, evidence: [0, 2, 3]}
+
+An utterance's ``seq`` is its index in the list. ``expect`` is compared in order; each
+entry checks only the keys it gives. A failing case yields a readable diff.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from rules.engine import DEFAULT_BACKEND, PolicyEngine
+from rules.errors import ConfigError
+from rules.model import Decision, Observation
+from rules.schema import tag_check
+from rules.vocab import EMOTIONS, EVENTS, LANGUAGES, SOURCES, SPEAKERS
+from rules.yamlsource import load_yaml, validate_data
+
+__all__ = ["CaseResult", "PolicyTestFile", "parse_raw", "run_policy_tests"]
+
+_TAG = re.compile(r"<\|([^|]*)\|>")
+_ITN = ("withitn", "woitn")
+
+
+def parse_raw(raw: str) -> dict[str, str | None]:
+    """One SenseVoice group ``<|en|><|ANGRY|><|Speech|><|withitn|>text`` -> its tags and text.
+
+    Deliberately small: rules/ depends on nothing else of callsense, so it does not use
+    pipeline.richtext; an unknown tag or several groups in one record is an error here.
+    """
+    out: dict[str, str | None] = {"lang": None, "emotion": None, "event": None}
+    pos = 0
+    while (m := _TAG.match(raw, pos)) is not None:
+        tag = m.group(1)
+        if tag in LANGUAGES:
+            key = "lang"
+        elif tag in EMOTIONS:
+            key = "emotion"
+        elif tag in EVENTS:
+            key = "event"
+        elif tag in _ITN:
+            pos = m.end()
+            continue
+        else:
+            raise ValueError(f"unknown SenseVoice tag <|{tag}|>")
+        if out[key] is not None:
+            raise ValueError("several SenseVoice groups in one record; give one per utterance")
+        out[key] = tag
+        pos = m.end()
+    text = raw[pos:]
+    if _TAG.search(text):
+        raise ValueError("several SenseVoice groups in one record; give one per utterance")
+    out["text"] = text.strip()
+    return out
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Confidence(_Strict):
+    lang: float | None = None
+    emotion: float | None = None
+    event: float | None = None
+
+
+def _one_of(name: str, vocabulary: tuple[str, ...]) -> Any:
+    """A tag checked like in policies, with the same "did you mean" hint."""
+    return Annotated[str, AfterValidator(tag_check(name, vocabulary))]
+
+
+class UtteranceRecord(_Strict):
+    """One test utterance; omitted tags default to neutral speech (or an unknown sound)."""
+
+    speaker: _one_of("speaker", SPEAKERS) = "customer"  # type: ignore[valid-type]
+    start: float | None = None
+    end: float | None = None
+    source: _one_of("source", SOURCES) | None = None  # type: ignore[valid-type]
+    lang: _one_of("language", LANGUAGES) | None = None  # type: ignore[valid-type]
+    emotion: _one_of("emotion", EMOTIONS) | None = None  # type: ignore[valid-type]
+    event: _one_of("event", EVENTS) | None = None  # type: ignore[valid-type]
+    text: str | None = None
+    raw: str | None = None
+    intent: str | None = None
+    channel: int = 0
+    confidence: _Confidence = _Confidence()
+
+    @model_validator(mode="after")
+    def _check(self) -> UtteranceRecord:
+        if self.raw is not None:
+            if any(v is not None for v in (self.lang, self.emotion, self.event, self.text)):
+                raise ValueError("give raw or lang/emotion/event/text, not both")
+            parse_raw(self.raw)  # raises ValueError -> a file:line error
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        return self
+
+
+class ExpectedDecision(_Strict):
+    rule: str
+    action: str | None = None
+    at: float | None = None
+    params: dict[str, Any] | None = None
+    evidence: list[int] | None = None
+
+
+class TestCase(_Strict):
+    name: Annotated[str, Field(min_length=1)]
+    utterances: list[UtteranceRecord]
+    call_end: float | None = None
+    expect: list[ExpectedDecision]
+
+
+class PolicyTestFile(_Strict):
+    policies: Annotated[list[str], Field(min_length=1)]
+    cases: Annotated[list[TestCase], Field(min_length=1)]
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    file: str
+    line: int | None
+    name: str
+    passed: bool
+    diff: tuple[str, ...] = ()
+
+
+def observations(call_id: str, records: list[UtteranceRecord]) -> list[Observation]:
+    """Turn test records into observations; missing times continue 2 s after the previous."""
+    out: list[Observation] = []
+    cursor = 0.0
+    for seq, rec in enumerate(records):
+        start = rec.start if rec.start is not None else cursor
+        end = rec.end if rec.end is not None else start + 2.0
+        source = rec.source or "speech"
+        if rec.raw is not None:
+            tags = parse_raw(rec.raw)
+            lang, emotion, event, text = tags["lang"], tags["emotion"], tags["event"], tags["text"]
+        else:
+            speech = source == "speech"
+            lang = rec.lang or ("en" if speech else "nospeech")
+            emotion = rec.emotion or ("NEUTRAL" if speech else "EMO_UNKNOWN")
+            event = rec.event or ("Speech" if speech else "Event_UNK")
+            text = rec.text or ""
+        out.append(
+            Observation(
+                call_id=call_id,
+                seq=seq,
+                start=start,
+                end=end,
+                speaker=rec.speaker,
+                channel=rec.channel,
+                source=source,
+                lang=lang,
+                emotion=emotion,
+                event=event,
+                text=text or "",
+                lang_confidence=rec.confidence.lang,
+                emotion_confidence=rec.confidence.emotion,
+                event_confidence=rec.confidence.event,
+                intent=rec.intent,
+            )
+        )
+        cursor = end
+    return out
+
+
+def _describe(d: Decision) -> str:
+    seqs = ",".join(str(e.seq) for e in d.evidence)
+    return f"{d.rule} {d.action} at={d.at:g} params={d.params} evidence=[{seqs}]"
+
+
+def _expected_text(e: ExpectedDecision) -> str:
+    parts = [e.rule]
+    if e.action is not None:
+        parts.append(e.action)
+    if e.at is not None:
+        parts.append(f"at={e.at:g}")
+    if e.params is not None:
+        parts.append(f"params={e.params}")
+    if e.evidence is not None:
+        parts.append(f"evidence=[{','.join(map(str, e.evidence))}]")
+    return " ".join(parts)
+
+
+def _matches(e: ExpectedDecision, d: Decision) -> bool:
+    return (
+        e.rule == d.rule
+        and (e.action is None or e.action == d.action)
+        and (e.at is None or abs(e.at - d.at) < 1e-9)
+        and (e.params is None or e.params == d.params)
+        and (e.evidence is None or e.evidence == [x.seq for x in d.evidence])
+    )
+
+
+def _diff(expected: list[ExpectedDecision], actual: list[Decision]) -> tuple[str, ...]:
+    lines: list[str] = []
+    for i in range(max(len(expected), len(actual))):
+        e = expected[i] if i < len(expected) else None
+        d = actual[i] if i < len(actual) else None
+        if e is not None and d is not None and _matches(e, d):
+            lines.append(f"  {_describe(d)}")
+            continue
+        if e is not None:
+            lines.append(f"- {_expected_text(e)}")
+        if d is not None:
+            lines.append(f"+ {_describe(d)}")
+    return tuple(lines)
+
+
+def run_test_file(path: str | Path, *, backend: str = DEFAULT_BACKEND) -> list[CaseResult]:
+    """Run every case of one test file; ``ConfigError`` if the file or its policies are bad."""
+    located = load_yaml(path)
+    spec = validate_data(PolicyTestFile, located)
+    base = Path(path).parent
+    engine = PolicyEngine.load([base / p for p in spec.policies], backend=backend)
+    results: list[CaseResult] = []
+    try:
+        for i, case in enumerate(spec.cases):
+            call_id = f"test-{i}"
+            decisions = engine.run(call_id, observations(call_id, case.utterances), case.call_end)
+            passed = len(decisions) == len(case.expect) and all(
+                _matches(e, d) for e, d in zip(case.expect, decisions, strict=True)
+            )
+            results.append(
+                CaseResult(
+                    file=str(path),
+                    line=located.line_of(("cases", i)),
+                    name=case.name,
+                    passed=passed,
+                    diff=() if passed else _diff(case.expect, decisions),
+                )
+            )
+    finally:
+        engine.close()
+    return results
+
+
+def run_policy_tests(
+    paths: list[str | Path], *, backend: str = DEFAULT_BACKEND
+) -> tuple[list[CaseResult], list[ConfigError]]:
+    """Run test files; a bad file is reported as an error and the others still run."""
+    results: list[CaseResult] = []
+    errors: list[ConfigError] = []
+    for path in paths:
+        try:
+            results.extend(run_test_file(path, backend=backend))
+        except ConfigError as err:
+            errors.append(err)
+    return results, errors

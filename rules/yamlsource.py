@@ -1,0 +1,187 @@
+"""Load YAML so that every error can name its file, line and field.
+
+PyYAML's composer keeps each node's position; we build plain Python data from the node
+tree ourselves so that duplicate keys are rejected (PyYAML silently keeps the last one)
+and every value's path maps to its line. ``validate`` runs a pydantic model over the data
+and turns each pydantic error into ``file:line: field.path: message (got value)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from rules.errors import ConfigError
+
+__all__ = ["Located", "load_yaml", "load_yaml_text", "validate", "validate_data", "format_loc"]
+
+M = TypeVar("M", bound=BaseModel)
+PathKey = tuple[str | int, ...]
+
+
+@dataclass(slots=True)
+class Located:
+    """Parsed YAML data plus the line (1-based) of every key and item in it."""
+
+    data: Any
+    file: str
+    lines: dict[PathKey, int] = field(default_factory=dict)
+
+    def line_of(self, loc: PathKey) -> int | None:
+        """Line of ``loc`` or of its nearest ancestor that has one."""
+        loc = tuple(loc)
+        while loc:
+            if loc in self.lines:
+                return self.lines[loc]
+            loc = loc[:-1]
+        return self.lines.get((), None)
+
+
+def _build(node: yaml.Node, path: PathKey, out: Located) -> Any:
+    out.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise ConfigError(
+                    "YAML merge keys (<<) are not supported; write the keys out",
+                    file=out.file,
+                    line=key_node.start_mark.line + 1,
+                )
+            key = _build(key_node, (*path, "<key>"), out)
+            if isinstance(key, (dict, list)):
+                raise ConfigError(
+                    "a mapping key must be a plain value",
+                    file=out.file,
+                    line=key_node.start_mark.line + 1,
+                )
+            if key in result:
+                first = out.lines.get((*path, key))
+                raise ConfigError(
+                    f"duplicate key {key!r} (first defined on line {first})",
+                    file=out.file,
+                    line=key_node.start_mark.line + 1,
+                    field=format_loc(path) or None,
+                )
+            out.lines[(*path, key)] = key_node.start_mark.line + 1
+            result[key] = _build(value_node, (*path, key), out)
+        out.lines.pop((*path, "<key>"), None)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for i, item in enumerate(node.value):
+            items.append(_build(item, (*path, i), out))
+        return items
+    constructor = yaml.SafeLoader(  # a fresh constructor resolves one scalar's type
+        ""
+    )
+    try:
+        return constructor.construct_object(node, deep=True)
+    finally:
+        constructor.dispose()
+
+
+def load_yaml_text(text: str, file: str = "<input>") -> Located:
+    """Parse YAML text; raise ``ConfigError`` with the line on any syntax problem."""
+    out = Located(data=None, file=file)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(
+            f"not valid YAML: {exc.problem or exc.context}", file=file, line=line
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=file) from None
+    if node is None:
+        out.data = None
+        return out
+    out.data = _build(node, (), out)
+    return out
+
+
+def load_yaml(path: str | Path) -> Located:
+    """Read and parse a YAML file; a missing or unreadable file is a ``ConfigError`` too."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, expected a YAML file", file=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason})", file=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    return load_yaml_text(text, file=str(path))
+
+
+def format_loc(loc: PathKey) -> str:
+    """``("rules", 0, "when", "consecutive")`` -> ``rules[0].when.consecutive``."""
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validate_data(model: type[M], src: Located, *, context: Mapping[str, Any] | None = None) -> M:
+    """Validate parsed YAML against ``model``; every problem becomes one ``file:line`` line."""
+    try:
+        return model.model_validate(src.data if src.data is not None else {}, context=context)
+    except ValidationError as exc:
+        problems = []
+        first_line: int | None = None
+        for err in exc.errors(include_url=False):
+            # pydantic puts the union/tag member name in loc; keep only real data keys
+            loc = tuple(p for p in err["loc"] if _in_data(src.data, err["loc"], p))
+            line = src.line_of(loc)
+            if first_line is None:
+                first_line = line
+            where = f"{src.file}:{line}" if line else src.file
+            msg = err["msg"]
+            if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
+                msg = f"{msg} (got {_short(err['input'])})"
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field; check its spelling and indentation"
+            field_name = format_loc(loc)
+            problems.append(f"{where}: {field_name}: {msg}" if field_name else f"{where}: {msg}")
+        raise ConfigError(
+            problems[0], file=src.file, line=first_line, problems=problems
+        ) from None
+
+
+def _in_data(data: Any, full_loc: tuple[Any, ...], part: Any) -> bool:
+    """True if ``part`` is a real key/index on the way down ``full_loc`` in ``data``."""
+    node = data
+    for p in full_loc:
+        if isinstance(node, dict) and p in node:
+            if p is part:
+                return True
+            node = node[p]
+        elif isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
+            if p is part:
+                return True
+            node = node[p]
+        elif p is part:
+            # a missing key: keep it so the message names the field that is missing
+            return isinstance(node, dict) and isinstance(p, str)
+    return False
+
+
+def validate(model: type[M], path: str | Path, *, context: Mapping[str, Any] | None = None) -> M:
+    """Load ``path`` and validate it as ``model`` (``ConfigError`` on any problem)."""
+    return validate_data(model, load_yaml(path), context=context)

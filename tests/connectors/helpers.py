@@ -1,0 +1,43 @@
+"""Decisions and endpoint configs shaped like the rules engine's output, for connector tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.webhooks import WebhookEndpoint
+
+
+def decision(
+    i: int = 0,
+    *,
+    action: str = "escalate",
+    priority: str = "high",
+    rule: str = "angry_twice",
+    call_id: str | None = None,
+) -> dict[str, Any]:
+    params: dict[str, Any] = (
+        {"priority": priority, "reason": "customer angry twice"} if action == "escalate" else {}
+    )
+    return {
+        "call_id": call_id or f"call-{i:05d}",
+        "policy": "default",
+        "rule": rule,
+        "action": action,
+        "params": params,
+        "at": 12.5 + i,
+        "evidence": [{"utterance": 3, "emotion": "ANGRY"}],
+        "policy_hash": "3f2a9c0d1e",
+    }
+
+
+def endpoint(url: str, secret: str, **kw: Any) -> WebhookEndpoint:
+    data: dict[str, Any] = {
+        "name": "tickets",
+        "url": url,
+        "secret": secret,
+        "actions": ["escalate"],
+        "timeout_s": 2.0,
+        "retry": {"schedule_s": [0.05, 0.1, 0.2], "max_attempts": 4, "jitter": 0.1},
+    }
+    data.update(kw)
+    return WebhookEndpoint.model_validate(data)

@@ -73,6 +73,10 @@ def build_model_dir(
     noise to every fbank and makes outputs non-repeatable).
     """
     import torch
+
+    from pipeline.quiet import import_funasr
+
+    import_funasr()
     from funasr.models.sense_voice.model import SenseVoiceSmall
 
     sizes = {**FULL_SIZE, **(sizes or {})}
@@ -108,9 +112,9 @@ def build_model_dir(
 
 def decode_16k(path: Path) -> np.ndarray:
     """Decode any audio file to 16 kHz mono float32 in [-1, 1] with ffmpeg."""
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-ac", "1", "-ar", "16000"]
     out = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-ac", "1", "-ar", "16000"]
-        + ["-f", "f32le", "-"],
+        [*cmd, "-f", "f32le", "-"],
         check=True,
         capture_output=True,
     ).stdout

@@ -305,16 +305,16 @@ def main() -> None:
         np.savez(workdir / "clips.npz", *clips)
         audio_s = sum(c.size for c in clips) / 16000
         print(f"audio: {audio_s:.1f} s in {len(clips)} utterances", flush=True)
-        if not (workdir / "onnx" / "model.int8.onnx").is_file():
+        prepared = workdir / "prepare.json"  # a kept --workdir skips the build and export
+        if not prepared.is_file():
             prep = subprocess.run(
                 [sys.executable, __file__, "--worker", "prepare", "--workdir", str(workdir)],
                 check=True,
                 capture_output=True,
                 text=True,
             )
-            info = json.loads(prep.stdout.strip().splitlines()[-1])
-        else:
-            info = {"build_s": float("nan"), "export_s": float("nan"), "rss_mb": float("nan")}
+            prepared.write_text(prep.stdout.strip().splitlines()[-1], encoding="utf-8")
+        info = json.loads(prepared.read_text(encoding="utf-8"))
         print(f"prepared: {info}", flush=True)
 
         procs = {}
@@ -330,9 +330,11 @@ def main() -> None:
                     seconds = procs[v].ask(f"run {mode}")["seconds"]
                     if rnd:  # round 0 warms up
                         times[v].setdefault(mode, []).append(seconds / audio_s)
-            print(f"round {rnd}: " + ", ".join(
-                f"{v}={times[v]['unbatched'][-1]:.4f}" for v in VARIANTS if times[v]
-            ), flush=True)
+            print(
+                f"round {rnd}: "
+                + ", ".join(f"{v}={times[v]['unbatched'][-1]:.4f}" for v in VARIANTS if times[v]),
+                flush=True,
+            )
         results: dict[str, Any] = {}
         for v, p in procs.items():
             frame_agree, tag_agree = _agreement(tokens[BASELINE], tokens[v])

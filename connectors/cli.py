@@ -17,9 +17,25 @@ app = typer.Typer(
 
 def _register_commands() -> None:
     """Each command module exposes ``register(app)``; the list is explicit, no import magic."""
-    from connectors import cli_model, cli_transcribe
+    from connectors import (
+        cli_analyze,
+        cli_dialogue,
+        cli_model,
+        cli_policy,
+        cli_transcribe,
+        cli_tts,
+        cli_webhooks,
+    )
 
-    for module in (cli_transcribe, cli_model):
+    for module in (
+        cli_transcribe,
+        cli_analyze,
+        cli_model,
+        cli_dialogue,
+        cli_policy,
+        cli_webhooks,
+        cli_tts,
+    ):
         module.register(app)
 
 

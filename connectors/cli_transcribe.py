@@ -64,12 +64,12 @@ def transcribe(
     is 1 if any file failed.
     """
     setup_logging(verbose)
-    from pipeline.config import load_config
+    from connectors.appconfig import load_app_config
     from pipeline.records import error_record, record_from_utterance
     from pipeline.transcribe import build_transcriber, call_id_for
 
     try:
-        cfg = load_config(config, model=model, vad_model=vad_model)
+        cfg = load_app_config(config, model=model, vad_model=vad_model)
         if language is not None:
             cfg = cfg.model_copy(
                 update={"recognizer": cfg.recognizer.model_validate(

@@ -19,9 +19,7 @@ def register(app: typer.Typer) -> None:
 
 def say(
     text: Annotated[str, typer.Argument(help="what to say")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="WAV file to write")] = Path(
-        "reply.wav"
-    ),
+    out: Annotated[Path, typer.Option("--out", "-o", help="WAV file to write")] = Path("reply.wav"),
     lang: Annotated[str, typer.Option(help="language: en, zh, yue, ja, ko")] = "en",
     engine: Annotated[
         list[str] | None,
@@ -42,7 +40,7 @@ def say(
     try:
         cfg = load_tts_config(config) if config is not None else TtsConfig()
         if engine:
-            by_name = {e.engine: e for e in cfg.engines}
+            by_name: dict[str, object] = {e.engine: e for e in cfg.engines}
             unknown = [n for n in engine if n not in {"edge", "piper", "espeak"}]
             if unknown:
                 raise typer.BadParameter(
@@ -50,9 +48,7 @@ def say(
                     param_hint="--engine",
                 )
             picked = [by_name.get(n, n) for n in engine]
-            cfg = TtsConfig.model_validate(
-                {"engines": picked, "cache": cfg.cache.model_dump()}
-            )
+            cfg = TtsConfig.model_validate({"engines": picked, "cache": cfg.cache.model_dump()})
         if not cache:
             cfg = cfg.model_copy(update={"cache": cfg.cache.model_copy(update={"enabled": False})})
         fmt = OutputFormat.MULAW8K if telephony else OutputFormat.WAV16K

@@ -33,7 +33,7 @@ __all__ = [
 
 # Results go to stdout (so `--format jsonl | jq` works); progress and messages to stderr.
 out_console = Console(soft_wrap=True, highlight=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 AUDIO_SUFFIXES = frozenset(
     {

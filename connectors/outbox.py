@@ -133,9 +133,7 @@ def plain_decision(decision: Mapping[str, Any] | Any) -> dict[str, Any]:
 
 def decision_id(decision: Mapping[str, Any]) -> str:
     """Stable id of a decision: the same call, rule, time and policy version give the same id."""
-    key = "\x1f".join(
-        _dumps(decision.get(k, "")) for k in ("call_id", "rule", "at", "policy_hash")
-    )
+    key = "\x1f".join(_dumps(decision.get(k, "")) for k in ("call_id", "rule", "at", "policy_hash"))
     return "dec_" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -407,7 +405,11 @@ class Outbox:
                 error = f"gave up after {attempts} attempts; last: {res.error}"
             counts[outcome] += 1
             status = {Outcome.DELIVERED: DELIVERED, Outcome.RETRY: PENDING, Outcome.DEAD: DEAD}
-            next_at = now + ep.retry.delay(attempts, res.retry_after_s) if outcome is Outcome.RETRY else now
+            next_at = (
+                now + ep.retry.delay(attempts, res.retry_after_s)
+                if outcome is Outcome.RETRY
+                else now
+            )
             rows.append(
                 {
                     "b_id": msg.webhook_id,

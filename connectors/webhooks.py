@@ -48,8 +48,8 @@ __all__ = [
     "ACTIONS",
     "DEFAULT_RETRY_SCHEDULE_S",
     "AttemptResult",
-    "Outcome",
     "OutboxSettings",
+    "Outcome",
     "RetryPolicy",
     "WebhookEndpoint",
     "WebhooksConfig",
@@ -146,7 +146,7 @@ class RetryPolicy(BaseModel):
         return self.max_attempts or len(self.schedule_s) + 1
 
     def delay(self, failed_attempts: int, retry_after_s: float | None = None) -> float:
-        """Seconds to wait after ``failed_attempts`` failures; the receiver's hint wins if longer."""
+        """Seconds to wait after ``failed_attempts`` failures; a longer receiver hint wins."""
         base = self.schedule_s[min(failed_attempts, len(self.schedule_s)) - 1]
         delay = base * random.uniform(1 - self.jitter, 1 + self.jitter)
         if retry_after_s is not None:

@@ -27,7 +27,6 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,18 +73,22 @@ _NO_DECODER_MARKERS = (
 _ESTIMATED = "Estimating duration from bitrate"
 
 
+def _default_roles() -> dict[int, Speaker]:
+    return {0: "customer", 1: "agent"}
+
+
 class AudioConfig(BaseModel):
     """How calls are decoded and whose voice each channel carries (``audio:`` in YAML)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_duration_s: float = Field(4 * 3600.0, gt=0, description="longer calls are refused")
-    channels: dict[int, Literal["agent", "customer", "unknown"]] = Field(
-        default_factory=lambda: {0: "customer", 1: "agent"},
+    max_duration_s: float = Field(default=4 * 3600.0, gt=0, description="longer calls are refused")
+    channels: dict[int, Speaker] = Field(
+        default_factory=_default_roles,
         description="speaker per channel index of a multi-channel call",
     )
-    mono_speaker: Literal["agent", "customer", "unknown"] = "customer"
-    timeout_s: float = Field(600.0, gt=0, description="limit per ffprobe/ffmpeg run")
+    mono_speaker: Speaker = "customer"
+    timeout_s: float = Field(default=600.0, gt=0, description="limit per ffprobe/ffmpeg run")
     ffmpeg: str = "ffmpeg"
     ffprobe: str = "ffprobe"
 
@@ -240,7 +243,7 @@ def _decode_path(path: Path, label: str, cfg: AudioConfig) -> DecodedAudio:
     if frames == 0:
         raise ZeroLengthAudioError(label, "the audio stream holds no samples; check the recording")
     block = data[: frames * n_ch].reshape(frames, n_ch)
-    channels = tuple(np.ascontiguousarray(block[:, i]) for i in range(n_ch))
+    channels = tuple(block[:, i].copy() for i in range(n_ch))  # owned, writable
     return DecodedAudio(
         channels=channels,
         sample_rate=SAMPLE_RATE,
@@ -315,11 +318,11 @@ def _wav_declared_duration(path: Path, probe: _Probe) -> float | None:
                 head = fh.read(8)
                 if len(head) < 8:
                     return None
-                ident, size = head[:4], struct.unpack("<I", head[4:])[0]
+                ident, size = head[:4], int(struct.unpack("<I", head[4:])[0])
                 if ident == b"fmt ":
                     fmt = fh.read(size)
                     if len(fmt) >= 14:
-                        bytes_per_frame = struct.unpack("<H", fmt[12:14])[0]
+                        bytes_per_frame = int(struct.unpack("<H", fmt[12:14])[0])
                     fh.seek(size % 2, os.SEEK_CUR)
                 elif ident == b"data":
                     if size in (0, 0xFFFFFFFF) or bytes_per_frame <= 0:
@@ -391,7 +394,7 @@ def pcm16_to_float(data: bytes, channels: int = 1) -> tuple[np.ndarray, ...]:
         raise ValueError(f"{len(data)} bytes is not a whole number of {channels}-channel frames")
     pcm = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
     block = pcm.reshape(-1, channels)
-    return tuple(np.ascontiguousarray(block[:, i]) for i in range(channels))
+    return tuple(block[:, i].copy() for i in range(channels))
 
 
 def _mulaw_table() -> np.ndarray:
@@ -420,5 +423,7 @@ def resample(samples: np.ndarray, src_rate: int, dst_rate: int = SAMPLE_RATE) ->
     if src_rate == dst_rate:
         return np.asarray(samples, dtype=np.float32)
     g = math.gcd(src_rate, dst_rate)
-    out = resample_poly(np.asarray(samples, dtype=np.float32), dst_rate // g, src_rate // g)
+    out: np.ndarray = resample_poly(
+        np.asarray(samples, dtype=np.float32), dst_rate // g, src_rate // g
+    )
     return out.astype(np.float32, copy=False)

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from configs import shipped
 from pipeline.audio import AudioConfig
+from pipeline.compliance import ComplianceConfig
 from pipeline.segmentation import SegmentationConfig
 from pipeline.sensevoice import RecognizerConfig
+from pipeline.tts.config import TtsConfig
 from pipeline.vad import VadConfig
 from rules.yamlsource import load_yaml, validate_data
 
@@ -57,6 +60,17 @@ class CallsenseConfig(BaseModel):
     audio: AudioConfig = Field(default_factory=AudioConfig)
     confidence: ConfidenceConfig = Field(default_factory=ConfidenceConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
+    policies: list[Path] = Field(
+        default_factory=lambda: [shipped("policies/default.yaml")],
+        description="escalation policy files, loaded together",
+    )
+    policy_engine: Literal["python", "durable"] = Field(
+        "python", description="rules backend; both give identical decisions"
+    )
+    intents: Path = Field(shipped("intents.yaml"), description="NLU hooks and intents")
+    dialogue: Path = Field(shipped("dialogue.yaml"), description="dialogue flow")
+    tts: TtsConfig = Field(default_factory=TtsConfig)
 
     def results_fingerprint(self) -> dict[str, Any]:
         """The settings that change a transcript (the result cache's key includes them)."""
@@ -66,7 +80,11 @@ class CallsenseConfig(BaseModel):
             "segmentation": self.segmentation.model_dump(mode="json"),
             "audio": self.audio.model_dump(mode="json", exclude={"timeout_s", "ffmpeg", "ffprobe"}),
             "confidence": self.confidence.model_dump(mode="json"),
+            "compliance": self.compliance.model_dump(mode="json", include={"emotion", "agent_emotion"}),
         }
+
+
+C = TypeVar("C", bound=CallsenseConfig)
 
 
 def load_config(
@@ -75,7 +93,8 @@ def load_config(
     model: str | None = None,
     vad_model: str | None = None,
     environ: dict[str, str] | None = None,
-) -> CallsenseConfig:
+    schema: type[C] = CallsenseConfig,  # type: ignore[assignment]
+) -> C:
     """Load ``path`` (or $CALLSENSE_CONFIG, or defaults), then apply overrides.
 
     Precedence for the model: ``model`` argument (``--model``) > $CALLSENSE_MODEL > file.
@@ -85,10 +104,17 @@ def load_config(
     env = os.environ if environ is None else environ
     path = path or env.get(ENV_CONFIG) or None
     if path is not None:
-        cfg = validate_data(CallsenseConfig, load_yaml(path))
+        cfg = validate_data(schema, load_yaml(path))
         base = Path(path).resolve().parent
+        cfg = cfg.model_copy(
+            update={
+                "policies": [_resolve_path(p, base) for p in cfg.policies],
+                "intents": _resolve_path(cfg.intents, base),
+                "dialogue": _resolve_path(cfg.dialogue, base),
+            }
+        )
     else:
-        cfg = CallsenseConfig()
+        cfg = schema()
         base = Path.cwd()
     model = model or env.get(ENV_MODEL) or None
     if model is not None:
@@ -119,3 +145,7 @@ def _resolve(value: str, base: Path) -> str:
     if not Path(value).is_absolute() and candidate.exists():
         return str(candidate)
     return value
+
+
+def _resolve_path(value: Path, base: Path) -> Path:
+    return value if value.is_absolute() else (base / value)

@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.model import TagConfidence
 
-__all__ = ["LANGUAGES", "Recognition", "Recognizer", "RecognizerCapabilities"]
+__all__ = ["LANGUAGES", "Recognition", "Recognizer", "RecognizerCapabilities", "build_recognizer"]
 
 LANGUAGES = ("auto", "zh", "en", "yue", "ja", "ko", "nospeech")
 
@@ -54,3 +54,12 @@ class Recognizer(ABC):
     def model_id(self) -> str:
         """What was loaded (hub id or directory), for cache keys and audit records."""
         return self.capabilities.name
+
+
+def build_recognizer(config: object) -> Recognizer:
+    """The backend ``config`` names (a ``pipeline.sensevoice.RecognizerConfig``); load once, share."""
+    from pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
+
+    if not isinstance(config, RecognizerConfig):
+        raise TypeError(f"expected RecognizerConfig, got {type(config).__name__}")
+    return SenseVoiceRecognizer(config)

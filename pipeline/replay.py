@@ -63,9 +63,11 @@ class ReplayProblem:
         return f"{where}: {self.message}"
 
 
-def jsonl_files(paths: Iterable[Path | str]) -> list[Path]:
+def jsonl_files(paths: Iterable[Path | str] | Path | str) -> list[Path]:
     """Expand files and directories (``*.jsonl`` recursively, sorted); a missing path is an
     ``InputError`` raised before anything is read."""
+    if isinstance(paths, str | Path):  # one path, not an iterable of characters
+        paths = [paths]
     files: list[Path] = []
     for item in paths:
         path = Path(item)
@@ -78,7 +80,9 @@ def jsonl_files(paths: Iterable[Path | str]) -> list[Path]:
     return files
 
 
-def read_transcripts(paths: Iterable[Path | str]) -> Iterator[CallTranscript | ReplayProblem]:
+def read_transcripts(
+    paths: Iterable[Path | str] | Path | str,
+) -> Iterator[CallTranscript | ReplayProblem]:
     """Yield each call of the given JSONL files/directories, and a problem per bad line."""
     seen: dict[str, str] = {}  # call_id -> first file, to flag ids repeated across files
     for file in jsonl_files(paths):

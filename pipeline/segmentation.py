@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.audio import SAMPLE_RATE
-from pipeline.model import Segment
+from pipeline.model import Segment, Source
 
 __all__ = ["SegmentationConfig", "lowest_energy_point", "plan"]
 
@@ -33,11 +33,15 @@ class SegmentationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_utterance_s: float = Field(0.3, ge=0)
-    max_utterance_s: float = Field(15.0, gt=0)
-    pad_s: float = Field(0.1, ge=0, description="added each side, never into a neighbour")
-    merge_gap_s: float = Field(0.2, ge=0, description="a short fragment this close is joined")
-    split_search_s: float = Field(5.0, gt=0, description="where to look for a long one's cut")
+    min_utterance_s: float = Field(default=0.3, ge=0)
+    max_utterance_s: float = Field(default=15.0, gt=0)
+    pad_s: float = Field(default=0.1, ge=0, description="added each side, never into a neighbour")
+    merge_gap_s: float = Field(
+        default=0.2, ge=0, description="a short fragment this close is joined"
+    )
+    split_search_s: float = Field(
+        default=5.0, gt=0, description="where to look for a long one's cut"
+    )
 
     @model_validator(mode="after")
     def _limits(self) -> SegmentationConfig:
@@ -149,7 +153,7 @@ def _join(a: Segment, b: Segment) -> Segment:
     prob = None
     if a.speech_prob is not None and b.speech_prob is not None:
         prob = (a.speech_prob * a.duration + b.speech_prob * b.duration) / (a.duration + b.duration)
-    source = "speech" if "speech" in (a.source, b.source) else "sound"
+    source: Source = "speech" if "speech" in (a.source, b.source) else "sound"
     return Segment(a.channel, a.start, b.end, source=source, speech_prob=prob)
 
 

@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +23,8 @@ import numpy as np
 
 from pipeline.model import TagConfidence
 from pipeline.recognizer import LANGUAGES, Recognition, Recognizer, RecognizerCapabilities
+from pipeline.richtext import EMOTIONS, EVENTS, LANGS
+from pipeline.sensevoice import MIN_SAMPLES
 from rules.errors import InputError
 
 __all__ = [
@@ -172,9 +174,7 @@ def export_onnx(model_dir: Path | str, out_dir: Path | str, quantize: Quantize =
 
         target = out_dir / onnx_file_name("int8")
         # Signed weights: the unsigned default (funasr's) misses the VNNI int8 kernels.
-        quantize_dynamic(
-            fp32, target, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
-        )
+        quantize_dynamic(fp32, target, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
     frontend = conf.get("frontend_conf", {})
     meta = {
         "format": 1,
@@ -266,13 +266,18 @@ class _Frontend:
 
 
 def greedy_ctc(
-    logits: np.ndarray, *, ban_emo_unk: bool = False
+    logits: np.ndarray,
+    *,
+    ban_emo_unk: bool = False,
+    tag_ids: Sequence[Collection[int]] | None = None,
 ) -> tuple[list[int], TagConfidence]:
     """funasr's greedy CTC (argmax, collapse repeats, drop blank) plus tag confidences.
 
     ``logits`` is one clip's (frames, vocab) CTC output, query frames included. The
     confidence of each tag is the softmax probability of the chosen token at its frame
-    (0 language, 1 emotion, 2 event).
+    (0 language, 1 emotion, 2 event); with ``tag_ids`` (language, emotion, event token
+    ids) it is None where the frame chose a token outside its group, as the torch
+    backend reports it.
     """
     if ban_emo_unk:
         logits = logits.copy()
@@ -285,7 +290,11 @@ def greedy_ctc(
     head = head - head.max(axis=-1, keepdims=True)
     probs = np.exp(head)
     top = probs.max(axis=-1) / probs.sum(axis=-1)
-    conf = [float(p) for p in top] + [None] * (3 - top.size)
+    conf: list[float | None] = [float(p) for p in top] + [None] * (3 - top.size)
+    if tag_ids is not None:
+        for pos in range(top.size):
+            if int(best[pos]) not in tag_ids[pos]:
+                conf[pos] = None
     return ids, TagConfidence(lang=conf[0], emotion=conf[1], event=conf[2])
 
 
@@ -320,6 +329,10 @@ class SenseVoiceOnnxRecognizer(Recognizer):
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         self._frontend = _Frontend(self._dir / CMVN_FILE, meta.get("frontend", {}))
         self._sp = spm.SentencePieceProcessor(model_file=str(self._dir / TOKENIZER_FILE))
+        self._tag_ids = [
+            frozenset(self._sp.piece_to_id(f"<|{t}|>") for t in group) - {self._sp.unk_id()}
+            for group in (LANGS, EMOTIONS, EVENTS)
+        ]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or os.cpu_count() or 1
         opts.inter_op_num_threads = 1
@@ -368,17 +381,20 @@ class SenseVoiceOnnxRecognizer(Recognizer):
     def recognize(
         self, clips: Sequence[np.ndarray], *, language: str = "auto"
     ) -> list[Recognition]:
-        if not clips:
-            return []
-        feats = [self.features(c) for c in clips]
+        """One ``Recognition`` per clip; clips under 25 ms abstain with ``raw=""``."""
+        audio = [np.asarray(c, dtype=np.float32) for c in clips]
+        for i, a in enumerate(audio):
+            if a.ndim != 1:
+                raise InputError(f"clip {i}: expected mono samples (1-D), got shape {a.shape}")
+        results = [Recognition(raw="")] * len(audio)
+        todo = [i for i, a in enumerate(audio) if a.size >= MIN_SAMPLES]
+        feats = {i: self.features(audio[i]) for i in todo}
         # Length-sorted batches waste the least compute on padding.
-        order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
-        results: list[Recognition | None] = [None] * len(feats)
-        for start in range(0, len(order), self._batch_size):
-            chunk = order[start : start + self._batch_size]
-            for i, logits in zip(
-                chunk, self.logits([feats[i] for i in chunk], language=language), strict=True
-            ):
-                ids, conf = greedy_ctc(logits, ban_emo_unk=self._ban_emo_unk)
+        todo.sort(key=lambda i: feats[i].shape[0])
+        for start in range(0, len(todo), self._batch_size):
+            chunk = todo[start : start + self._batch_size]
+            outputs = self.logits([feats[i] for i in chunk], language=language)
+            for i, logits in zip(chunk, outputs, strict=True):
+                ids, conf = greedy_ctc(logits, ban_emo_unk=self._ban_emo_unk, tag_ids=self._tag_ids)
                 results[i] = Recognition(raw=self._sp.decode(ids), confidence=conf)
-        return [r for r in results if r is not None]
+        return results

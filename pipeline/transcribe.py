@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from pipeline.audio import DecodedAudio, decode, speaker_for
 from pipeline.cache import ResultCache, cache_key
+from pipeline.compliance import apply_emotion_policy
 from pipeline.config import CallsenseConfig
 from pipeline.model import CallTranscript, Segment, Speaker, TagConfidence, Utterance
 from pipeline.recognizer import Recognition, Recognizer
@@ -70,7 +70,7 @@ def utterance_from(
         source = "sound"
     else:
         source = segment.source
-    return Utterance(
+    utterance = Utterance(
         call_id=call_id,
         channel=segment.channel,
         speaker=speaker,
@@ -85,6 +85,7 @@ def utterance_from(
         confidence=TagConfidence(conf.lang, conf.emotion, conf.event),
         unknown_tags=group.unknown_tags,
     )
+    return apply_emotion_policy(utterance, cfg.compliance)
 
 
 @dataclass(slots=True)
@@ -160,27 +161,13 @@ def _clip(samples: np.ndarray, segment: Segment, sample_rate: int) -> np.ndarray
     return np.ascontiguousarray(samples[start:end], dtype=np.float32)
 
 
-def transcribe_many(
-    transcriber: Transcriber, paths: Sequence[Path]
-) -> list[CallTranscript | BaseException]:
-    """Helper for tests and simple callers: one result or exception per path, never raises."""
-    results: list[CallTranscript | BaseException] = []
-    for path in paths:
-        try:
-            results.append(transcriber.transcribe_file(path))
-        except Exception as exc:  # noqa: BLE001 - a bad file fails that call, not the batch
-            results.append(exc)
-    return results
-
-
 def build_transcriber(cfg: CallsenseConfig, *, use_cache: bool = True) -> Transcriber:
     """Load the configured VAD and recognizer once; the result is shared by every call."""
-    from pipeline.sensevoice import build_recognizer
+    from pipeline.recognizer import build_recognizer
     from pipeline.vad import build_vad
 
     cache = None
     if use_cache and cfg.cache.enabled:
         cache = ResultCache(cfg.cache.dir)
-    return Transcriber(
-        cfg=cfg, vad=build_vad(cfg.vad), recognizer=build_recognizer(cfg.recognizer), cache=cache
-    )
+    recognizer = build_recognizer(cfg.recognizer)  # first: its errors name the model the user gave
+    return Transcriber(cfg=cfg, vad=build_vad(cfg.vad), recognizer=recognizer, cache=cache)

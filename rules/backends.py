@@ -24,7 +24,6 @@ from typing import Any, Protocol
 import durable_rules_engine as _dre
 
 from rules.compiler import (
-    ALWAYS,
     NEVER,
     And,
     Const,
@@ -129,9 +128,7 @@ class PythonMatcher:
             if skip(fact) is True:
                 held.add(skip_name)
                 continue
-            for scope_name, scope, true_name, false_name, predicate in self._rules.get(
-                p_index, ()
-            ):
+            for scope_name, scope, true_name, false_name, predicate in self._rules.get(p_index, ()):
                 if scope is not None:
                     if scope(fact) is not True:
                         continue
@@ -160,12 +157,15 @@ class DurableMatcher:
             if expr is not NEVER:
                 definition[p.skip_name] = {"all": [{"m": expr}]}
         for r in program.rules:
-            named = [(r.true_name, durable_true(r.predicate)), (r.false_name, durable_false(r.predicate))]
+            named = [
+                (r.true_name, durable_true(r.predicate)),
+                (r.false_name, durable_false(r.predicate)),
+            ]
             if r.scope != Const(True):
                 named.append((r.scope_name, durable_true(r.scope)))
             for name, expr in named:
                 if expr is not NEVER:
-                    definition[name] = {"all": [{"m": expr if expr is not None else ALWAYS}]}
+                    definition[name] = {"all": [{"m": expr}]}
         self.definition = definition
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -195,9 +195,9 @@ class DurableMatcher:
         return held
 
     def close(self) -> None:
-        if self._handle is not None:
-            _dre.delete_ruleset(self._handle)
-            self._handle = None
+        # The ruleset is not deleted: durable-rules' native memory handling is fragile (see
+        # tests/rules/test_durable_defects.py); one ruleset per engine is a bounded cost.
+        self._handle = None
 
 
 BACKENDS = ("python", "durable")

@@ -35,9 +35,9 @@ __all__ = [
     "Or",
     "Program",
     "compile_program",
-    "fact_of",
     "durable_false",
     "durable_true",
+    "fact_of",
     "kleene",
 ]
 

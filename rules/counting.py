@@ -50,9 +50,7 @@ class Counter:
             buf.append((hit, ev))
             if not hit:
                 return None
-            evidence = tuple(
-                e for h, e in buf if h and (within is None or at - e.start <= within)
-            )
+            evidence = tuple(e for h, e in buf if h and (within is None or at - e.start <= within))
             if len(evidence) < rule.need:
                 return None
         cooldown = rule.cooldown

@@ -46,9 +46,7 @@ class PolicyEngine:
         )
 
     @classmethod
-    def load(
-        cls, paths: Sequence[str | Path], *, backend: str = DEFAULT_BACKEND
-    ) -> PolicyEngine:
+    def load(cls, paths: Sequence[str | Path], *, backend: str = DEFAULT_BACKEND) -> PolicyEngine:
         return cls(load_policies(paths), backend=backend)
 
     @classmethod

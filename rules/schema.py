@@ -111,9 +111,7 @@ def _names(value: Any) -> tuple[str, ...]:
 NameSel = Annotated[
     tuple[str, ...],
     BeforeValidator(_names),
-    WithJsonSchema(
-        {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
-    ),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
 ]
 SpeakerSel = _tag("speaker", SPEAKERS)
 EmotionSel = _tag("emotion", EMOTIONS)

@@ -10,8 +10,8 @@ __all__ = [
     "EMOTIONS",
     "EVENTS",
     "LANGUAGES",
-    "SPEAKERS",
     "SOURCES",
+    "SPEAKERS",
     "suggest",
 ]
 

@@ -147,7 +147,7 @@ def validate_data(model: type[M], src: Located, *, context: Mapping[str, Any] | 
         first_line: int | None = None
         for err in exc.errors(include_url=False):
             # pydantic puts the union/tag member name in loc; keep only real data keys
-            loc = tuple(p for p in err["loc"] if _in_data(src.data, err["loc"], p))
+            loc = _data_loc(src.data, tuple(err["loc"]))
             line = src.line_of(loc)
             if first_line is None:
                 first_line = line
@@ -164,22 +164,25 @@ def validate_data(model: type[M], src: Located, *, context: Mapping[str, Any] | 
         ) from None
 
 
-def _in_data(data: Any, full_loc: tuple[Any, ...], part: Any) -> bool:
-    """True if ``part`` is a real key/index on the way down ``full_loc`` in ``data``."""
+def _data_loc(data: Any, full_loc: tuple[Any, ...]) -> PathKey:
+    """The parts of a pydantic error path that are real keys/indices in ``data``.
+
+    pydantic inserts union member names mid-path (``engines[1].piper.x``); those are not
+    in the data and are dropped. A last part that is missing is kept: it names the field
+    the user has to add.
+    """
+    kept: list[str | int] = []
     node = data
-    for p in full_loc:
-        if isinstance(node, dict) and p in node:
-            if p is part:
-                return True
-            node = node[p]
-        elif isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
-            if p is part:
-                return True
-            node = node[p]
-        elif p is part:
-            # a missing key: keep it so the message names the field that is missing
-            return isinstance(node, dict) and isinstance(p, str)
-    return False
+    for i, part in enumerate(full_loc):
+        if isinstance(node, dict) and part in node:
+            kept.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            kept.append(part)
+            node = node[part]
+        elif i == len(full_loc) - 1 and isinstance(node, dict) and isinstance(part, str):
+            kept.append(part)
+    return tuple(kept)
 
 
 def validate(model: type[M], path: str | Path, *, context: Mapping[str, Any] | None = None) -> M:

@@ -16,6 +16,7 @@ Usage::
 
     python tools/make_test_model.py OUT_DIR [--lang en --emotion ANGRY --event Speech --text Yes.]
     python tools/make_test_model.py OUT_DIR --keyed SPEC.json
+    python tools/make_test_model.py OUT_DIR --call-model   # the keyed model of the tests
 
 A keyed SPEC is a JSON list of classes::
 
@@ -53,6 +54,7 @@ __all__ = [
     "CALL_MODEL_CLASSES",
     "CALL_MODEL_HELD_OUT",
     "DEFAULT_SOURCE",
+    "DEFAULT_VAD_SOURCE",
     "ClipRef",
     "KeyedClass",
     "build_call_model",
@@ -66,6 +68,8 @@ __all__ = [
 ]
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "sensevoice"
+DEFAULT_VAD_SOURCE = DEFAULT_SOURCE.parent / "fsmn-vad"
+VAD_FILES = ("config.yaml", "configuration.json", "am.mvn", "model.pt")
 TESTDATA = DEFAULT_SOURCE.parent / "testdata"
 ASTERISK_EN = Path("/usr/share/asterisk/sounds/en")
 ASTERISK_MOH = Path("/usr/share/asterisk/moh")
@@ -120,13 +124,16 @@ def build_fixed_model(
     event: str = "Speech",
     text: str = "Yes.",
     source: str | Path = DEFAULT_SOURCE,
+    vad_source: str | Path | None = DEFAULT_VAD_SOURCE,
 ) -> Path:
     """Write a model that answers ``<|lang|><|emotion|><|event|><|itn|>text`` for any input.
 
     ``language="auto"`` gives ``lang``; an explicit language gives its own tag. ``text``
     must be at most two tokenizer pieces (``Yes.``, ``Okay``, ``Thanks``; ``""`` for none).
+    The FSMN-VAD files in ``vad_source`` (if it exists) are copied to ``OUT_DIR/vad``, which
+    callsense uses as its VAD when given this model directory, so the pair works offline.
     """
-    out = _prepare_dir(out_dir, source)
+    out = _prepare_dir(out_dir, source, vad_source)
     torch, model, sp = _new_model(out, source, _FIXED_SIZE)
     with torch.no_grad():
         _fixed_surgery(model, sp, lang=lang, text=text)
@@ -147,11 +154,13 @@ def build_keyed_model(
     text: str = "Yes.",
     ridge: float = 1.0,
     source: str | Path = DEFAULT_SOURCE,
+    vad_source: str | Path | None = DEFAULT_VAD_SOURCE,
 ) -> Path:
     """Write a model whose emotion and event tags depend on which class a clip sounds like.
 
     Each class is ``(emotion, event, clips)`` with 16 kHz mono float32 clips. At most two
     classes may share one tag (the max over classes is built from one ReLU per extra class).
+    ``vad_source`` as for ``build_fixed_model``.
     """
     keyed = [
         c if isinstance(c, KeyedClass) else KeyedClass(c[0], c[1], tuple(c[2])) for c in classes
@@ -177,7 +186,7 @@ def build_keyed_model(
         d *= 2
     size = {"output_size": d, "attention_heads": 2, "linear_units": 2 * d, "num_blocks": 2}
 
-    out = _prepare_dir(out_dir, source)
+    out = _prepare_dir(out_dir, source, vad_source)
     torch, model, sp = _new_model(out, source, size)
     with torch.no_grad():
         _fixed_surgery(model, sp, lang=lang, text=text)
@@ -288,6 +297,7 @@ def build_call_model(
     *,
     testdata: str | Path = TESTDATA,
     source: str | Path = DEFAULT_SOURCE,
+    vad_source: str | Path | None = DEFAULT_VAD_SOURCE,
 ) -> Path:
     """Build the keyed model of callsense's tests (CALL_MODEL_CLASSES; about 10 s on 2 cores).
 
@@ -305,10 +315,10 @@ def build_call_model(
             clips = [white_noise(a, 2.0, seed) for seed, a in enumerate(_NOISE_AMPLITUDES)]
             clips.append(np.zeros(SAMPLE_RATE, dtype=np.float32))
         classes.append(KeyedClass(emotion, event, tuple(clips)))
-    return build_keyed_model(out_dir, classes, source=source)
+    return build_keyed_model(out_dir, classes, source=source, vad_source=vad_source)
 
 
-def _prepare_dir(out_dir: str | Path, source: str | Path) -> Path:
+def _prepare_dir(out_dir: str | Path, source: str | Path, vad_source: str | Path | None) -> Path:
     src = Path(source)
     missing = [n for n in (*COPIED_FILES, "config.yaml") if not (src / n).is_file()]
     if missing:
@@ -317,6 +327,11 @@ def _prepare_dir(out_dir: str | Path, source: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for name in COPIED_FILES:
         shutil.copyfile(src / name, out / name)
+    vad = Path(vad_source) if vad_source is not None else None
+    if vad is not None and all((vad / n).is_file() for n in VAD_FILES):
+        (out / "vad").mkdir(exist_ok=True)
+        for name in VAD_FILES:
+            shutil.copyfile(vad / name, out / "vad" / name)
     return out
 
 
@@ -508,29 +523,27 @@ def _key_surgery(
 
 
 def _load_spec(path: Path) -> list[KeyedClass]:
-    """Read a keyed SPEC (JSON) and decode its clips."""
+    """Read a keyed SPEC (JSON) and decode its clips; errors name the entry."""
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise SystemExit(f"{path}: cannot read keyed spec: {exc}") from exc
+        raise ValueError(f"{path}: cannot read keyed spec: {exc}") from exc
     if not isinstance(spec, list):
-        raise SystemExit(f"{path}: a keyed spec is a JSON list of classes")
+        raise ValueError(f"{path}: a keyed spec is a JSON list of classes")
     classes = []
     for i, entry in enumerate(spec):
-        unknown = set(entry) - {"emotion", "event", "clips"} if isinstance(entry, dict) else {"?"}
-        if unknown or not isinstance(entry.get("clips"), list):
-            raise SystemExit(f"{path}: [{i}]: needs emotion, event and a clips list only")
+        if not isinstance(entry, dict) or set(entry) != {"emotion", "event", "clips"}:
+            raise ValueError(f"{path}: [{i}]: needs exactly emotion, event and clips")
         clips = []
-        for clip in entry["clips"]:
-            if isinstance(clip, str):
-                clip = {"path": clip}
-            where = Path(clip["path"])
+        for j, clip in enumerate(entry["clips"] if isinstance(entry["clips"], list) else [None]):
+            ref = {"path": clip} if isinstance(clip, str) else clip
+            if not isinstance(ref, dict) or not isinstance(ref.get("path"), str):
+                raise ValueError(f"{path}: [{i}].clips[{j}]: a path or {{path, start, duration}}")
+            where = Path(ref["path"])
             if not where.is_absolute():
                 where = path.parent / where
-            clips.append(
-                decode_audio(where, start=clip.get("start"), duration=clip.get("duration"))
-            )
-        classes.append(KeyedClass(entry["emotion"], entry["event"], tuple(clips)))
+            clips.append(decode_audio(where, start=ref.get("start"), duration=ref.get("duration")))
+        classes.append(KeyedClass(str(entry["emotion"]), str(entry["event"]), tuple(clips)))
     return classes
 
 
@@ -575,10 +588,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_SOURCE,
         help="real SenseVoice files (default: %(default)s)",
     )
+    parser.add_argument(
+        "--vad-source",
+        type=Path,
+        default=DEFAULT_VAD_SOURCE,
+        help="FSMN-VAD model files copied to OUT_DIR/vad when present (default: %(default)s)",
+    )
+    parser.add_argument("--no-vad", action="store_true", help="do not bundle a VAD model")
     args = parser.parse_args(argv)
+    vad_source = None if args.no_vad else args.vad_source
     try:
         if args.call_model:
-            out = build_call_model(args.out_dir, source=args.source)
+            out = build_call_model(args.out_dir, source=args.source, vad_source=vad_source)
         elif args.keyed:
             out = build_keyed_model(
                 args.out_dir,
@@ -586,6 +607,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lang=args.lang,
                 text=args.text,
                 source=args.source,
+                vad_source=vad_source,
             )
         else:
             out = build_fixed_model(
@@ -595,6 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 event=args.event,
                 text=args.text,
                 source=args.source,
+                vad_source=vad_source,
             )
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -74,11 +74,21 @@ class When(_Strict):
     """
 
     speaker: Literal["customer", "agent", "unknown", "any"] = "customer"
-    intent: str | list[str] | None = None
-    emotion: Emotion | list[Emotion] | None = None
-    event: Event | list[Event] | None = None
+    intent: list[str] | None = None
+    emotion: list[Emotion] | None = None
+    event: list[Event] | None = None
     decision: DecisionMatch | None = None
     slots: dict[str, Scalar] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_is_a_list(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = {
+                k: [v] if k in ("intent", "emotion", "event") and isinstance(v, str) else v
+                for k, v in data.items()
+            }
+        return data
 
 
 class Transition(_Strict):
@@ -89,7 +99,7 @@ class Transition(_Strict):
     A ``set`` value starting with ``$`` copies a built-in (``$intent``, ``$emotion``...).
     """
 
-    when: When | list[When]
+    when: list[When] = Field(min_length=1)
     say: list[str] = Field(default_factory=list)
     set: dict[str, Scalar] = Field(default_factory=dict)
     goto: str | None = None
@@ -99,32 +109,39 @@ class Transition(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _say_one(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("say"), str):
-            return {**data, "say": [data["say"]]}
+    def _one_is_a_list(cls, data: Any) -> Any:
+        """``say: x`` means ``say: [x]``; ``when: {...}`` means ``when: [{...}]`` (any of)."""
+        if isinstance(data, dict):
+            if isinstance(data.get("say"), str):
+                data = {**data, "say": [data["say"]]}
+            if isinstance(data.get("when"), (dict, When)):
+                data = {**data, "when": [data["when"]]}
         return data
 
     def conditions(self) -> list[When]:
-        return self.when if isinstance(self.when, list) else [self.when]
+        return self.when
 
 
 def _default_handoff() -> Transition:
     return Transition(
-        when=When(speaker="any", decision=DecisionMatch(action="escalate")),
+        when=[When(speaker="any", decision=DecisionMatch(action="escalate"))],
         say=["handoff"],
         end=True,
     )
 
 
 def _default_deescalate() -> Transition:
-    return Transition(when=When(emotion="ANGRY"), say=["deescalate"], cooldown_s=30.0)
+    return Transition(when=[When(emotion=["ANGRY"])], say=["deescalate"], cooldown_s=30.0)
 
 
 def _default_closing() -> Transition:
     return Transition(
         when=[
-            When(event="Laughter"),
-            When(speaker="any", decision=DecisionMatch(action="mark", params={"kind": "satisfaction"})),
+            When(event=["Laughter"]),
+            When(
+                speaker="any",
+                decision=DecisionMatch(action="mark", params={"kind": "satisfaction"}),
+            ),
         ],
         say=["closing"],
         once=True,
@@ -191,6 +208,16 @@ def _where(src: Located, loc: tuple[str | int, ...]) -> str:
     return f"{src.file}:{line}" if line else src.file
 
 
+def _raw(src: Located, loc: tuple[str | int, ...]) -> Any:
+    node = src.data
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
 def check_references(
     cfg: DialogueConfig, src: Located, *, intents: Iterable[str] | None = None
 ) -> list[str]:
@@ -240,30 +267,46 @@ def check_references(
         for i, t in enumerate(names):
             if t not in cfg.templates:
                 hint = suggest(t, tuple(cfg.templates))
-                bad((*loc, i), f"no template named {t!r}" + (f"; did you mean {hint!r}?" if hint else ""))
+                bad(
+                    (*loc, i),
+                    f"no template named {t!r}" + (f"; did you mean {hint!r}?" if hint else ""),
+                )
 
     def check_transition(loc: tuple[str | int, ...], tr: Transition) -> None:
         check_say((*loc, "say"), tr.say)
         if tr.goto is not None and tr.goto not in cfg.states:
             hint = suggest(tr.goto, tuple(cfg.states))
-            bad((*loc, "goto"), f"no state named {tr.goto!r}" + (f"; did you mean {hint!r}?" if hint else ""))
+            bad(
+                (*loc, "goto"),
+                f"no state named {tr.goto!r}" + (f"; did you mean {hint!r}?" if hint else ""),
+            )
         for slot, value in tr.set.items():
             if slot not in cfg.slots:
                 bad((*loc, "set", slot), f"{slot!r} is not declared under slots:")
-            if isinstance(value, str) and value.startswith("$") and value[1:] not in BUILTIN_VARIABLES:
-                bad((*loc, "set", slot), f"{value!r}: $ names one of {', '.join(BUILTIN_VARIABLES)}")
+            if (
+                isinstance(value, str)
+                and value.startswith("$")
+                and value[1:] not in BUILTIN_VARIABLES
+            ):
+                bad(
+                    (*loc, "set", slot), f"{value!r}: $ names one of {', '.join(BUILTIN_VARIABLES)}"
+                )
         conds = tr.conditions()
         for j, cond in enumerate(conds):
-            cloc = (*loc, "when", j) if isinstance(tr.when, list) else (*loc, "when")
+            cloc = (
+                (*loc, "when", j) if isinstance(_raw(src, (*loc, "when")), list) else (*loc, "when")
+            )
             for slot in cond.slots:
                 if slot not in cfg.slots:
                     bad((*cloc, "slots", slot), f"{slot!r} is not declared under slots:")
             if known_intents is not None and cond.intent is not None:
-                wanted = cond.intent if isinstance(cond.intent, list) else [cond.intent]
-                for w in wanted:
+                for w in cond.intent:
                     if w not in known_intents:
                         hint = suggest(w, tuple(sorted(known_intents)))
-                        bad((*cloc, "intent"), f"unknown intent {w!r}" + (f"; did you mean {hint!r}?" if hint else ""))
+                        bad(
+                            (*cloc, "intent"),
+                            f"unknown intent {w!r}" + (f"; did you mean {hint!r}?" if hint else ""),
+                        )
 
     if cfg.start.state not in cfg.states:
         bad(("start", "state"), f"no state named {cfg.start.state!r}")

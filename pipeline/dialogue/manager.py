@@ -135,7 +135,9 @@ class DialogueManager:
             if all(_filled(context.get(f)) for f in template_fields(option)):
                 chosen = option
                 break
-        values = {f: "" if context.get(f) is None else str(context[f]) for f in template_fields(chosen)}
+        values = {
+            f: "" if context.get(f) is None else str(context[f]) for f in template_fields(chosen)
+        }
         return chosen.format_map(values), use
 
 
@@ -143,10 +145,8 @@ def _filled(value: Any) -> bool:
     return value is not None and value != ""
 
 
-def _one_of(value: str | None, wanted: str | list[str] | None) -> bool:
-    if wanted is None:
-        return True
-    return value in wanted if isinstance(wanted, list) else value == wanted
+def _one_of(value: str | None, wanted: list[str] | None) -> bool:
+    return wanted is None or value in wanted
 
 
 class DialogueSession:
@@ -227,7 +227,9 @@ class DialogueSession:
                     out.append(self._say(template, ctx, f"decision:{d.rule}", at))
                 else:
                     self.errors.append(f"decision {d.rule}: no dialogue template {template!r}")
-                    log.warning("call=%s rule=%s names an unknown reply template", self.call_id, d.rule)
+                    log.warning(
+                        "call=%s rule=%s names an unknown reply template", self.call_id, d.rule
+                    )
 
         state = cfg.states[self.state]
         if not moved and not self.ended and not state.final:
@@ -284,7 +286,9 @@ class DialogueSession:
         if c.speaker != "any" and utt.speaker != c.speaker:
             return False
         if not (
-            _one_of(intent, c.intent) and _one_of(utt.emotion, c.emotion) and _one_of(utt.event, c.event)
+            _one_of(intent, c.intent)
+            and _one_of(utt.emotion, c.emotion)
+            and _one_of(utt.event, c.event)
         ):
             return False
         if any(self.slots.get(k) != v for k, v in c.slots.items()):

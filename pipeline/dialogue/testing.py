@@ -119,7 +119,12 @@ def _same(e: str | ExpectedReply, r: Reply) -> bool:
         return e == r.text
     return all(
         want is None or want == got
-        for want, got in ((e.text, r.text), (e.template, r.template), (e.reason, r.reason), (e.lang, r.lang))
+        for want, got in (
+            (e.text, r.text),
+            (e.template, r.template),
+            (e.reason, r.reason),
+            (e.lang, r.lang),
+        )
     )
 
 
@@ -146,7 +151,9 @@ def run_test_file(
     src: Located = load_yaml(path)
     spec = validate_data(DialogueTestFile, src)
     base = Path(path).parent
-    dialogue_path = Path(dialogue) if dialogue else (base / spec.dialogue if spec.dialogue else None)
+    dialogue_path = (
+        Path(dialogue) if dialogue else (base / spec.dialogue if spec.dialogue else None)
+    )
     if dialogue_path is None:
         raise ConfigError(
             "no dialogue file: set dialogue: in the test file or pass --dialogue",
@@ -212,5 +219,3 @@ def _run_case(
         passed=not diff,
         diff=tuple(diff),
     )
-
-

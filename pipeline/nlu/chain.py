@@ -93,7 +93,9 @@ class IntentClassifier:
         self._clock = clock
 
     @classmethod
-    def load(cls, path: str | Path, *, clock: Callable[[], float] = time.monotonic) -> IntentClassifier:
+    def load(
+        cls, path: str | Path, *, clock: Callable[[], float] = time.monotonic
+    ) -> IntentClassifier:
         """Build every enabled hook now: a hook that cannot start is a ``ConfigError``."""
         cfg, src = load_intents_config(path)
         hooks: list[IntentHook] = []
@@ -128,7 +130,9 @@ class IntentClassifier:
 
     def wants(self, utt: Utterance) -> bool:
         """NLU runs on speech from the configured speakers (customers by default)."""
-        return utt.source == "speech" and utt.speaker in self.chain.speakers and bool(utt.text.strip())
+        return (
+            utt.source == "speech" and utt.speaker in self.chain.speakers and bool(utt.text.strip())
+        )
 
     def classify(self, utt: Utterance) -> NluResult:
         if not self.wants(utt):

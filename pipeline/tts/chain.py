@@ -36,7 +36,7 @@ log = logging.getLogger("callsense.tts")
 
 @dataclass(frozen=True, slots=True)
 class TtsResult:
-    """One spoken reply: the file bytes in ``fmt`` and who made them (``failures``: who could not)."""
+    """One spoken reply: file bytes in ``fmt``, who made them, and who could not (``failures``)."""
 
     data: bytes
     fmt: OutputFormat

@@ -7,6 +7,7 @@ A plain engine name in ``engines`` takes that engine's defaults, so the short fo
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,8 +35,6 @@ DEFAULT_EDGE_VOICES = {
 DEFAULT_PIPER_VOICES = {"en": "en_US-joe-medium"}
 DEFAULT_ESPEAK_VOICES = {"en": "en-us", "zh": "cmn", "yue": "yue", "ja": "ja", "ko": "ko"}
 
-_RATE = r"^[+-]\d+%$"
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -53,14 +52,28 @@ class EdgeSettings(_Strict):
 
     engine: Literal["edge"] = "edge"
     voices: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_EDGE_VOICES))
-    rate: str = Field("+0%", pattern=_RATE, description="speaking rate change, e.g. -10%")
-    volume: str = Field("+0%", pattern=_RATE)
-    pitch: str = Field("+0Hz", pattern=r"^[+-]\d+Hz$", description="pitch change, e.g. +5Hz")
-    connect_timeout_s: int = Field(3, ge=1, le=60, description="TCP/TLS connect limit")
-    timeout_s: float = Field(10.0, gt=0, le=300, description="whole request limit")
-    proxy: str | None = Field(None, description="http(s) proxy URL; env proxies apply too")
+    rate: str = Field(default="+0%", description="speaking rate change, e.g. -10%")
+    volume: str = Field(default="+0%", description="volume change, e.g. +20%")
+    pitch: str = Field(default="+0Hz", description="pitch change, e.g. +5Hz")
+    connect_timeout_s: int = Field(default=3, ge=1, le=60, description="TCP/TLS connect limit")
+    timeout_s: float = Field(default=10.0, gt=0, le=300, description="whole request limit")
+    proxy: str | None = Field(default=None, description="http(s) proxy URL; env proxies apply too")
 
     _norm = field_validator("voices")(_langs_lower)
+
+    @field_validator("rate", "volume")
+    @classmethod
+    def _percent(cls, value: str) -> str:
+        if not re.fullmatch(r"[+-]\d+%", value):
+            raise ValueError("must be a signed percentage such as +10% or -5%")
+        return value
+
+    @field_validator("pitch")
+    @classmethod
+    def _hertz(cls, value: str) -> str:
+        if not re.fullmatch(r"[+-]\d+Hz", value):
+            raise ValueError("must be signed hertz such as +5Hz or -10Hz")
+        return value
 
 
 class PiperSettings(_Strict):
@@ -69,7 +82,7 @@ class PiperSettings(_Strict):
     engine: Literal["piper"] = "piper"
     voices: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PIPER_VOICES))
     voice_dirs: list[Path] = Field(default_factory=list, description="where <voice>.onnx lives")
-    length_scale: float = Field(1.0, gt=0.2, le=5.0, description=">1 speaks slower")
+    length_scale: float = Field(default=1.0, gt=0.2, le=5.0, description=">1 speaks slower")
 
     _norm = field_validator("voices")(_langs_lower)
 
@@ -79,9 +92,9 @@ class EspeakSettings(_Strict):
 
     engine: Literal["espeak"] = "espeak"
     voices: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ESPEAK_VOICES))
-    speed_wpm: int = Field(165, ge=80, le=450)
+    speed_wpm: int = Field(default=165, ge=80, le=450)
     binary: str = "espeak-ng"
-    timeout_s: float = Field(30.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0)
 
     _norm = field_validator("voices")(_langs_lower)
 
@@ -93,17 +106,23 @@ EngineSettings = Annotated[
 
 class CacheSettings(_Strict):
     enabled: bool = True
-    dir: Path | None = Field(None, description="default: $CALLSENSE_CACHE_DIR/tts or XDG cache")
+    dir: Path | None = Field(
+        default=None, description="default: $CALLSENSE_CACHE_DIR/tts or XDG cache"
+    )
+
+
+def _default_engines() -> list[EngineSettings]:
+    return [EdgeSettings(), PiperSettings(), EspeakSettings()]
 
 
 class TtsConfig(_Strict):
     """Engines in the order they are tried; the first that has a voice and answers wins."""
 
     engines: list[EngineSettings] = Field(
-        default_factory=lambda: [EdgeSettings(), PiperSettings(), EspeakSettings()],
+        default_factory=_default_engines,
         min_length=1,
     )
-    cache: CacheSettings = Field(default_factory=CacheSettings)
+    cache: CacheSettings = Field(default_factory=lambda: CacheSettings())
 
     @field_validator("engines", mode="before")
     @classmethod
@@ -136,7 +155,7 @@ def load_tts_config(path: str | os.PathLike[str]) -> TtsConfig:
     """Read a YAML file holding the ``tts`` settings (top level or under a ``tts:`` key)."""
     from rules.yamlsource import Located, load_yaml, validate_data
 
-    src = load_yaml(path)
+    src = load_yaml(Path(path))
     if isinstance(src.data, dict) and set(src.data) == {"tts"}:
         lines = {k[1:]: v for k, v in src.lines.items() if k[:1] == ("tts",)}
         src = Located(data=src.data["tts"], file=src.file, lines=lines)

@@ -96,7 +96,8 @@ class EdgeTts(TtsEngine):
                 f"edge-tts gave no answer within {self.settings.timeout_s:g} s"
             ) from None
         except Exception as exc:  # aiohttp/edge-tts/OS errors all mean "not now"
-            detail = f"{type(exc).__name__}: {exc}"[:200]
+            reason = getattr(exc, "strerror", None) or str(exc)  # aiohttp's str() dumps its SSL ctx
+            detail = f"{type(exc).__name__}: {reason}"[:200]
             raise TtsUnavailableError(f"edge-tts unreachable ({detail})") from exc
         if not mp3:
             raise TtsUnavailableError("edge-tts returned no audio")

@@ -45,7 +45,8 @@ class OutputFormat(enum.StrEnum):
 def float_to_int16(samples: np.ndarray) -> np.ndarray:
     """float32 in [-1, 1] to int16, rounded and clipped (a resampler may overshoot 1.0)."""
     scaled = np.rint(np.asarray(samples, dtype=np.float64) * 32768.0)
-    return np.clip(scaled, -32768, 32767).astype("<i2")
+    out: np.ndarray = np.clip(scaled, -32768, 32767).astype("<i2")
+    return out
 
 
 def mulaw_encode(pcm: np.ndarray) -> np.ndarray:
@@ -56,7 +57,8 @@ def mulaw_encode(pcm: np.ndarray) -> np.ndarray:
     # segment = position of the highest set bit above bit 7; frexp gives bit_length exactly
     exponent = np.clip(np.frexp(magnitude.astype(np.float64))[1] - 8, 0, 7)
     mantissa = (magnitude >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
+    codes: np.ndarray = (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
+    return codes
 
 
 def _riff(fmt_tag: int, bits: int, rate: int, data: bytes, n_samples: int) -> bytes:
@@ -134,10 +136,11 @@ def wav_duration(data: bytes) -> float:
     """Seconds of audio in a WAV this module wrote (reads fmt and data sizes from the header)."""
     pos, byte_rate = 12, 0
     while pos + 8 <= len(data):
-        chunk, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        chunk = data[pos : pos + 4]
+        size = int(struct.unpack_from("<I", data, pos + 4)[0])
         if chunk == b"fmt ":
-            byte_rate = struct.unpack_from("<I", data, pos + 16)[0]
+            byte_rate = int(struct.unpack_from("<I", data, pos + 16)[0])
         elif chunk == b"data" and byte_rate:
-            return size / byte_rate
+            return float(size) / byte_rate
         pos += 8 + size + (size % 2)
     raise ValueError("not a WAV file with fmt and data chunks")

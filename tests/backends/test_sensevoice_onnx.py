@@ -35,7 +35,13 @@ CLIPS = (
     "sensevoice-example_zh.mp3",
     "lsn_vox-id00358-laugh_2.mp3",
 )
-TINY = {"output_size": 64, "attention_heads": 2, "linear_units": 128, "num_blocks": 2, "tp_blocks": 1}
+TINY = {
+    "output_size": 64,
+    "attention_heads": 2,
+    "linear_units": 128,
+    "num_blocks": 2,
+    "tp_blocks": 1,
+}
 TAGS = re.compile(r"^((?:<\|[^|]+\|>){4})")
 
 
@@ -117,7 +123,7 @@ def test_int8_agreement_with_fp32_on_random_weights(random_dirs, clips):
         total += a.size
     agreement = same / total
     print(f"int8 vs fp32 top-token agreement (random weights): {agreement:.3f}")
-    assert agreement > 0.5
+    assert agreement > 0.8
 
 
 def test_int8_keeps_the_tags_of_the_fixed_model(fixed_dirs, clips):
@@ -146,8 +152,16 @@ def test_confidence_is_the_softmax_of_each_tag_frame(fixed_dirs, random_dirs, cl
     unsure = SenseVoiceOnnxRecognizer(random_dirs[1]).recognize(clips[:2])
     for r in sure:  # surgery margins: alpha=10 on a one-hot of ~24 after LayerNorm
         assert min(r.confidence.lang, r.confidence.emotion, r.confidence.event) > 0.99
-    for r in unsure:  # random weights over 25055 tokens: close to uniform
-        assert max(r.confidence.lang, r.confidence.emotion, r.confidence.event) < 0.05
+    for r in unsure:  # random weights over 25055 tokens: close to uniform, or not a tag
+        c = r.confidence
+        assert all(p is None or p < 0.05 for p in (c.lang, c.emotion, c.event))
+
+
+def test_clips_under_25_ms_abstain(fixed_dirs):
+    rec = SenseVoiceOnnxRecognizer(fixed_dirs[1])
+    short, ok = rec.recognize([np.zeros(399, np.float32), np.zeros(400, np.float32)])
+    assert short.raw == ""
+    assert ok.raw.startswith("<|en|><|EMO_UNKNOWN|><|Laughter|>")
 
 
 def test_bad_inputs_raise_input_errors(random_dirs, tmp_path, clips):
@@ -190,7 +204,9 @@ def test_cli_export_onnx(fixed_dirs, tmp_path):
     rec = SenseVoiceOnnxRecognizer(out_dir, quantize="int8")
     assert rec.recognize([np.zeros(8000, np.float32)])[0].raw.startswith("<|en|><|EMO_UNKNOWN|>")
 
-    bad = runner.invoke(app, ["model", "export-onnx", str(tmp_path), str(out_dir), "--quantize", "int4"])
+    bad = runner.invoke(
+        app, ["model", "export-onnx", str(tmp_path), str(out_dir), "--quantize", "int4"]
+    )
     assert bad.exit_code == 2
     missing = runner.invoke(app, ["model", "export-onnx", str(tmp_path / "nope"), str(out_dir)])
     assert missing.exit_code == 2

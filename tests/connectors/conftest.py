@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path(os.environ.get("CALLSENSE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
@@ -100,11 +101,19 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # the default 5 refuses bursts of concurrent senders
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # a sender killed mid-request resets its connection; that is the test
+
+        server = Server(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -153,16 +162,20 @@ class PostgresCluster:
         self.port = free_port()
         self._counter = itertools.count()
         self._as_postgres(
-            [str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust"]
-            + ["-E", "UTF8", "--no-sync"]
+            [
+                *(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres"),
+                *("--auth=trust", "-E", "UTF8", "--no-sync"),
+            ]
         )
         opts = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
         self._as_postgres(
-            [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", opts, "-w", "-t", "60"]
-            + ["-l", str(self.dir / "log"), "start"]
+            [
+                *(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", opts),
+                *("-w", "-t", "60", "-l", str(self.dir / "log"), "start"),
+            ]
         )
 
     @staticmethod

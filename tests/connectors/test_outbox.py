@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 
@@ -101,7 +102,7 @@ def test_4xx_is_dead_lettered_at_once_and_can_be_redriven(
 def test_connection_refused_retries_then_dead_letters(engine: Engine, secret: str) -> None:
     ep = endpoint(f"http://127.0.0.1:{free_port()}/", secret)
     outbox = Outbox(engine, [ep])
-    (wid,) = outbox.enqueue(decision(), [ep])
+    outbox.enqueue(decision(), [ep])
     report = outbox.deliver_pending(5)
     assert (report.retried, report.dead, report.pending) == (3, 1, 0)
     (dead,) = outbox.failed()
@@ -137,9 +138,7 @@ def test_deadline_leaves_the_rest_pending(engine: Engine, secret: str) -> None:
 
 
 @pytest.mark.slow
-def test_outage_during_1000_decisions_everything_arrives_after(
-    db_url: str, secret: str
-) -> None:
+def test_outage_during_1000_decisions_everything_arrives_after(db_url: str, secret: str) -> None:
     """The receiver is down while 1,000 decisions are enqueued and first tried; none lost."""
     port = free_port()
     cfg = WebhooksConfig.model_validate(
@@ -158,12 +157,16 @@ def test_outage_during_1000_decisions_everything_arrives_after(
         }
     )
     decisions = [decision(i) for i in range(1000)]
-    down = deliver_decisions(decisions, cfg, db_url, deadline_s=0.5)
-    assert down.delivered == 0 and down.pending == 1000
-    receiver = Receiver(port)
+    started: list[Receiver] = []
+    comes_back = threading.Timer(1.5, lambda: started.append(Receiver(port)))
+    comes_back.start()  # down for the enqueue and the first attempts, back mid-delivery
     try:
-        up = deliver_decisions(decisions[:10], cfg, db_url, deadline_s=60)  # re-run: no dupes
-        assert (up.pending, up.dead_total) == (0, 0)
+        report = deliver_decisions(decisions, cfg, db_url, deadline_s=60)
+        assert (report.pending, report.dead_total) == (0, 0)
+        assert report.retried >= 1  # it really was down at first
+        (receiver,) = started
+        again = deliver_decisions(decisions[:10], cfg, db_url, deadline_s=5)  # a re-run
+        assert (again.delivered, again.pending) == (0, 0)
         ids = Counter(receiver.ids())
         expected = {webhook_id(decision_id(d), "tickets") for d in decisions}
         assert set(ids) == expected
@@ -171,4 +174,7 @@ def test_outage_during_1000_decisions_everything_arrives_after(
         calls = {json.loads(r.body)["data"]["call_id"] for r in receiver.requests}
         assert len(calls) == 1000
     finally:
-        receiver.stop()
+        comes_back.cancel()
+        comes_back.join()
+        for r in started:
+            r.stop()

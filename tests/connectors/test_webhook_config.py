@@ -106,7 +106,9 @@ def test_bad_url_is_a_startup_config_error_with_line(
     ],
 )
 def test_bad_secret_is_a_config_error(tmp_path: Path, secret: str, message: str) -> None:
-    path = write(tmp_path, f"webhooks:\n  - name: t\n    url: http://x.test/\n    secret: '{secret}'\n")
+    path = write(
+        tmp_path, f"webhooks:\n  - name: t\n    url: http://x.test/\n    secret: '{secret}'\n"
+    )
     with pytest.raises(ConfigError) as err:
         WebhooksConfig.from_file(path)
     assert f"{path}:2: webhooks[0]: Value error, secret: " in str(err.value)

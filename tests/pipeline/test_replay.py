@@ -124,6 +124,7 @@ def test_directories_are_read_recursively_in_sorted_order(tmp_path: Path) -> Non
     single = tmp_path / "single.jsonl"
     single.write_text(rec("s", 0, 1, ANGRY) + "\n")
     assert jsonl_files([tmp_path / "a"]) == [tmp_path / "a/1.jsonl", tmp_path / "a/deep/2.jsonl"]
+    assert jsonl_files(str(single)) == jsonl_files(single) == [single]
     calls, problems = split(list(read_transcripts([single, str(tmp_path / "a"), tmp_path / "z"])))
     assert problems == []
     assert [c.call_id for c in calls] == ["s", "a1", "a2", "z1"]

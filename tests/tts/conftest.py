@@ -36,7 +36,8 @@ def probe(path: Path) -> dict[str, object]:
 def decode_f32(path: Path, rate: int) -> np.ndarray:
     """ffmpeg's decoding of ``path`` as mono float32 at ``rate`` (no resampling when equal)."""
     out = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(rate), "-"],
+        ["ffmpeg", "-v", "error", "-i", str(path),
+         "-f", "f32le", "-ac", "1", "-ar", str(rate), "-"],
         capture_output=True, check=True,
     )  # fmt: skip
     return np.frombuffer(out.stdout, dtype="<f4")

@@ -98,5 +98,5 @@ def test_piper_broken_model_file_is_unavailable(tmp_path: Path) -> None:
     (tmp_path / "broken.onnx").write_bytes(b"not a model")
     (tmp_path / "broken.onnx.json").write_text("{}")
     engine = PiperTts(PiperSettings(voices={"en": "broken"}, voice_dirs=[tmp_path]))
-    with pytest.raises(TtsUnavailableError, match="cannot load broken.onnx"):
+    with pytest.raises(TtsUnavailableError, match=r"cannot load broken\.onnx"):
         engine.synthesize("hello", "en")

@@ -1,0 +1,41 @@
+"""The service's whole config: the pipeline's sections plus the connectors' (webhooks,
+outbox, routing). One YAML file (``configs/callsense.yaml``) feeds both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from connectors.routing import RouteTarget, RoutingConfig
+from connectors.webhooks import OutboxSettings, WebhookEndpoint, WebhooksConfig
+from pipeline.config import CallsenseConfig, load_config
+
+__all__ = ["AppConfig", "load_app_config"]
+
+
+class AppConfig(CallsenseConfig):
+    webhooks: list[WebhookEndpoint] = Field(default_factory=list)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    routing: list[RouteTarget] = Field(default_factory=list)
+    routing_default: str | None = None
+
+    @model_validator(mode="after")
+    def _check_connectors(self) -> AppConfig:
+        self.webhooks_config()  # unique endpoint names
+        names = {t.name for t in self.routing}
+        if self.routing_default is not None and self.routing_default not in names:
+            raise ValueError(f"routing_default {self.routing_default!r} is not a routing target")
+        return self
+
+    def webhooks_config(self) -> WebhooksConfig:
+        return WebhooksConfig(webhooks=self.webhooks, outbox=self.outbox)
+
+    def routing_config(self) -> RoutingConfig:
+        return RoutingConfig(routing=self.routing, default_target=self.routing_default)
+
+
+def load_app_config(
+    path: str | Path | None = None, *, model: str | None = None, vad_model: str | None = None
+) -> AppConfig:
+    return load_config(path, model=model, vad_model=vad_model, schema=AppConfig)

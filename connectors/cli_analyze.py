@@ -1,0 +1,144 @@
+"""``callsense analyze``: every stage for each call, files per call, a table for the batch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from connectors.cli_transcribe import ConfigOpt, ModelOpt, VadModelOpt
+from connectors.console import err_console, fail, find_audio, out_console, progress, setup_logging
+from rules.errors import CallsenseError
+
+__all__ = ["register"]
+
+
+def analyze(
+    paths: Annotated[list[Path], typer.Argument(help="Audio files or directories of them.")],
+    policy: Annotated[
+        list[Path] | None,
+        typer.Option("--policy", "-p", help="Policy file(s), instead of the configured ones."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path(
+        "callsense-out"
+    ),
+    model: ModelOpt = None,
+    vad_model: VadModelOpt = None,
+    config: ConfigOpt = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the result cache.")] = False,
+    no_tts: Annotated[bool, typer.Option("--no-tts", help="Skip reply audio.")] = False,
+    deadline: Annotated[
+        float | None,
+        typer.Option("--deadline", help="Seconds to wait for webhook deliveries before exiting."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Analyze calls: transcript, policy decisions, intents, dialogue replies and their audio.
+
+    Writes OUT/<call_id>/{utterances.jsonl, decisions.jsonl, replies.jsonl, summary.json,
+    replies/*.wav}. Decisions go to the configured webhooks before the command exits.
+    """
+    setup_logging(verbose)
+    from connectors.appconfig import load_app_config
+    from pipeline.analyze import CallResult, build_orchestrator, write_call_outputs
+    from pipeline.records import error_record
+    from pipeline.transcribe import build_transcriber, call_id_for
+
+    try:
+        cfg = load_app_config(config, model=model, vad_model=vad_model)
+        if policy:
+            cfg = cfg.model_copy(update={"policies": list(policy)})
+        orchestrator = build_orchestrator(cfg, with_tts=not no_tts)
+    except CallsenseError as exc:
+        fail(exc)
+    files = find_audio(paths)
+    if not files:
+        fail("no audio files found in the given paths")
+    try:
+        with err_console.status("loading models…"):
+            transcriber = build_transcriber(cfg, use_cache=not no_cache)
+    except CallsenseError as exc:
+        fail(exc)
+
+    results: list[CallResult] = []
+    failed: list[tuple[str, str]] = []
+    with progress() as bar:
+        task = bar.add_task("analyzing", total=len(files))
+        for path in files:
+            call_id = call_id_for(path)
+            bar.update(task, description=f"analyzing {escape(path.name)}")
+            try:
+                transcript = transcriber.transcribe_file(path, call_id=call_id)
+            except Exception as exc:  # noqa: BLE001 - a bad call fails alone
+                record = error_record(call_id, str(path), exc)
+                call_dir = out / call_id
+                call_dir.mkdir(parents=True, exist_ok=True)
+                summary = {"call_id": call_id, "source": str(path), "errors": [record["error"]]}
+                (call_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+                failed.append((path.name, str(record["error"]["type"])))
+                err_console.print(f"[red]failed[/] {escape(path.name)}: {escape(str(exc))}")
+            else:
+                run = orchestrator.run(transcript)
+                result = CallResult.from_run(transcript, run, cfg)
+                write_call_outputs(result, out)
+                results.append(result)
+            bar.advance(task)
+
+    out_console.print(_table(results, failed))
+    if cfg.webhooks:
+        _deliver(results, cfg, deadline)
+    err_console.print(f"outputs in {out}/")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _table(results: list[object], failed: list[tuple[str, str]]) -> Table:
+    from pipeline.analyze import CallResult
+
+    table = Table(title="callsense analyze", expand=False)
+    for col in ("call", "duration s", "utterances", "escalation", "satisfaction", "intents",
+                "replies", "errors"):  # fmt: skip
+        table.add_column(col, overflow="fold")
+    total_esc = 0
+    for r in results:
+        assert isinstance(r, CallResult)
+        s = r.summary
+        total_esc += bool(s["escalated"])
+        esc = ", ".join(f"{e['priority']}@{e['at']:.1f}s" for e in s["escalations"]) or "-"
+        score = s["satisfaction"]["score"]
+        table.add_row(
+            escape(s["call_id"]),
+            f"{s['duration_s'] or 0:.1f}",
+            str(s["utterances"]),
+            esc,
+            "-" if score is None else f"{score:.2f}",
+            ", ".join(f"{k}×{v}" for k, v in s["intents"].items()) or "-",
+            str(s["replies"]),
+            str(len(s["errors"])),
+        )
+    for name, message in failed:
+        table.add_row(escape(name), "-", "-", "-", "-", "-", "-", f"failed: {escape(message)}")
+    table.caption = (
+        f"{len(results)} analyzed, {len(failed)} failed, {total_esc} escalated"
+    )
+    return table
+
+
+def _deliver(results: list[object], cfg: object, deadline: float | None) -> None:
+    from connectors.appconfig import AppConfig
+    from connectors.cli_webhooks import print_report
+    from connectors.outbox import deliver_decisions
+    from pipeline.analyze import CallResult
+
+    assert isinstance(cfg, AppConfig)
+    decisions = [d.to_dict() for r in results if isinstance(r, CallResult) for d in r.decisions]
+    report = deliver_decisions(decisions, cfg.webhooks_config(), deadline_s=deadline)
+    print_report(report, err_console)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("analyze")(analyze)

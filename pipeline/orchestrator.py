@@ -1,0 +1,277 @@
+"""The whole call, stage by stage. Reading ``STAGES`` tells the flow after recognition:
+
+    audio -> VAD -> recognizer   (pipeline.transcribe: one Utterance per VAD segment)
+          -> NLU                 intent of customer speech, so policies can use `intent:`
+          -> rules               the call's policy session: decisions
+          -> dialogue            replies from state + intent + emotion + decisions
+          -> TTS                 reply audio
+
+Batch and live calls share this: a live call feeds each utterance as soon as VAD closes
+it (``CallRun.feed``), a recording feeds them all in start-time order. A stage error
+inside a call becomes an error record on the turn; it never ends the call.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pipeline.dialogue import DialogueManager, DialogueSession, Reply
+from pipeline.model import CallTranscript, Utterance
+from pipeline.nlu import IntentClassifier
+from pipeline.nlu.base import Intent
+from pipeline.policy_stage import CallPolicy, PolicyStage
+from pipeline.tts import FallbackTts, OutputFormat
+from rules.model import Decision
+
+__all__ = [
+    "CallRun",
+    "Orchestrator",
+    "SpokenReply",
+    "StageError",
+    "Turn",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenReply:
+    """A dialogue reply and, when TTS could speak it, its audio (16 kHz WAV bytes)."""
+
+    reply: Reply
+    audio: bytes | None = None
+    engine: str | None = None
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StageError:
+    """A stage failed on one utterance; the call went on. Never carries transcript text."""
+
+    stage: str
+    kind: str
+    message: str
+    at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """What the stages made of one utterance (or of the call's start or end)."""
+
+    utterance: Utterance | None
+    intent: Intent | None = None
+    decisions: tuple[Decision, ...] = ()
+    replies: tuple[SpokenReply, ...] = ()
+    errors: tuple[StageError, ...] = ()
+    at: float = 0.0
+
+
+class CallStage(ABC):
+    """One stage's state for one call: takes a turn, returns it with its own part added."""
+
+    name: str = "stage"
+
+    @abstractmethod
+    def process(self, turn: Turn) -> Turn: ...
+
+    def start(self, turn: Turn) -> Turn:
+        """Called once before the first utterance (the dialogue greets here)."""
+        return turn
+
+    def close(self, turn: Turn, call_end: float | None) -> Turn:
+        """Called once after the last utterance (``last:`` policy windows decide here)."""
+        return turn
+
+
+class Stage(ABC):
+    """Shared, loaded-once part of a stage; ``open`` gives its per-call state."""
+
+    @abstractmethod
+    def open(self, call_id: str) -> CallStage: ...
+
+
+# --- the stages --------------------------------------------------------------------------
+
+
+class NluStage(Stage):
+    def __init__(self, classifier: IntentClassifier) -> None:
+        self.classifier = classifier
+
+    def open(self, call_id: str) -> CallStage:
+        return _NluCall(self.classifier)
+
+
+class _NluCall(CallStage):
+    name = "nlu"
+
+    def __init__(self, classifier: IntentClassifier) -> None:
+        self.classifier = classifier
+
+    def process(self, turn: Turn) -> Turn:
+        if turn.utterance is None:
+            return turn
+        result = self.classifier.classify(turn.utterance)
+        errors = tuple(
+            StageError("nlu", f"{e.hook}:{e.kind}", e.message, turn.at) for e in result.errors
+        )
+        return replace(turn, intent=result.intent, errors=turn.errors + errors)
+
+
+class RulesStage(Stage):
+    def __init__(self, policies: PolicyStage) -> None:
+        self.policies = policies
+
+    def open(self, call_id: str) -> CallStage:
+        return _RulesCall(self.policies.open(call_id))
+
+
+class _RulesCall(CallStage):
+    name = "rules"
+
+    def __init__(self, call: CallPolicy) -> None:
+        self.call = call
+
+    def process(self, turn: Turn) -> Turn:
+        if turn.utterance is None:
+            return turn
+        intent = turn.intent.name if turn.intent is not None else None
+        decisions = self.call.feed(turn.utterance, intent=intent)
+        return replace(turn, decisions=turn.decisions + tuple(decisions))
+
+    def close(self, turn: Turn, call_end: float | None) -> Turn:
+        return replace(turn, decisions=turn.decisions + tuple(self.call.close(call_end)))
+
+
+class DialogueStage(Stage):
+    def __init__(self, manager: DialogueManager, *, disclosure: bool = True) -> None:
+        self.manager = manager
+        self.disclosure = disclosure
+
+    def open(self, call_id: str) -> CallStage:
+        return _DialogueCall(self.manager.open(call_id), self.disclosure)
+
+
+class _DialogueCall(CallStage):
+    name = "dialogue"
+
+    def __init__(self, session: DialogueSession, disclosure: bool) -> None:
+        self.session = session
+        self.disclosure = disclosure
+
+    def start(self, turn: Turn) -> Turn:
+        replies = self.session.start()
+        if not self.disclosure:
+            replies = [r for r in replies if r.reason != "disclosure"]
+        return replace(turn, replies=turn.replies + tuple(SpokenReply(r) for r in replies))
+
+    def process(self, turn: Turn) -> Turn:
+        if turn.utterance is None:
+            return turn
+        replies = self.session.on_utterance(turn.utterance, turn.intent, turn.decisions)
+        return replace(turn, replies=turn.replies + tuple(SpokenReply(r) for r in replies))
+
+
+class TtsStage(Stage):
+    def __init__(self, tts: FallbackTts) -> None:
+        self.tts = tts
+
+    def open(self, call_id: str) -> CallStage:
+        return _TtsCall(self.tts)
+
+
+class _TtsCall(CallStage):
+    name = "tts"
+
+    def __init__(self, tts: FallbackTts) -> None:
+        self.tts = tts
+
+    def _speak(self, turn: Turn) -> Turn:
+        spoken: list[SpokenReply] = []
+        errors: list[StageError] = []
+        for item in turn.replies:
+            if item.audio is not None:
+                spoken.append(item)
+                continue
+            try:
+                result = self.tts.speak(item.reply.text, item.reply.lang, OutputFormat.WAV16K)
+            except Exception as exc:  # noqa: BLE001 - a reply without audio, not a dead call
+                errors.append(StageError("tts", type(exc).__name__, str(exc), item.reply.at))
+                spoken.append(item)
+            else:
+                spoken.append(replace(item, audio=result.data, engine=result.engine,
+                                      duration_s=result.duration_s))  # fmt: skip
+        return replace(turn, replies=tuple(spoken), errors=turn.errors + tuple(errors))
+
+    def start(self, turn: Turn) -> Turn:
+        return self._speak(turn)
+
+    def process(self, turn: Turn) -> Turn:
+        return self._speak(turn)
+
+    def close(self, turn: Turn, call_end: float | None) -> Turn:
+        return self._speak(turn)
+
+
+# --- running a call ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CallRun:
+    """One call going through the stages; ``feed`` each utterance in start-time order."""
+
+    call_id: str
+    stages: Sequence[CallStage]
+    turns: list[Turn] = field(default_factory=list)
+
+    def start(self) -> Turn:
+        turn = Turn(utterance=None, at=0.0)
+        for stage in self.stages:
+            turn = self._guard(stage, "start", turn, stage.start)
+        self.turns.append(turn)
+        return turn
+
+    def feed(self, utterance: Utterance) -> Turn:
+        turn = Turn(utterance=utterance, at=utterance.end)
+        for stage in self.stages:
+            turn = self._guard(stage, "process", turn, stage.process)
+        self.turns.append(turn)
+        return turn
+
+    def close(self, call_end: float | None = None) -> Turn:
+        turn = Turn(utterance=None, at=call_end or 0.0)
+        for stage in self.stages:
+            turn = self._guard(stage, "close", turn, lambda t, s=stage: s.close(t, call_end))
+        self.turns.append(turn)
+        return turn
+
+    def _guard(self, stage: CallStage, step: str, turn: Turn, fn: Any) -> Turn:
+        try:
+            result: Turn = fn(turn)
+            return result
+        except Exception as exc:  # noqa: BLE001 - in a call an error is data
+            log.warning("call %s: stage %s.%s failed: %s", self.call_id, stage.name, step,
+                        type(exc).__name__)  # fmt: skip
+            err = StageError(stage.name, type(exc).__name__, str(exc), turn.at)
+            return replace(turn, errors=(*turn.errors, err))
+
+
+class Orchestrator:
+    """The loaded stages; ``open`` starts a call, ``run`` does a whole transcript."""
+
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        self.stages = tuple(stages)
+
+    def open(self, call_id: str) -> CallRun:
+        return CallRun(call_id, [stage.open(call_id) for stage in self.stages])
+
+    def run(self, transcript: CallTranscript) -> CallRun:
+        call = self.open(transcript.call_id)
+        call.start()
+        for utterance in transcript.utterances:
+            call.feed(utterance)
+        call.close(transcript.duration)
+        return call

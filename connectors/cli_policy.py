@@ -16,12 +16,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from configs import shipped
 from connectors.console import err_console, fail, out_console
 from pipeline.model import CallTranscript
 from pipeline.policy_stage import replay_transcript
 from pipeline.replay import ReplayProblem, read_transcripts
 from rules.engine import BACKENDS, DEFAULT_BACKEND, PolicyEngine
-from rules.errors import ConfigError, InputError
+from rules.errors import CallsenseError, ConfigError, InputError
 from rules.lint import lint
 from rules.loader import load_policies
 from rules.model import Decision
@@ -149,18 +150,42 @@ def _count(decisions: list[Decision], action: str, **params: Any) -> int:
 
 def replay(
     transcripts: Annotated[list[Path], typer.Argument(help="JSONL transcript files or dirs")],
-    policy: Annotated[list[Path], typer.Option("--policy", "-p", help="policy YAML file(s)")],
+    policy: Annotated[
+        list[Path] | None,
+        typer.Option("--policy", "-p", help="policy YAML file(s) (default: the config's)"),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="write decisions here (JSONL)")
     ] = None,
     engine: EngineOpt = DEFAULT_BACKEND,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="config with policies and webhook endpoints"),
+    ] = None,
+    deadline: Annotated[
+        float | None,
+        typer.Option("--deadline", help="seconds to wait for webhook deliveries before exiting"),
+    ] = None,
 ) -> None:
     """Run policies over stored transcripts; one JSON decision per line, plus a summary table.
 
     Malformed lines are reported with file:line and skipped; the other calls are still
-    processed, and the exit code is then 1.
+    processed, and the exit code is then 1. With ``--config`` naming webhook endpoints, the
+    decisions are delivered (durable outbox) before the command exits.
     """
+    from connectors.appconfig import AppConfig, load_app_config
+
+    app_cfg: AppConfig | None = None
+    if config is not None:
+        try:
+            app_cfg = load_app_config(config)
+        except CallsenseError as exc:
+            fail(exc)
+    if not policy:
+        default = [shipped("policies/default.yaml")]
+        policy = list(app_cfg.policies) if app_cfg is not None else default
     rules_engine = _engine(policy, engine)
+    delivered: list[Decision] = []
     problems: list[ReplayProblem] = []
     table = Table(title="replay")
     for column in ("call", "utterances", "decisions", "escalations", "satisfaction", "dissat."):
@@ -170,6 +195,8 @@ def replay(
     with sink as fh:
         for call in _calls(transcripts, problems):
             decisions = replay_transcript(call, rules_engine)
+            if app_cfg is not None and app_cfg.webhooks:
+                delivered.extend(decisions)
             for d in decisions:
                 if fh is not None:
                     fh.write(d.to_json() + "\n")
@@ -190,6 +217,14 @@ def replay(
     table.add_row(f"{totals[0]} calls", *map(str, totals[1:]), style="bold")
     (out_console if out is not None else err_console).print(table)
     rules_engine.close()
+    if app_cfg is not None and app_cfg.webhooks:
+        from connectors.cli_webhooks import print_report
+        from connectors.outbox import deliver_decisions
+
+        report = deliver_decisions(
+            [d.to_dict() for d in delivered], app_cfg.webhooks_config(), deadline_s=deadline
+        )
+        print_report(report, err_console)
     if problems:
         raise typer.Exit(1)
 

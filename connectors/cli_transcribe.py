@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated
 
@@ -17,7 +17,7 @@ from rules.errors import CallsenseError
 __all__ = ["register"]
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     text = "text"
     jsonl = "jsonl"
 
@@ -72,9 +72,11 @@ def transcribe(
         cfg = load_app_config(config, model=model, vad_model=vad_model)
         if language is not None:
             cfg = cfg.model_copy(
-                update={"recognizer": cfg.recognizer.model_validate(
-                    {**cfg.recognizer.model_dump(), "language": language}
-                )}
+                update={
+                    "recognizer": cfg.recognizer.model_validate(
+                        {**cfg.recognizer.model_dump(), "language": language}
+                    )
+                }
             )
     except CallsenseError as exc:
         fail(exc)
@@ -108,7 +110,7 @@ def transcribe(
                 except CallsenseError as exc:
                     failures += 1
                     _emit_error(sink, error_record(call_id, str(path), exc), bar)
-                except Exception as exc:  # noqa: BLE001 - one bad call must not stop the batch
+                except Exception as exc:
                     failures += 1
                     _emit_error(sink, error_record(call_id, str(path), exc), bar)
                 else:
@@ -126,8 +128,7 @@ def transcribe(
             sink.close()
     err_console.print(
         f"{len(files) - failures} of {len(files)} call(s) transcribed, "
-        f"{utterances} utterance(s), {failures} failed"
-        + (f"; records in {out}" if out else "")
+        f"{utterances} utterance(s), {failures} failed" + (f"; records in {out}" if out else "")
     )
     if failures:
         raise typer.Exit(1)
@@ -139,7 +140,9 @@ def _emit_error(sink: IO[str] | None, record: dict[str, object], bar: object) ->
         sink.flush()
     err = record["error"]
     assert isinstance(err, dict)
-    err_console.print(f"[red]failed[/] {escape(str(record['file']))}: {escape(str(err['message']))}")
+    err_console.print(
+        f"[red]failed[/] {escape(str(record['file']))}: {escape(str(err['message']))}"
+    )
 
 
 def _fmt_time(seconds: float) -> str:

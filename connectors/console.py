@@ -9,7 +9,6 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.text import Text
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,6 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from rules.errors import CallsenseError, ConfigError
 
@@ -37,10 +37,28 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 AUDIO_SUFFIXES = frozenset(
     {
-        ".wav", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac", ".wma", ".webm",
-        ".mka", ".amr", ".au", ".aiff", ".aif", ".gsm", ".ulaw", ".alaw", ".caf", ".mp4",
+        ".wav",
+        ".mp3",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".flac",
+        ".m4a",
+        ".aac",
+        ".wma",
+        ".webm",
+        ".mka",
+        ".amr",
+        ".au",
+        ".aiff",
+        ".aif",
+        ".gsm",
+        ".ulaw",
+        ".alaw",
+        ".caf",
+        ".mp4",
     }
-)  # fmt: skip
+)
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -64,9 +82,7 @@ def find_audio(paths: Iterable[Path]) -> list[Path]:
         if path.is_dir():
             found.extend(
                 sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+                    p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
                 )
             )
         elif path.exists():

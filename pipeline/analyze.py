@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.cache import config_fingerprint
 from pipeline.compliance import log_startup
 from pipeline.config import CallsenseConfig
 from pipeline.dialogue import DialogueManager
@@ -58,7 +59,13 @@ def build_orchestrator(cfg: CallsenseConfig, *, with_tts: bool = True) -> Orches
     ]
     if with_tts:
         stages.append(TtsStage(FallbackTts.from_config(cfg.tts)))
-    return Orchestrator(stages)
+    audit = {
+        "policy_hash": engine.policy_hash,
+        "policies": [str(p) for p in cfg.policies],
+        "config_hash": config_fingerprint(cfg.model_dump(mode="json")),
+        "model": cfg.recognizer.model,
+    }
+    return Orchestrator(stages, audit=audit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +80,18 @@ class CallResult:
 
     @classmethod
     def from_run(
-        cls, transcript: CallTranscript, run: CallRun, cfg: CallsenseConfig
+        cls,
+        transcript: CallTranscript,
+        run: CallRun,
+        cfg: CallsenseConfig,
+        audit: dict[str, Any] | None = None,
     ) -> CallResult:
         decisions = tuple(d for t in run.turns for d in t.decisions)
         replies = tuple(r for t in run.turns for r in t.replies)
         errors = tuple(e for t in run.turns for e in t.errors)
         intents = Counter(t.intent.name for t in run.turns if t.intent is not None)
         summary = summarize(transcript, decisions, replies, errors, intents, cfg)
+        summary["audit"] = dict(audit or {})
         return cls(transcript, decisions, replies, errors, summary)
 
 
@@ -136,7 +148,6 @@ def summarize(
         "intents": dict(intents.most_common()),
         "decisions": len(decisions),
         "replies": len(replies),
-        "policy_hash": decisions[0].policy_hash if decisions else None,
         "compliance": log_startup(cfg.compliance) or ["defaults: no emotion on agent channels"],
         "errors": [
             {"stage": e.stage, "kind": e.kind, "message": e.message, "at": e.at} for e in errors
@@ -159,8 +170,10 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def write_call_outputs(result: CallResult, out_dir: Path) -> Path:
     """Write one call's files under ``out_dir/<call_id>/``; returns that directory."""
     call_dir = out_dir / result.transcript.call_id
-    lines = [json.dumps(record_from_utterance(u), ensure_ascii=False)
-             for u in result.transcript.utterances]  # fmt: skip
+    lines = [
+        json.dumps(record_from_utterance(u), ensure_ascii=False)
+        for u in result.transcript.utterances
+    ]
     _atomic_write(call_dir / "utterances.jsonl", "".join(f"{x}\n" for x in lines).encode())
     _atomic_write(
         call_dir / "decisions.jsonl", "".join(f"{d.to_json()}\n" for d in result.decisions).encode()

@@ -46,7 +46,9 @@ class CacheConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
-    dir: Path | None = Field(None, description="default: $CALLSENSE_CACHE_DIR or ~/.cache/callsense")
+    dir: Path | None = Field(
+        None, description="default: $CALLSENSE_CACHE_DIR or ~/.cache/callsense"
+    )
 
 
 class CallsenseConfig(BaseModel):
@@ -80,7 +82,9 @@ class CallsenseConfig(BaseModel):
             "segmentation": self.segmentation.model_dump(mode="json"),
             "audio": self.audio.model_dump(mode="json", exclude={"timeout_s", "ffmpeg", "ffprobe"}),
             "confidence": self.confidence.model_dump(mode="json"),
-            "compliance": self.compliance.model_dump(mode="json", include={"emotion", "agent_emotion"}),
+            "compliance": self.compliance.model_dump(
+                mode="json", include={"emotion", "agent_emotion"}
+            ),
         }
 
 
@@ -118,7 +122,9 @@ def load_config(
         base = Path.cwd()
     model = model or env.get(ENV_MODEL) or None
     if model is not None:
-        cfg = cfg.model_copy(update={"recognizer": cfg.recognizer.model_copy(update={"model": model})})
+        cfg = cfg.model_copy(
+            update={"recognizer": cfg.recognizer.model_copy(update={"model": model})}
+        )
     elif path is not None:
         cfg = cfg.model_copy(
             update={

@@ -198,12 +198,15 @@ class _TtsCall(CallStage):
                 continue
             try:
                 result = self.tts.speak(item.reply.text, item.reply.lang, OutputFormat.WAV16K)
-            except Exception as exc:  # noqa: BLE001 - a reply without audio, not a dead call
+            except Exception as exc:
                 errors.append(StageError("tts", type(exc).__name__, str(exc), item.reply.at))
                 spoken.append(item)
             else:
-                spoken.append(replace(item, audio=result.data, engine=result.engine,
-                                      duration_s=result.duration_s))  # fmt: skip
+                spoken.append(
+                    replace(
+                        item, audio=result.data, engine=result.engine, duration_s=result.duration_s
+                    )
+                )
         return replace(turn, replies=tuple(spoken), errors=turn.errors + tuple(errors))
 
     def start(self, turn: Turn) -> Turn:
@@ -252,9 +255,14 @@ class CallRun:
         try:
             result: Turn = fn(turn)
             return result
-        except Exception as exc:  # noqa: BLE001 - in a call an error is data
-            log.warning("call %s: stage %s.%s failed: %s", self.call_id, stage.name, step,
-                        type(exc).__name__)  # fmt: skip
+        except Exception as exc:
+            log.warning(
+                "call %s: stage %s.%s failed: %s",
+                self.call_id,
+                stage.name,
+                step,
+                type(exc).__name__,
+            )
             err = StageError(stage.name, type(exc).__name__, str(exc), turn.at)
             return replace(turn, errors=(*turn.errors, err))
 
@@ -262,8 +270,10 @@ class CallRun:
 class Orchestrator:
     """The loaded stages; ``open`` starts a call, ``run`` does a whole transcript."""
 
-    def __init__(self, stages: Sequence[Stage]) -> None:
+    def __init__(self, stages: Sequence[Stage], *, audit: dict[str, Any] | None = None) -> None:
         self.stages = tuple(stages)
+        # what produced the decisions (policy hash, config hash, model): kept with every result
+        self.audit = dict(audit or {})
 
     def open(self, call_id: str) -> CallRun:
         return CallRun(call_id, [stage.open(call_id) for stage in self.stages])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,7 +24,7 @@ class Recognition:
     """One clip's result: the exact SenseVoice string and the confidence of its tags."""
 
     raw: str
-    confidence: TagConfidence = TagConfidence()
+    confidence: TagConfidence = field(default_factory=TagConfidence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ class Recognizer(ABC):
 
 
 def build_recognizer(config: object) -> Recognizer:
-    """The backend ``config`` names (a ``pipeline.sensevoice.RecognizerConfig``); load once, share."""
+    """The backend ``config`` (a ``RecognizerConfig``) names; loaded once and shared."""
     from pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
 
     if not isinstance(config, RecognizerConfig):

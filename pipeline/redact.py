@@ -27,6 +27,8 @@ national IDs of other countries, names and street addresses.
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -191,18 +193,23 @@ _EN_DIGITS = {
     "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
 }  # fmt: skip
 _EN_TOKEN = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|o|[0-9]+)"
+_EN_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+# Starts with a digit WORD: digit groups before it are the digit-run detector's.
 _EN_RUN_RE = re.compile(
-    rf"(?<![A-Za-z0-9]){_EN_TOKEN}(?:[ ,\-]+{_EN_TOKEN})+(?![A-Za-z0-9])", re.IGNORECASE
+    rf"(?<![A-Za-z0-9]){_EN_WORD}(?:[ ,\-]+{_EN_TOKEN})+(?![A-Za-z0-9])", re.IGNORECASE
 )
 _EN_TOKEN_RE = re.compile(rf"\b{_EN_TOKEN}\b", re.IGNORECASE)
 _ZH_DIGITS = {
     "零": "0", "〇": "0", "一": "1", "幺": "1", "二": "2", "两": "2", "三": "3", "四": "4",
     "五": "5", "六": "6", "七": "7", "八": "8", "九": "9",
 }  # fmt: skip
-_ZH_RUN_RE = re.compile(r"[零〇一幺二两三四五六七八九](?:[ ]?[零〇一幺二两三四五六七八九0-9]){6,}")
+_ZH_RUN_RE = re.compile(r"[零〇一幺二两三四五六七八九](?:[ ]?[零〇一幺二两三四五六七八九]){6,}")
 
 _SPELLED_MIN_DIGITS = 7
 _MAX_GROUPS = 19  # a window longer than the longest entity (19-digit card) cannot match
+
+
+_Hit = tuple[EntityKind, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +228,9 @@ class Redactor:
 
     __slots__ = ("_fernet", "cfg", "kinds")
 
-    def __init__(self, cfg: RedactionConfig | None = None, *, environ: Mapping[str, str] | None = None):
+    def __init__(
+        self, cfg: RedactionConfig | None = None, *, environ: Mapping[str, str] | None = None
+    ) -> None:
         self.cfg = cfg or RedactionConfig()
         self.kinds = frozenset(self.cfg.entities)
         self._fernet: Any = None
@@ -275,11 +284,17 @@ class Redactor:
                 add("email", m.start(), m.end())
         for kind, start, end in self._ibans(text):
             add(kind, start, end)
-        if self.cfg.spelled_digits:  # first: "four one five 555 2671" is one phone
+        # Checksums are the strongest evidence, then spoken digits ("four one five 555 2671"
+        # is one phone), then phone shapes in digit runs.
+        runs = [self._classify_run(text, m) for m in _RUN_RE.finditer(text)]
+        for checked, _ in runs:
+            for kind, start, end in checked:
+                add(kind, start, end)
+        if self.cfg.spelled_digits:
             for kind, start, end in self._spelled(text):
                 add(kind, start, end)
-        for m in _RUN_RE.finditer(text):
-            for kind, start, end in self._classify_run(text, m):
+        for _, phones in runs:
+            for kind, start, end in phones:
                 add(kind, start, end)
         found.sort(key=lambda e: e.start)
         return tuple(found)
@@ -302,9 +317,10 @@ class Redactor:
     def redact_raw(self, raw: str) -> str:
         """A SenseVoice string with its texts redacted and every tag kept where it was.
 
-        Each group's text is redacted in place. If personal data still shows in the joined
+        Each group's text is redacted in place. If that differs from redacting the joined
         text (a number cut across two merged groups), the string is rebuilt as one group
-        with ``richtext.format_group`` around the redacted joined text.
+        with ``richtext.format_group`` around the redacted joined text: losing the group
+        boundaries is better than keeping half a phone number.
         """
         if self.cfg.mode == "off" or not raw:
             return raw
@@ -317,11 +333,10 @@ class Redactor:
                 head_end = m.end()
             pieces.append(group.raw[:head_end] + self.redact(group.raw[head_end:]).text)
         out = "".join(pieces)
-        joined = richtext.plain_text(out)
-        if self.find(joined):
+        expected = self.redact(richtext.plain_text(raw)).text
+        if richtext.plain_text(out) != expected:
             g = richtext.parse_one(raw)
-            text = self.redact(g.text).text
-            out = richtext.format_group(g.lang, g.emotion, g.event, g.itn, text, g.unknown_tags)
+            out = richtext.format_group(g.lang, g.emotion, g.event, g.itn, expected, g.unknown_tags)
         return out
 
     def redact_utterance(self, utt: Utterance) -> Utterance:
@@ -348,16 +363,14 @@ class Redactor:
             out["raw"] = self.redact_raw(raw)
             changed |= out["raw"] != raw
         if changed and self._fernet is not None:
-            import json
-
             sealed = json.dumps({"text": text, "raw": raw}, ensure_ascii=False)
             out["original"] = self.encrypt_original(sealed)
         return out
 
     # -- detectors ------------------------------------------------------------------------
 
-    def _ibans(self, text: str) -> list[tuple[EntityKind, int, int]]:
-        hits: list[tuple[EntityKind, int, int]] = []
+    def _ibans(self, text: str) -> list[_Hit]:
+        hits: list[_Hit] = []
         for m in _IBAN_RE.finditer(text):
             chunk = m.group(0)
             # Longest prefix ending at a chunk boundary that validates ("...3000 OK" -> drop OK).
@@ -368,7 +381,7 @@ class Redactor:
                     break
         return hits
 
-    def _classify_run(self, text: str, m: re.Match[str]) -> list[tuple[EntityKind, int, int]]:
+    def _classify_run(self, text: str, m: re.Match[str]) -> tuple[list[_Hit], list[_Hit]]:
         groups = [
             _Group(g.start() + m.start(), g.end() + m.start(), g.group(0))
             for g in _GROUP_RE.finditer(m.group(0))
@@ -379,20 +392,56 @@ class Redactor:
 
     def _windows(
         self, text: str, groups: list[_Group], *, plus: bool, x_end: int | None
-    ) -> list[tuple[EntityKind, int, int]]:
-        """Greedy left to right: the longest run of whole groups that is an entity wins."""
-        hits: list[tuple[EntityKind, int, int]] = []
+    ) -> tuple[list[_Hit], list[_Hit]]:
+        """Checked kinds (ID, card, SSN, "+" phone) first, then phones in what is left.
+
+        A checksum is stronger evidence than a phone's shape: in "room 5 123-45-6789" the
+        SSN wins over a 10-digit "phone".
+        """
         n = len(groups)
+        claimed = [False] * n
+        hits = self._greedy(text, groups, 0, n, plus=plus, x_end=x_end, checked=True)
+        phones: list[_Hit] = []
+        for _kind, start, end in hits:
+            for k, g in enumerate(groups):
+                if start <= g.start and g.end <= end:
+                    claimed[k] = True
         i = 0
         while i < n:
-            for j in range(min(n, i + _MAX_GROUPS), i, -1):
-                window = groups[i:j]
+            if claimed[i]:
+                i += 1
+                continue
+            j = i
+            while j < n and not claimed[j]:
+                j += 1
+            phones += self._greedy(text, groups, i, j, plus=plus, x_end=x_end, checked=False)
+            i = j
+        return hits, phones
+
+    def _greedy(
+        self,
+        text: str,
+        groups: list[_Group],
+        lo: int,
+        hi: int,
+        *,
+        plus: bool,
+        x_end: int | None,
+        checked: bool,
+    ) -> list[_Hit]:
+        """Left to right over groups[lo:hi]: the longest window that is an entity wins."""
+        hits: list[_Hit] = []
+        n = len(groups)
+        i = lo
+        while i < hi:
+            for j in range(min(hi, i + _MAX_GROUPS), i, -1):
                 hit = self._classify(
                     text,
-                    window,
+                    groups[i:j],
                     plus=plus and i == 0,
                     x_end=x_end if j == n else None,
-                    whole=i == 0 and j == n,
+                    whole=(i == 0 and j == n) if checked else (i == lo and j == hi),
+                    checked=checked,
                 )
                 if hit is not None:
                     hits.append(hit)
@@ -403,33 +452,45 @@ class Redactor:
         return hits
 
     def _classify(
-        self, text: str, window: list[_Group], *, plus: bool, x_end: int | None, whole: bool
-    ) -> tuple[EntityKind, int, int] | None:
+        self,
+        text: str,
+        window: list[_Group],
+        *,
+        plus: bool,
+        x_end: int | None,
+        whole: bool,
+        checked: bool,
+    ) -> _Hit | None:
         digits = "".join(g.digits for g in window)
         start, end = window[0].start, window[-1].end
         lens = tuple(len(g.digits) for g in window)
-        seps = [text[a.end : b.start] for a, b in zip(window, window[1:], strict=False)]
-        if x_end is not None and cn_id_valid(digits + "X"):
-            return ("cn_id", start, x_end)
+        seps = [text[a.end : b.start] for a, b in itertools.pairwise(window)]
+        ssn_shape = lens == (3, 2, 4) and seps[0] == seps[1] and seps[0] in ("-", " ", "\u2013")
+        if x_end is not None:  # glued to an X: a resident ID or nothing
+            if checked and cn_id_valid(digits + "X"):
+                return ("cn_id", start, x_end)
+            return None
+        if not checked:
+            if plus or ssn_shape:  # a bad "+" number or a never-issued SSN is no phone either
+                return None
+            if self._phone(text, digits, lens, seps, start, whole=whole):
+                if start > 0 and text[start - 1] == "(":
+                    start -= 1
+                return ("phone", start, end)
+            return None
         if plus:
             if 8 <= len(digits) <= 15:
-                plus_at = text.rfind("+", 0, start)
-                return ("phone", plus_at, end)
+                return ("phone", text.rfind("+", 0, start), end)
             return None
-        # Inside a longer run only card-like groups count ("1 2 3 4 ..." is not a card 10% of
-        # the time by chance).
-        blocky = whole or min(lens) >= 3
+        # Inside a longer run only card-like groups count (blocks of 3+ digits, the last may be
+        # shorter): "1 2 3 4 ..." is not a card 10% of the time by chance.
+        blocky = whole or min(lens[:-1], default=3) >= 3
         if blocky and len(digits) == 18 and cn_id_valid(digits):
             return ("cn_id", start, end)
         if blocky and 13 <= len(digits) <= 19 and digits[0] != "0" and luhn_valid(digits):
             return ("card", start, end)
-        if lens == (3, 2, 4) and seps[0].strip() == seps[1].strip() and seps[0] in ("-", " "):
-            return ("ssn", start, end) if ssn_valid(*(g.digits for g in window)) else None
-        phone = self._phone(text, digits, lens, seps, start, whole=whole)
-        if phone:
-            if start > 0 and text[start - 1] == "(":
-                start -= 1
-            return ("phone", start, end)
+        if ssn_shape and ssn_valid(*(g.digits for g in window)):
+            return ("ssn", start, end)
         return None
 
     @staticmethod
@@ -459,18 +520,16 @@ class Redactor:
             return False  # a date, not a phone
         return not any(s.strip() == "" and len(s) > 1 for s in seps)
 
-    def _spelled(self, text: str) -> list[tuple[EntityKind, int, int]]:
-        hits: list[tuple[EntityKind, int, int]] = []
+    def _spelled(self, text: str) -> list[_Hit]:
+        hits: list[_Hit] = []
         for m in _EN_RUN_RE.finditer(text):
             tokens = list(_EN_TOKEN_RE.finditer(m.group(0)))
-            if not any(not t.group(0).isdigit() for t in tokens):
-                continue  # only digit groups: the run detector's business
             # "o"/"oh" only count as zero between other digit words
             while tokens and tokens[0].group(0).lower() in ("o", "oh"):
                 tokens.pop(0)
             while tokens and tokens[-1].group(0).lower() in ("o", "oh"):
                 tokens.pop()
-            if not tokens:
+            if not any(t.group(0).isalpha() for t in tokens):
                 continue
             digits = "".join(
                 t.group(0) if t.group(0).isdigit() else _EN_DIGITS[t.group(0).lower()]

@@ -156,8 +156,8 @@ class Transcriber:
 
 
 def _clip(samples: np.ndarray, segment: Segment, sample_rate: int) -> np.ndarray:
-    start = max(0, int(round(segment.start * sample_rate)))
-    end = min(len(samples), int(round(segment.end * sample_rate)))
+    start = max(0, round(segment.start * sample_rate))
+    end = min(len(samples), round(segment.end * sample_rate))
     return np.ascontiguousarray(samples[start:end], dtype=np.float32)
 
 

@@ -153,6 +153,8 @@ class SpeechScorer:
             return list(segments)
         probs = self.frame_probs(samples)
         n = min(probs.size, samples.size // _SILERO_FRAME + 1)
+        if n == 0:
+            return list(segments)
         padded = np.zeros(n * _SILERO_FRAME, dtype=np.float32)
         take = min(samples.size, padded.size)
         padded[:take] = samples[:take]

@@ -25,7 +25,8 @@ class RetryableError(CallsenseError):
 class ConfigError(InputError):
     """A YAML file failed validation; carries file, line and field so the user can fix it.
 
-    ``str(err)`` reads ``configs/policies/x.yaml:12: rules[0].when.consecutive: must be >= 1 (got 0)``.
+    ``str(err)`` reads, e.g.,
+    ``configs/policies/x.yaml:12: rules[0].when.consecutive: must be >= 1 (got 0)``.
     One ``ConfigError`` may hold several problems (``problems``), each already formatted.
     """
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from rules.errors import ConfigError
 
-__all__ = ["Located", "load_yaml", "load_yaml_text", "validate", "validate_data", "format_loc"]
+__all__ = ["Located", "format_loc", "load_yaml", "load_yaml_text", "validate", "validate_data"]
 
 M = TypeVar("M", bound=BaseModel)
 PathKey = tuple[str | int, ...]
@@ -159,9 +159,7 @@ def validate_data(model: type[M], src: Located, *, context: Mapping[str, Any] | 
                 msg = "unknown field; check its spelling and indentation"
             field_name = format_loc(loc)
             problems.append(f"{where}: {field_name}: {msg}" if field_name else f"{where}: {msg}")
-        raise ConfigError(
-            problems[0], file=src.file, line=first_line, problems=problems
-        ) from None
+        raise ConfigError(problems[0], file=src.file, line=first_line, problems=problems) from None
 
 
 def _data_loc(data: Any, full_loc: tuple[Any, ...]) -> PathKey:
@@ -174,10 +172,9 @@ def _data_loc(data: Any, full_loc: tuple[Any, ...]) -> PathKey:
     kept: list[str | int] = []
     node = data
     for i, part in enumerate(full_loc):
-        if isinstance(node, dict) and part in node:
-            kept.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             kept.append(part)
             node = node[part]
         elif i == len(full_loc) - 1 and isinstance(node, dict) and isinstance(part, str):

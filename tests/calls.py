@@ -65,9 +65,9 @@ def build_call(
         t += len(clip) / SR + gap
     interleaved = stereo.T.copy().tobytes()
     codec = ["-ar", "8000", "-c:a", "pcm_mulaw"] if telephony else ["-c:a", "pcm_s16le"]
+    raw_in = ["-f", "f32le", "-ar", str(SR), "-ac", "2", "-i", "-"]
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(SR), "-ac", "2"]
-        + ["-i", "-", *codec, str(out)],
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", *raw_in, *codec, str(out)],
         input=interleaved,
         check=True,
     )

@@ -19,8 +19,10 @@ runner = CliRunner()
 def _ffprobe_duration(path: Path) -> float:
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(json.loads(out.stdout)["format"]["duration"])
 
 
@@ -29,7 +31,8 @@ def analyzed(keyed_model_dir: Path, angry_call, tmp_path_factory: pytest.TempPat
     path, timeline = angry_call
     out = tmp_path_factory.mktemp("analyze")
     result = runner.invoke(
-        app, ["analyze", "--model", str(keyed_model_dir), str(path), "--out", str(out), "--no-cache"]
+        app,
+        ["analyze", "--model", str(keyed_model_dir), str(path), "--out", str(out), "--no-cache"],
     )
     assert result.exit_code == 0, result.output
     (call_dir,) = [p for p in out.iterdir() if p.is_dir()]
@@ -61,13 +64,25 @@ def test_dialogue_deescalates_and_hands_off_with_real_audio(analyzed) -> None:
     deesc = next(r for r in replies if r["template"] == "deescalate")
     wav = call_dir / deesc["audio"]
     probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,sample_rate,channels",
-         "-of", "json", str(wav)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,sample_rate,channels",
+            "-of",
+            "json",
+            str(wav),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     stream = json.loads(probe.stdout)["streams"][0]
     assert (stream["codec_name"], stream["sample_rate"], stream["channels"]) == (
-        "pcm_s16le", "16000", 1,
+        "pcm_s16le",
+        "16000",
+        1,
     )
     words = len(deesc["text"].split())
     duration = _ffprobe_duration(wav)
@@ -76,7 +91,7 @@ def test_dialogue_deescalates_and_hands_off_with_real_audio(analyzed) -> None:
 
 
 def test_summary_counts_the_call(analyzed) -> None:
-    call_dir, timeline, output = analyzed
+    call_dir, _timeline, output = analyzed
     summary = json.loads((call_dir / "summary.json").read_text())
     assert summary["escalated"] is True and summary["top_priority"] == "high"
     assert summary["talk_time_s"]["customer"] > 3.0 and summary["talk_time_s"]["agent"] > 1.0
@@ -97,9 +112,18 @@ def test_a_broken_call_gets_an_error_summary_and_the_batch_goes_on(
     out = tmp_path / "out"
     result = runner.invoke(
         app,
-        ["analyze", "-m", str(fixed_model_dir), str(bad), str(TESTDATA / "speechbrain_spk1_snt1.wav"),
-         "-o", str(out), "--no-cache", "--no-tts"],
-    )  # fmt: skip
+        [
+            "analyze",
+            "-m",
+            str(fixed_model_dir),
+            str(bad),
+            str(TESTDATA / "speechbrain_spk1_snt1.wav"),
+            "-o",
+            str(out),
+            "--no-cache",
+            "--no-tts",
+        ],
+    )
     assert result.exit_code == 1
     summaries = {p.parent.name: json.loads(p.read_text()) for p in out.rglob("summary.json")}
     assert len(summaries) == 2

@@ -25,7 +25,16 @@ def _records(output: str) -> list[dict]:
 def test_jsonl_has_every_key_and_sane_times(fixed_model_dir: Path) -> None:
     wav = TESTDATA / "speechbrain_spk1_snt1.wav"
     result = runner.invoke(
-        app, ["transcribe", "--model", str(fixed_model_dir), str(wav), "--format", "jsonl", "--no-cache"]
+        app,
+        [
+            "transcribe",
+            "--model",
+            str(fixed_model_dir),
+            str(wav),
+            "--format",
+            "jsonl",
+            "--no-cache",
+        ],
     )
     assert result.exit_code == 0, result.output
     records = _records(result.stdout)
@@ -35,7 +44,10 @@ def test_jsonl_has_every_key_and_sane_times(fixed_model_dir: Path) -> None:
         assert set(rec["confidence"]) == {"lang", "emotion", "event"}
         assert rec["raw"] == FIXED_MODEL_RAW
         assert (rec["lang"], rec["emotion"], rec["event"], rec["text"]) == (
-            "en", "ANGRY", "Speech", "Yes.",
+            "en",
+            "ANGRY",
+            "Speech",
+            "Yes.",
         )
         assert 0.0 <= rec["start"] < rec["end"] <= 2.87 + 1e-3
         assert rec["speaker"] == "customer"  # mono: the configured default
@@ -49,14 +61,17 @@ def test_stereo_telephony_call_gets_roles_tags_and_times(
     path, timeline = angry_call
     out = tmp_path / "call.jsonl"
     result = runner.invoke(
-        app, ["transcribe", "--model", str(keyed_model_dir), str(path), "--out", str(out), "--no-cache"]
+        app,
+        ["transcribe", "--model", str(keyed_model_dir), str(path), "--out", str(out), "--no-cache"],
     )
     assert result.exit_code == 0, result.output
     records = _records(out.read_text(encoding="utf-8"))
     speech = [r for r in records if r["event"] == "Speech"]
     for turn in timeline:
         overlapping = [
-            r for r in speech if r["start"] < turn.end and r["end"] > turn.start and r["speaker"] == turn.speaker
+            r
+            for r in speech
+            if r["start"] < turn.end and r["end"] > turn.start and r["speaker"] == turn.speaker
         ]
         assert overlapping, f"no utterance for {turn}"
         # the model hears the agent as NEUTRAL (raw keeps it), but emotion recognition is
@@ -82,7 +97,16 @@ def test_directory_with_a_broken_file_goes_on(fixed_model_dir: Path, tmp_path: P
     (calls / "notes.txt").write_text("not a call")
     out = tmp_path / "out.jsonl"
     result = runner.invoke(
-        app, ["transcribe", "--model", str(fixed_model_dir), str(calls), "--out", str(out), "--no-cache"]
+        app,
+        [
+            "transcribe",
+            "--model",
+            str(fixed_model_dir),
+            str(calls),
+            "--out",
+            str(out),
+            "--no-cache",
+        ],
     )
     assert result.exit_code == 1  # one file failed
     records = _records(out.read_text(encoding="utf-8"))
@@ -120,7 +144,10 @@ def test_result_cache_skips_work_and_no_cache_bypasses(
     assert stored is not None
     from dataclasses import replace
 
-    cache.put(key, replace(stored, utterances=tuple(replace(u, text="from-cache") for u in stored.utterances)))
+    cache.put(
+        key,
+        replace(stored, utterances=tuple(replace(u, text="from-cache") for u in stored.utterances)),
+    )
     second = runner.invoke(app, args)
     assert {r["text"] for r in _records(second.stdout)} == {"from-cache"}
     bypass = runner.invoke(app, [*args, "--no-cache"])
@@ -131,7 +158,9 @@ def test_bad_config_names_file_line_and_field(fixed_model_dir: Path, tmp_path: P
     cfg = tmp_path / "callsense.yaml"
     cfg.write_text("audio:\n  mono_speaker: boss\n", encoding="utf-8")
     wav = TESTDATA / "speechbrain_spk1_snt1.wav"
-    result = runner.invoke(app, ["transcribe", "-m", str(fixed_model_dir), "-c", str(cfg), str(wav)])
+    result = runner.invoke(
+        app, ["transcribe", "-m", str(fixed_model_dir), "-c", str(cfg), str(wav)]
+    )
     assert result.exit_code == 2
     assert f"{cfg}:2: audio.mono_speaker" in result.output
 

@@ -1,0 +1,455 @@
+"""Calls the service has seen: status, utterances, decisions, replies and summary per call.
+
+Rows live next to the outbox in the same database (``connectors.storage``), so one
+``DELETE /v1/calls/{id}`` can remove everything of a call in one place. Utterances are
+stored in the transcribe JSONL record shape (``pipeline.records``), decisions in
+``Decision.to_dict`` shape: the API returns what the CLI writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+
+from connectors.storage import create_schema, metadata
+from pipeline.model import CallTranscript, Utterance
+from pipeline.records import record_from_utterance, utterance_from_record
+from rules.errors import InputError
+from rules.model import Decision
+
+__all__ = [
+    "CALL_ID_RE",
+    "CallExistsError",
+    "CallPage",
+    "CallRecord",
+    "CallStatus",
+    "CallStore",
+]
+
+CallStatus = Literal["queued", "running", "done", "failed"]
+CALL_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+"""Call ids double as audio file names: no slashes, no leading dot."""
+
+calls_table = Table(
+    "callsense_calls",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),  # audio | transcript | live
+    Column("policy", String(255), nullable=True),  # names of the policies run, comma-joined
+    Column("requested_policy", String(64), nullable=True),  # None: the active set
+    Column("language", String(16), nullable=True),
+    Column("source", String(255), nullable=True),
+    Column("audio_path", Text, nullable=True),
+    Column("created_at", Float, nullable=False, index=True),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("duration_s", Float, nullable=True),
+    Column("escalated", Boolean, nullable=True),
+    Column("top_priority", String(16), nullable=True),
+    Column("utterance_count", Integer, nullable=False, default=0),
+    Column("decision_count", Integer, nullable=False, default=0),
+    Column("summary", Text, nullable=True),
+    Column("replies", Text, nullable=True),
+    Column("error", Text, nullable=True),
+)
+
+call_utterances_table = Table(
+    "callsense_call_utterances",
+    metadata,
+    Column(
+        "call_id",
+        String(128),
+        ForeignKey("callsense_calls.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("seq", Integer, primary_key=True),
+    Column("record", Text, nullable=False),
+)
+
+call_decisions_table = Table(
+    "callsense_call_decisions",
+    metadata,
+    Column(
+        "call_id",
+        String(128),
+        ForeignKey("callsense_calls.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("seq", Integer, primary_key=True),
+    Column("rule", String(255), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("body", Text, nullable=False),
+)
+
+
+class CallExistsError(InputError):
+    """A call with this id is already stored (ids are chosen by clients, so this happens)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One call's row (without its utterances and decisions, which can be long)."""
+
+    id: str
+    status: CallStatus
+    kind: str
+    policy: str | None
+    requested_policy: str | None
+    language: str | None
+    source: str | None
+    audio_path: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    duration_s: float | None
+    escalated: bool | None
+    top_priority: str | None
+    utterance_count: int
+    decision_count: int
+    summary: dict[str, Any] | None
+    replies: list[dict[str, Any]] | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallPage:
+    items: tuple[CallRecord, ...]
+    next_cursor: str | None
+
+
+def _record(row: Any) -> CallRecord:
+    m = row._mapping
+    return CallRecord(
+        id=m["id"], status=m["status"], kind=m["kind"], policy=m["policy"],
+        requested_policy=m["requested_policy"],
+        language=m["language"], source=m["source"], audio_path=m["audio_path"],
+        created_at=m["created_at"], started_at=m["started_at"], finished_at=m["finished_at"],
+        duration_s=m["duration_s"], escalated=m["escalated"], top_priority=m["top_priority"],
+        utterance_count=m["utterance_count"] or 0, decision_count=m["decision_count"] or 0,
+        summary=json.loads(m["summary"]) if m["summary"] else None,
+        replies=json.loads(m["replies"]) if m["replies"] else None,
+        error=m["error"],
+    )  # fmt: skip
+
+
+def encode_cursor(created_at: float, call_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at!r}|{call_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, _, call_id = raw.partition("|")
+        return float(stamp), call_id
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InputError("cursor: not a cursor this API returned") from None
+
+
+class CallStore:
+    """Calls, their utterances and decisions, over one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        create_schema(engine)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def create(
+        self,
+        call_id: str,
+        *,
+        kind: str,
+        policy: str | None = None,
+        requested_policy: str | None = None,
+        language: str | None = None,
+        source: str | None = None,
+        audio_path: str | None = None,
+        status: CallStatus = "queued",
+    ) -> CallRecord:
+        """A new call row; ``CallExistsError`` if the id is taken.
+
+        ``policy``: the names of the policies the call runs, comma-joined (what ``list``
+        filters on); ``requested_policy``: the one the client named, None for the active set.
+        """
+        if not CALL_ID_RE.fullmatch(call_id):
+            raise InputError(f"call_id {call_id!r}: use 1-128 of A-Z a-z 0-9 _ . : -")
+        now = time.time()
+        t = calls_table
+        with self.engine.begin() as conn:
+            if conn.execute(select(t.c.id).where(t.c.id == call_id)).first() is not None:
+                raise CallExistsError(f"call_id {call_id!r} already exists")
+            conn.execute(
+                t.insert().values(
+                    id=call_id, status=status, kind=kind, policy=policy,
+                    requested_policy=requested_policy, language=language,
+                    source=source, audio_path=audio_path, created_at=now,
+                    started_at=now if status == "running" else None,
+                    utterance_count=0, decision_count=0,
+                )
+            )  # fmt: skip
+        record = self.get(call_id)
+        assert record is not None
+        return record
+
+    def mark_running(self, call_id: str) -> None:
+        self._update(call_id, status="running", started_at=time.time(), error=None)
+
+    def fail(self, call_id: str, error: str) -> None:
+        """The job failed; ``error`` must not carry transcript text (error records do not)."""
+        self._update(call_id, status="failed", finished_at=time.time(), error=error)
+
+    def save_result(
+        self,
+        call_id: str,
+        transcript: CallTranscript,
+        decisions: Sequence[Decision],
+        summary: Mapping[str, Any],
+        replies: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """A batch job's whole output, replacing anything stored before, in one transaction."""
+        u, d = call_utterances_table, call_decisions_table
+        with self.engine.begin() as conn:
+            conn.execute(delete(u).where(u.c.call_id == call_id))
+            conn.execute(delete(d).where(d.c.call_id == call_id))
+            if transcript.utterances:
+                conn.execute(u.insert(), [
+                    {"call_id": call_id, "seq": i, "record": _dumps(record_from_utterance(x))}
+                    for i, x in enumerate(transcript.utterances)
+                ])  # fmt: skip
+            if decisions:
+                conn.execute(d.insert(), [_decision_row(call_id, i, x)
+                                          for i, x in enumerate(decisions)])  # fmt: skip
+            conn.execute(
+                update(calls_table)
+                .where(calls_table.c.id == call_id)
+                .values(
+                    status="done", finished_at=time.time(), duration_s=transcript.duration,
+                    escalated=bool(summary.get("escalated")),
+                    top_priority=summary.get("top_priority"),
+                    utterance_count=len(transcript.utterances), decision_count=len(decisions),
+                    summary=_dumps(dict(summary)), replies=_dumps(list(replies)), error=None,
+                )
+            )  # fmt: skip
+
+    def add_utterance(self, call_id: str, utterance: Utterance) -> int:
+        """Append one utterance of a live call; returns its seq (index in the call)."""
+        u = call_utterances_table
+        with self.engine.begin() as conn:
+            seq = conn.execute(
+                select(func.count()).select_from(u).where(u.c.call_id == call_id)
+            ).scalar_one()
+            record = _dumps(record_from_utterance(utterance))
+            conn.execute(u.insert().values(call_id=call_id, seq=seq, record=record))
+            conn.execute(
+                update(calls_table)
+                .where(calls_table.c.id == call_id)
+                .values(utterance_count=seq + 1)
+            )
+        return int(seq)
+
+    def add_decisions(self, call_id: str, decisions: Iterable[Decision]) -> None:
+        """Append decisions of a live call as they fire."""
+        items = list(decisions)
+        if not items:
+            return
+        d = call_decisions_table
+        with self.engine.begin() as conn:
+            base = conn.execute(
+                select(func.count()).select_from(d).where(d.c.call_id == call_id)
+            ).scalar_one()
+            conn.execute(d.insert(), [_decision_row(call_id, base + i, x)
+                                      for i, x in enumerate(items)])  # fmt: skip
+            escalated = any(x.action == "escalate" for x in items)
+            values: dict[str, Any] = {"decision_count": base + len(items)}
+            if escalated:
+                values["escalated"] = True
+            conn.execute(update(calls_table).where(calls_table.c.id == call_id).values(**values))
+
+    def finish(
+        self,
+        call_id: str,
+        summary: Mapping[str, Any] | None = None,
+        *,
+        duration_s: float | None = None,
+        status: CallStatus = "done",
+        error: str | None = None,
+    ) -> None:
+        """End a live call (its utterances and decisions were appended as they came)."""
+        values: dict[str, Any] = {"status": status, "finished_at": time.time(), "error": error}
+        if duration_s is not None:
+            values["duration_s"] = duration_s
+        if summary is not None:
+            values |= {
+                "summary": _dumps(dict(summary)),
+                "escalated": bool(summary.get("escalated")),
+                "top_priority": summary.get("top_priority"),
+            }
+        self._update(call_id, **values)
+
+    def delete(self, call_id: str) -> CallRecord | None:
+        """Remove the call's rows; returns what was removed (the caller removes its audio)."""
+        record = self.get(call_id)
+        if record is None:
+            return None
+        with self.engine.begin() as conn:
+            for t in (call_utterances_table, call_decisions_table):
+                conn.execute(delete(t).where(t.c.call_id == call_id))
+            conn.execute(delete(calls_table).where(calls_table.c.id == call_id))
+        return record
+
+    def _update(self, call_id: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(calls_table).where(calls_table.c.id == call_id).values(**values))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, call_id: str) -> CallRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(calls_table).where(calls_table.c.id == call_id)).first()
+        return None if row is None else _record(row)
+
+    def utterances(self, call_id: str) -> list[dict[str, Any]]:
+        """Records in the transcribe JSONL shape, in call order."""
+        u = call_utterances_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(u.c.record).where(u.c.call_id == call_id).order_by(u.c.seq)
+            ).all()
+        return [json.loads(r.record) for r in rows]
+
+    def decisions(self, call_id: str) -> list[dict[str, Any]]:
+        d = call_decisions_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(d.c.body).where(d.c.call_id == call_id).order_by(d.c.seq)
+            ).all()
+        return [json.loads(r.body) for r in rows]
+
+    def transcript(self, call_id: str) -> CallTranscript | None:
+        """The stored call as the pipeline sees it (for backtests and replays)."""
+        record = self.get(call_id)
+        if record is None:
+            return None
+        utterances = tuple(
+            utterance_from_record(r, file=f"call {call_id}", line=i)
+            for i, r in enumerate(self.utterances(call_id))
+        )
+        return CallTranscript(
+            call_id=call_id, utterances=utterances, duration=record.duration_s,
+            channels=(record.summary or {}).get("channels"), source=record.source,
+        )  # fmt: skip
+
+    def done_call_ids(self, limit: int) -> list[str]:
+        """Newest finished calls first (what a policy backtest replays)."""
+        t = calls_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.c.id).where(t.c.status == "done")
+                .order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
+            ).all()  # fmt: skip
+        return [r.id for r in rows]
+
+    def pending(self) -> list[CallRecord]:
+        """Calls a previous run accepted but did not finish (re-queued at start-up)."""
+        t = calls_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t).where(t.c.status.in_(("queued", "running")), t.c.kind != "live")
+                .order_by(t.c.created_at)
+            ).all()  # fmt: skip
+        return [_record(r) for r in rows]
+
+    def list(
+        self,
+        *,
+        escalated: bool | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        policy: str | None = None,
+        status: CallStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> CallPage:
+        """Newest first; ``cursor`` continues after the last item of the previous page."""
+        t = calls_table
+        query = select(t).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit + 1)
+        if escalated is not None:
+            query = query.where(
+                t.c.escalated.is_(True) if escalated else or_(
+                    t.c.escalated.is_(False), t.c.escalated.is_(None))
+            )  # fmt: skip
+        if since is not None:
+            query = query.where(t.c.created_at >= since)
+        if until is not None:
+            query = query.where(t.c.created_at < until)
+        if policy is not None:  # the names a call ran with, comma-joined
+            padded = literal(",") + t.c.policy + literal(",")
+            query = query.where(padded.contains(f",{policy},", autoescape=True))
+        if status is not None:
+            query = query.where(t.c.status == status)
+        if cursor:
+            stamp, last_id = decode_cursor(cursor)
+            query = query.where(
+                or_(t.c.created_at < stamp, and_(t.c.created_at == stamp, t.c.id < last_id))
+            )
+        with self.engine.connect() as conn:
+            rows = [_record(r) for r in conn.execute(query).all()]
+        more = len(rows) > limit
+        items = tuple(rows[:limit])
+        next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if more else None
+        return CallPage(items, next_cursor)
+
+    def __iter__(self) -> Iterator[CallRecord]:
+        cursor = None
+        while True:
+            page = self.list(limit=200, cursor=cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def ping(self) -> bool:
+        """Is the database reachable (``/readyz``)?"""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:  # any failure means "not ready"
+            return False
+        return True
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _decision_row(call_id: str, seq: int, d: Decision) -> dict[str, Any]:
+    return {"call_id": call_id, "seq": seq, "rule": d.rule, "action": d.action, "at": d.at,
+            "body": _dumps(d.to_dict())}  # fmt: skip

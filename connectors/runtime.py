@@ -1,0 +1,388 @@
+"""What a running service shares: the loaded models, the database, the job worker, the outbox.
+
+One ``Runtime`` per app (``app.state.runtime``). Models load once, in a background thread
+(``/readyz`` says when); call jobs run one after another on a worker thread fed by a
+bounded queue (the model is one shared instance and the machine's cores are few, so a
+full queue answers 503 rather than piling work up); decisions go to the outbox in the
+same database and a delivery loop on the event loop sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import delete, exists, select
+
+from connectors.appconfig import AppConfig
+from connectors.auth import KeyStore
+from connectors.calls_store import CallStore
+from connectors.metrics import Metrics
+from connectors.outbox import Outbox, decisions_table, outbox_table
+from connectors.policy_store import PolicyStore
+from connectors.storage import make_engine
+from pipeline.analyze import CallResult
+from pipeline.cache import ResultCache
+from pipeline.model import CallTranscript
+from pipeline.orchestrator import Orchestrator, RulesStage, TtsStage
+from pipeline.policy_stage import PolicyStage
+from pipeline.transcribe import Transcriber
+from rules.engine import PolicyEngine
+from rules.errors import RetryableError
+from rules.loader import PolicySet
+
+__all__ = ["Job", "NotReadyError", "QueueFullError", "Runtime", "ServiceSettings"]
+
+log = logging.getLogger(__name__)
+
+
+class ServiceSettings(BaseModel):
+    """Limits and places of ``callsense serve`` (CLI options; a ``server:`` config section
+    with these keys is read when the config model has one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Field(Path("callsense-data"), description="uploaded audio lives here")
+    max_upload_mb: float = Field(200.0, gt=0, description="larger uploads get 413")
+    queue_size: int = Field(64, ge=1, description="call jobs waiting; beyond: 503")
+    metrics_public: bool = Field(False, description="serve /metrics without an API key")
+    delivery_interval_s: float = Field(2.0, gt=0, description="outbox polling interval")
+    scheduler: bool = Field(True, description="run APScheduler jobs (SLA, retention)")
+    shutdown_timeout_s: float = Field(30.0, ge=0, description="wait for the running job")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+class NotReadyError(RetryableError):
+    """Models are still loading (or failed to): try again later."""
+
+
+class QueueFullError(RetryableError):
+    """The job queue is full: try again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One call to analyze: an uploaded file, or a transcript posted as JSON."""
+
+    call_id: str
+    kind: Literal["audio", "transcript"]
+    policy: str | None = None
+    language: str | None = None
+    audio_path: Path | None = None
+    transcript: CallTranscript | None = None
+
+
+class Runtime:
+    """The loaded, shared parts of one service; see the module doc."""
+
+    def __init__(
+        self,
+        cfg: AppConfig,
+        *,
+        db_url: str | None = None,
+        settings: ServiceSettings | None = None,
+        load_models: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.settings = settings or ServiceSettings()
+        self.engine = make_engine(db_url or cfg.outbox.db_url)
+        self.store = CallStore(self.engine)
+        self.keys = KeyStore(self.engine)
+        self.policies = PolicyStore(self.engine, cfg.policies)
+        self.outbox = Outbox(
+            self.engine, cfg.webhooks, lease_s=cfg.outbox.lease_s,
+            concurrency=cfg.outbox.concurrency,
+        )  # fmt: skip
+        self.metrics = Metrics()
+        self.load_models = load_models
+        self.models_ready = threading.Event()
+        self.load_error: str | None = None
+        self._transcriber: Transcriber | None = None
+        self._orchestrator: Orchestrator | None = None
+        self._engines: dict[tuple[str, str], PolicyEngine] = {}
+        self._engines_lock = threading.Lock()
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=self.settings.queue_size)
+        self._worker: threading.Thread | None = None
+        self._loader: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self.scheduler: Any = None
+        self.audio_dir = self.settings.data_dir / "audio"
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin loading models, start the worker and the scheduler (from the app's lifespan)."""
+        self.audio_dir.mkdir(parents=True, exist_ok=True)
+        self._loader = threading.Thread(target=self._load, name="callsense-load", daemon=True)
+        self._loader.start()
+        self._worker = threading.Thread(target=self._work, name="callsense-worker", daemon=True)
+        self._worker.start()
+        if self.settings.scheduler:
+            from connectors.scheduler import CallsenseScheduler
+
+            self.scheduler = CallsenseScheduler(
+                self.outbox, self.cfg.webhooks,
+                delivery_interval_s=max(60.0, self.settings.delivery_interval_s),
+                retention_days=self.cfg.outbox.retention_days,
+            )  # fmt: skip
+            self.scheduler.start()
+        self._requeue()
+
+    def stop(self) -> None:
+        """Finish the running job (up to ``shutdown_timeout_s``); queued ones stay queued in
+        the database and are picked up by the next start."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
+        if self._worker is not None:
+            self._worker.join(self.settings.shutdown_timeout_s)
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        for engine in self._engines.values():
+            engine.close()
+        self.engine.dispose()
+
+    def _load(self) -> None:
+        from pipeline.analyze import build_orchestrator
+        from pipeline.transcribe import build_transcriber
+
+        started = time.monotonic()
+        try:
+            self._orchestrator = build_orchestrator(self.cfg)
+            if self.load_models:
+                self._transcriber = build_transcriber(self.cfg)
+        except Exception as exc:  # reported by /readyz and failed jobs
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("loading models failed: %s", self.load_error)
+        else:
+            log.info("models loaded in %.1f s", time.monotonic() - started)
+        self.models_ready.set()
+
+    def _requeue(self) -> None:
+        for record in self.store.pending():
+            if record.kind == "audio" and record.audio_path and Path(record.audio_path).exists():
+                job = Job(record.id, "audio", record.requested_policy, record.language,
+                          Path(record.audio_path))  # fmt: skip
+                with contextlib.suppress(queue.Full):
+                    self._queue.put_nowait(job)
+                    log.info("call %s: re-queued after a restart", record.id)
+                    continue
+            self.store.fail(record.id, "interrupted by a restart; post the call again")
+
+    # -- readiness and shared models -------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.models_ready.is_set() and self.load_error is None
+
+    def readiness(self) -> dict[str, Any]:
+        return {
+            "models": "loaded" if self.ready else (self.load_error or "loading"),
+            "recognizer": "loaded" if self._transcriber is not None else (
+                "disabled" if not self.load_models else "not loaded"),
+            "database": "ok" if self.store.ping() else "unreachable",
+        }  # fmt: skip
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self.models_ready.wait(timeout) and self.load_error is None
+
+    @property
+    def orchestrator(self) -> Orchestrator:
+        """Every stage, TTS included (live calls speak replies)."""
+        if self._orchestrator is None:
+            raise NotReadyError(self.load_error or "models are still loading")
+        return self._orchestrator
+
+    @property
+    def transcriber(self) -> Transcriber:
+        if self._transcriber is None:
+            if self.models_ready.is_set() and not self.load_models:
+                raise NotReadyError("the recognizer is disabled (started without models)")
+            raise NotReadyError(self.load_error or "models are still loading")
+        return self._transcriber
+
+    def transcriber_for(self, language: str | None) -> Transcriber:
+        """The shared transcriber, with another recognition language if asked (same models)."""
+        base = self.transcriber
+        if language is None or language == base.cfg.recognizer.language:
+            return base
+        rec = base.cfg.recognizer.model_copy(update={"language": language})
+        return replace(base, cfg=base.cfg.model_copy(update={"recognizer": rec}))
+
+    def policy_engine(self, policy_set: PolicySet) -> PolicyEngine:
+        """Compiled once per policy text and backend, shared by every call that uses it."""
+        key = (policy_set.policy_hash, self.cfg.policy_engine)
+        with self._engines_lock:
+            engine = self._engines.get(key)
+            if engine is None:
+                engine = PolicyEngine(policy_set, backend=self.cfg.policy_engine)
+                self._engines[key] = engine
+            return engine
+
+    def orchestrator_for(
+        self, policy: str | None = None, *, with_tts: bool = True
+    ) -> tuple[Orchestrator, list[str]]:
+        """The stages with the rules stage running ``policy`` (None: the active set); also
+        the names of the policies used. ``KeyError`` for an unknown name."""
+        policy_set = self.policies.set_for(policy)
+        names = [policy] if policy is not None else [d.name for d in self.policies.active()]
+        rules = RulesStage(PolicyStage(self.policy_engine(policy_set)))
+        stages = [rules if isinstance(s, RulesStage) else s for s in self.orchestrator.stages
+                  if with_tts or not isinstance(s, TtsStage)]  # fmt: skip
+        return Orchestrator(stages), names
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        """Queue ``job``; ``QueueFullError`` when the queue is full."""
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise QueueFullError(
+                f"{self.settings.queue_size} calls are waiting; try again later"
+            ) from None
+        self.metrics.jobs_queued.set(self._queue.qsize())
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            self.metrics.jobs_queued.set(self._queue.qsize())
+            if job is None:
+                return
+            try:
+                self.run_job(job)
+            except Exception:  # the worker outlives any one call
+                log.exception("call %s: job crashed", job.call_id)
+
+    def run_job(self, job: Job) -> None:
+        """Analyze one call and store what came out (blocking; the worker thread calls it)."""
+        if self.store.get(job.call_id) is None:
+            return  # deleted while queued
+        self.models_ready.wait()
+        self.store.mark_running(job.call_id)
+        try:
+            if job.kind == "audio":
+                assert job.audio_path is not None
+                with self._timed("transcribe"):
+                    transcriber = self.transcriber_for(job.language)
+                    transcript = transcriber.transcribe_file(job.audio_path, call_id=job.call_id)
+            else:
+                assert job.transcript is not None
+                transcript = job.transcript
+            with self._timed("analyze"):
+                orchestrator, _ = self.orchestrator_for(job.policy, with_tts=False)
+                run = orchestrator.run(transcript)
+                result = CallResult.from_run(transcript, run, self.cfg)
+            with self._timed("store"):
+                self.store.save_result(
+                    job.call_id, transcript, result.decisions, result.summary,
+                    [_reply_row(r) for r in result.replies],
+                )  # fmt: skip
+        except Exception as exc:  # a bad call fails alone
+            message = f"{type(exc).__name__}: {exc}"
+            log.warning("call %s: failed (%s)", job.call_id, type(exc).__name__)
+            with contextlib.suppress(Exception):
+                self.store.fail(job.call_id, message)
+            self.metrics.calls_total.labels("failed").inc()
+            return
+        m = self.metrics
+        m.calls_total.labels("done").inc()
+        m.utterances_total.inc(len(transcript.utterances))
+        for d in result.decisions:
+            m.decisions_total.labels(d.rule).inc()
+        log.info("call %s: done, %d utterances, %d decisions", job.call_id,
+                 len(transcript.utterances), len(result.decisions))  # fmt: skip
+        self.enqueue_decisions([d.to_dict() for d in result.decisions])
+
+    @contextlib.contextmanager
+    def _timed(self, stage: str) -> Any:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.metrics.stage_seconds.labels(stage).observe(time.perf_counter() - start)
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    def enqueue_decisions(self, decisions: list[dict[str, Any]]) -> list[str]:
+        """Commit decisions to the outbox for the configured webhooks and wake the sender.
+
+        Thread-safe; live sessions call it for each decision as it fires.
+        """
+        if not decisions or not self.cfg.webhooks:
+            return []
+        ids = self.outbox.enqueue_many(decisions, self.cfg.webhooks)
+        self.wake_delivery()
+        return ids
+
+    def wake_delivery(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wake.set)
+
+    async def deliver_forever(self) -> None:
+        """The outbox sender: runs on the app's event loop while it serves."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        interval = self.settings.delivery_interval_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            self._wake.clear()
+            if not self.cfg.webhooks:
+                continue
+            try:
+                report = await self.outbox.adeliver_pending(interval)
+            except Exception as exc:  # the database may be briefly away
+                log.warning("webhook delivery round failed: %s", type(exc).__name__)
+                continue
+            counter = self.metrics.webhook_deliveries_total
+            counter.labels("delivered").inc(report.delivered)
+            counter.labels("retry").inc(report.retried)
+            counter.labels("dead").inc(report.dead)
+
+    # -- removal ---------------------------------------------------------------------------
+
+    def remove_call(self, call_id: str) -> bool:
+        """Everything of one call: rows, audio file, result-cache entries, delivered webhook
+        payloads. Pending and dead webhooks stay: they are promises to other systems."""
+        record = self.store.delete(call_id)
+        if record is None:
+            return False
+        if record.audio_path:
+            path = Path(record.audio_path)
+            if path.resolve().is_relative_to(self.audio_dir.resolve()):
+                path.unlink(missing_ok=True)
+        cache_dir = self.cfg.cache.dir
+        if self.cfg.cache.enabled:
+            ResultCache(cache_dir).remove_call(call_id)
+        self._purge_outbox(call_id)
+        log.info("call %s: removed", call_id)
+        return True
+
+    def _purge_outbox(self, call_id: str) -> None:
+        o, d = outbox_table, decisions_table
+        ids = select(d.c.id).where(d.c.call_id == call_id).scalar_subquery()
+        with self.engine.begin() as conn:
+            conn.execute(delete(o).where(o.c.status == "delivered", o.c.decision_id.in_(ids)))
+            conn.execute(
+                delete(d).where(d.c.call_id == call_id, ~exists().where(o.c.decision_id == d.c.id))
+            )
+
+
+def _reply_row(item: Any) -> dict[str, Any]:
+    reply = item.reply
+    return {"at": reply.at, "reason": reply.reason, "template": reply.template,
+            "lang": reply.lang, "text": reply.text, "engine": item.engine,
+            "duration_s": item.duration_s}  # fmt: skip

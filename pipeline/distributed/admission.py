@@ -1,0 +1,94 @@
+"""A gateway's admission gate: at most ``max_calls`` live calls, and a graceful drain.
+
+The WebSocket routes ``try_enter`` before accepting a call (refuse with 503 / close code
+1013 when it says no) and ``leave`` when the call ends, however it ends. On shutdown
+``drain`` stops new calls and waits for the running ones to finish, so a rolling restart
+of gateways behind a load balancer loses no call that was already connected.
+Pure asyncio, no FastAPI: the service wires it in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+__all__ = ["Admission", "AdmissionStats", "Refused"]
+
+
+class Refused(Exception):
+    """The gateway cannot take this call now (full or draining); try another gateway."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # "full" or "draining"
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionStats:
+    active: int
+    max_calls: int
+    draining: bool
+    refused: int
+
+
+class Admission:
+    """Counts live calls on one event loop; no lock needed, every method runs on it."""
+
+    def __init__(self, max_calls: int) -> None:
+        if max_calls < 1:
+            raise ValueError(f"max_calls must be >= 1 (got {max_calls})")
+        self.max_calls = max_calls
+        self._active = 0
+        self._refused = 0
+        self._draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def try_enter(self) -> str | None:
+        """Admit one call: None when admitted, else why not ("full" / "draining")."""
+        if self._draining:
+            self._refused += 1
+            return "draining"
+        if self._active >= self.max_calls:
+            self._refused += 1
+            return "full"
+        self._active += 1
+        self._idle.clear()
+        return None
+
+    def leave(self) -> None:
+        if self._active <= 0:
+            raise RuntimeError("leave() without a matching try_enter()")
+        self._active -= 1
+        if self._active == 0:
+            self._idle.set()
+
+    @asynccontextmanager
+    async def call(self) -> AsyncIterator[None]:
+        """``async with admission.call():`` around a call's whole life; raises ``Refused``."""
+        reason = self.try_enter()
+        if reason is not None:
+            raise Refused(reason)
+        try:
+            yield
+        finally:
+            self.leave()
+
+    async def drain(self, timeout_s: float | None = None) -> bool:
+        """Refuse new calls, wait for running ones; True when all ended within ``timeout_s``."""
+        self._draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def ready(self) -> bool:
+        """For ``/readyz``: a draining or full gateway should get no new calls."""
+        return not self._draining and self._active < self.max_calls
+
+    def stats(self) -> AdmissionStats:
+        return AdmissionStats(self._active, self.max_calls, self._draining, self._refused)

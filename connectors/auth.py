@@ -87,10 +87,14 @@ class KeyStore:
             conn.execute(delete(t).where(t.c.name == name))
             conn.execute(
                 t.insert().values(
-                    name=name, key_id=key_id, salt=salt, digest=_digest(salt, key),
-                    created_at=time.time(), revoked_at=None,
+                    name=name,
+                    key_id=key_id,
+                    salt=salt,
+                    digest=_digest(salt, key),
+                    created_at=time.time(),
+                    revoked_at=None,
                 )
-            )  # fmt: skip
+            )
         return key
 
     def list(self) -> list[ApiKey]:

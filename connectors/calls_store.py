@@ -148,16 +148,26 @@ class CallPage:
 def _record(row: Any) -> CallRecord:
     m = row._mapping
     return CallRecord(
-        id=m["id"], status=m["status"], kind=m["kind"], policy=m["policy"],
+        id=m["id"],
+        status=m["status"],
+        kind=m["kind"],
+        policy=m["policy"],
         requested_policy=m["requested_policy"],
-        language=m["language"], source=m["source"], audio_path=m["audio_path"],
-        created_at=m["created_at"], started_at=m["started_at"], finished_at=m["finished_at"],
-        duration_s=m["duration_s"], escalated=m["escalated"], top_priority=m["top_priority"],
-        utterance_count=m["utterance_count"] or 0, decision_count=m["decision_count"] or 0,
+        language=m["language"],
+        source=m["source"],
+        audio_path=m["audio_path"],
+        created_at=m["created_at"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        duration_s=m["duration_s"],
+        escalated=m["escalated"],
+        top_priority=m["top_priority"],
+        utterance_count=m["utterance_count"] or 0,
+        decision_count=m["decision_count"] or 0,
         summary=json.loads(m["summary"]) if m["summary"] else None,
         replies=json.loads(m["replies"]) if m["replies"] else None,
         error=m["error"],
-    )  # fmt: skip
+    )
 
 
 def encode_cursor(created_at: float, call_id: str) -> str:
@@ -208,13 +218,20 @@ class CallStore:
                 raise CallExistsError(f"call_id {call_id!r} already exists")
             conn.execute(
                 t.insert().values(
-                    id=call_id, status=status, kind=kind, policy=policy,
-                    requested_policy=requested_policy, language=language,
-                    source=source, audio_path=audio_path, created_at=now,
+                    id=call_id,
+                    status=status,
+                    kind=kind,
+                    policy=policy,
+                    requested_policy=requested_policy,
+                    language=language,
+                    source=source,
+                    audio_path=audio_path,
+                    created_at=now,
                     started_at=now if status == "running" else None,
-                    utterance_count=0, decision_count=0,
+                    utterance_count=0,
+                    decision_count=0,
                 )
-            )  # fmt: skip
+            )
         record = self.get(call_id)
         assert record is not None
         return record
@@ -240,24 +257,33 @@ class CallStore:
             conn.execute(delete(u).where(u.c.call_id == call_id))
             conn.execute(delete(d).where(d.c.call_id == call_id))
             if transcript.utterances:
-                conn.execute(u.insert(), [
-                    {"call_id": call_id, "seq": i, "record": _dumps(record_from_utterance(x))}
-                    for i, x in enumerate(transcript.utterances)
-                ])  # fmt: skip
+                conn.execute(
+                    u.insert(),
+                    [
+                        {"call_id": call_id, "seq": i, "record": _dumps(record_from_utterance(x))}
+                        for i, x in enumerate(transcript.utterances)
+                    ],
+                )
             if decisions:
-                conn.execute(d.insert(), [_decision_row(call_id, i, x)
-                                          for i, x in enumerate(decisions)])  # fmt: skip
+                conn.execute(
+                    d.insert(), [_decision_row(call_id, i, x) for i, x in enumerate(decisions)]
+                )
             conn.execute(
                 update(calls_table)
                 .where(calls_table.c.id == call_id)
                 .values(
-                    status="done", finished_at=time.time(), duration_s=transcript.duration,
+                    status="done",
+                    finished_at=time.time(),
+                    duration_s=transcript.duration,
                     escalated=bool(summary.get("escalated")),
                     top_priority=summary.get("top_priority"),
-                    utterance_count=len(transcript.utterances), decision_count=len(decisions),
-                    summary=_dumps(dict(summary)), replies=_dumps(list(replies)), error=None,
+                    utterance_count=len(transcript.utterances),
+                    decision_count=len(decisions),
+                    summary=_dumps(dict(summary)),
+                    replies=_dumps(list(replies)),
+                    error=None,
                 )
-            )  # fmt: skip
+            )
 
     def add_utterance(self, call_id: str, utterance: Utterance) -> int:
         """Append one utterance of a live call; returns its seq (index in the call)."""
@@ -285,8 +311,9 @@ class CallStore:
             base = conn.execute(
                 select(func.count()).select_from(d).where(d.c.call_id == call_id)
             ).scalar_one()
-            conn.execute(d.insert(), [_decision_row(call_id, base + i, x)
-                                      for i, x in enumerate(items)])  # fmt: skip
+            conn.execute(
+                d.insert(), [_decision_row(call_id, base + i, x) for i, x in enumerate(items)]
+            )
             escalated = any(x.action == "escalate" for x in items)
             values: dict[str, Any] = {"decision_count": base + len(items)}
             if escalated:
@@ -363,18 +390,23 @@ class CallStore:
             for i, r in enumerate(self.utterances(call_id))
         )
         return CallTranscript(
-            call_id=call_id, utterances=utterances, duration=record.duration_s,
-            channels=(record.summary or {}).get("channels"), source=record.source,
-        )  # fmt: skip
+            call_id=call_id,
+            utterances=utterances,
+            duration=record.duration_s,
+            channels=(record.summary or {}).get("channels"),
+            source=record.source,
+        )
 
     def done_call_ids(self, limit: int) -> list[str]:
         """Newest finished calls first (what a policy backtest replays)."""
         t = calls_table
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(t.c.id).where(t.c.status == "done")
-                .order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
-            ).all()  # fmt: skip
+                select(t.c.id)
+                .where(t.c.status == "done")
+                .order_by(t.c.created_at.desc(), t.c.id.desc())
+                .limit(limit)
+            ).all()
         return [r.id for r in rows]
 
     def pending(self) -> list[CallRecord]:
@@ -382,9 +414,10 @@ class CallStore:
         t = calls_table
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(t).where(t.c.status.in_(("queued", "running")), t.c.kind != "live")
+                select(t)
+                .where(t.c.status.in_(("queued", "running")), t.c.kind != "live")
                 .order_by(t.c.created_at)
-            ).all()  # fmt: skip
+            ).all()
         return [_record(r) for r in rows]
 
     def list(
@@ -403,9 +436,10 @@ class CallStore:
         query = select(t).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit + 1)
         if escalated is not None:
             query = query.where(
-                t.c.escalated.is_(True) if escalated else or_(
-                    t.c.escalated.is_(False), t.c.escalated.is_(None))
-            )  # fmt: skip
+                t.c.escalated.is_(True)
+                if escalated
+                else or_(t.c.escalated.is_(False), t.c.escalated.is_(None))
+            )
         if since is not None:
             query = query.where(t.c.created_at >= since)
         if until is not None:
@@ -451,5 +485,11 @@ def _dumps(obj: Any) -> str:
 
 
 def _decision_row(call_id: str, seq: int, d: Decision) -> dict[str, Any]:
-    return {"call_id": call_id, "seq": seq, "rule": d.rule, "action": d.action, "at": d.at,
-            "body": _dumps(d.to_dict())}  # fmt: skip
+    return {
+        "call_id": call_id,
+        "seq": seq,
+        "rule": d.rule,
+        "action": d.action,
+        "at": d.at,
+        "body": _dumps(d.to_dict()),
+    }

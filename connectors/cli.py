@@ -22,6 +22,7 @@ def _register_commands() -> None:
         cli_dialogue,
         cli_model,
         cli_policy,
+        cli_serve,
         cli_transcribe,
         cli_tts,
         cli_webhooks,
@@ -35,6 +36,7 @@ def _register_commands() -> None:
         cli_policy,
         cli_webhooks,
         cli_tts,
+        cli_serve,
     ):
         module.register(app)
 

@@ -30,9 +30,11 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.calls_total = Counter(
-            "callsense_calls", "Calls finished, by final status (done, failed).", ["status"],
+            "callsense_calls",
+            "Calls finished, by final status (done, failed).",
+            ["status"],
             registry=r,
-        )  # fmt: skip
+        )
         self.utterances_total = Counter(
             "callsense_utterances", "Utterances analyzed (batch and live).", registry=r
         )

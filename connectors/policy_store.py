@@ -74,10 +74,11 @@ class PolicyStore:
         with self.engine.connect() as conn:
             rows = conn.execute(select(t).order_by(t.c.name)).all()
         return {
-            r.name: PolicyDoc(r.name, r.text, "stored", bool(r.active),
-                              policy_file_label(r.name), r.updated_at)
+            r.name: PolicyDoc(
+                r.name, r.text, "stored", bool(r.active), policy_file_label(r.name), r.updated_at
+            )
             for r in rows
-        }  # fmt: skip
+        }
 
     def _config_doc(self, name: str) -> PolicyDoc:
         path = self.configured[name]

@@ -101,9 +101,11 @@ class Runtime:
         self.keys = KeyStore(self.engine)
         self.policies = PolicyStore(self.engine, cfg.policies)
         self.outbox = Outbox(
-            self.engine, cfg.webhooks, lease_s=cfg.outbox.lease_s,
+            self.engine,
+            cfg.webhooks,
+            lease_s=cfg.outbox.lease_s,
             concurrency=cfg.outbox.concurrency,
-        )  # fmt: skip
+        )
         self.metrics = Metrics()
         self.load_models = load_models
         self.models_ready = threading.Event()
@@ -133,10 +135,11 @@ class Runtime:
             from connectors.scheduler import CallsenseScheduler
 
             self.scheduler = CallsenseScheduler(
-                self.outbox, self.cfg.webhooks,
+                self.outbox,
+                self.cfg.webhooks,
                 delivery_interval_s=max(60.0, self.settings.delivery_interval_s),
                 retention_days=self.cfg.outbox.retention_days,
-            )  # fmt: skip
+            )
             self.scheduler.start()
         self._requeue()
 
@@ -172,8 +175,13 @@ class Runtime:
     def _requeue(self) -> None:
         for record in self.store.pending():
             if record.kind == "audio" and record.audio_path and Path(record.audio_path).exists():
-                job = Job(record.id, "audio", record.requested_policy, record.language,
-                          Path(record.audio_path))  # fmt: skip
+                job = Job(
+                    record.id,
+                    "audio",
+                    record.requested_policy,
+                    record.language,
+                    Path(record.audio_path),
+                )
                 with contextlib.suppress(queue.Full):
                     self._queue.put_nowait(job)
                     log.info("call %s: re-queued after a restart", record.id)
@@ -189,10 +197,11 @@ class Runtime:
     def readiness(self) -> dict[str, Any]:
         return {
             "models": "loaded" if self.ready else (self.load_error or "loading"),
-            "recognizer": "loaded" if self._transcriber is not None else (
-                "disabled" if not self.load_models else "not loaded"),
+            "recognizer": "loaded"
+            if self._transcriber is not None
+            else ("disabled" if not self.load_models else "not loaded"),
             "database": "ok" if self.store.ping() else "unreachable",
-        }  # fmt: skip
+        }
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self.models_ready.wait(timeout) and self.load_error is None
@@ -238,8 +247,11 @@ class Runtime:
         policy_set = self.policies.set_for(policy)
         names = [policy] if policy is not None else [d.name for d in self.policies.active()]
         rules = RulesStage(PolicyStage(self.policy_engine(policy_set)))
-        stages = [rules if isinstance(s, RulesStage) else s for s in self.orchestrator.stages
-                  if with_tts or not isinstance(s, TtsStage)]  # fmt: skip
+        stages = [
+            rules if isinstance(s, RulesStage) else s
+            for s in self.orchestrator.stages
+            if with_tts or not isinstance(s, TtsStage)
+        ]
         return Orchestrator(stages), names
 
     # -- jobs ------------------------------------------------------------------------------
@@ -286,9 +298,12 @@ class Runtime:
                 result = CallResult.from_run(transcript, run, self.cfg)
             with self._timed("store"):
                 self.store.save_result(
-                    job.call_id, transcript, result.decisions, result.summary,
+                    job.call_id,
+                    transcript,
+                    result.decisions,
+                    result.summary,
                     [_reply_row(r) for r in result.replies],
-                )  # fmt: skip
+                )
         except Exception as exc:  # a bad call fails alone
             message = f"{type(exc).__name__}: {exc}"
             log.warning("call %s: failed (%s)", job.call_id, type(exc).__name__)
@@ -301,8 +316,12 @@ class Runtime:
         m.utterances_total.inc(len(transcript.utterances))
         for d in result.decisions:
             m.decisions_total.labels(d.rule).inc()
-        log.info("call %s: done, %d utterances, %d decisions", job.call_id,
-                 len(transcript.utterances), len(result.decisions))  # fmt: skip
+        log.info(
+            "call %s: done, %d utterances, %d decisions",
+            job.call_id,
+            len(transcript.utterances),
+            len(result.decisions),
+        )
         self.enqueue_decisions([d.to_dict() for d in result.decisions])
 
     @contextlib.contextmanager
@@ -383,6 +402,12 @@ class Runtime:
 
 def _reply_row(item: Any) -> dict[str, Any]:
     reply = item.reply
-    return {"at": reply.at, "reason": reply.reason, "template": reply.template,
-            "lang": reply.lang, "text": reply.text, "engine": item.engine,
-            "duration_s": item.duration_s}  # fmt: skip
+    return {
+        "at": reply.at,
+        "reason": reply.reason,
+        "template": reply.template,
+        "lang": reply.lang,
+        "text": reply.text,
+        "engine": item.engine,
+        "duration_s": item.duration_s,
+    }

@@ -321,12 +321,15 @@ class StreamingVad:
 
 class _Upsampler:
     """8 kHz -> 16 kHz across frame boundaries (a polyphase filter applied per 20 ms frame
-    would ring at every frame edge). The filter's delay is dropped, so times stay exact."""
+    would ring at every frame edge). Same filter as ``pipeline.audio.resample`` (scipy's
+    ``resample_poly`` default: Kaiser 5.0, cutoff at 8 kHz's Nyquist), so a live call's
+    samples match a recording's. The filter's delay is dropped, so times stay exact."""
 
-    _TAPS = 63
+    _TAPS = 41  # 2 * 10 * max(up, down) + 1, as resample_poly
 
     def __init__(self) -> None:
-        self.taps = (2.0 * firwin(self._TAPS, 0.45)).astype(np.float64)
+        taps = firwin(self._TAPS, 0.5, window=("kaiser", 5.0))
+        self.taps = (2.0 * taps).astype(np.float64)
         self.state = np.zeros(self._TAPS - 1)
         self.skip = (self._TAPS - 1) // 2
 

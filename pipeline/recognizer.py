@@ -62,4 +62,14 @@ def build_recognizer(config: object) -> Recognizer:
 
     if not isinstance(config, RecognizerConfig):
         raise TypeError(f"expected RecognizerConfig, got {type(config).__name__}")
+    if config.backend == "onnx":
+        from pipeline.sensevoice_onnx import SenseVoiceOnnxRecognizer
+
+        return SenseVoiceOnnxRecognizer(
+            config.model,
+            quantize=config.quantize,
+            threads=config.ncpu,
+            use_itn=config.use_itn,
+            ban_emo_unk=config.ban_emo_unk,
+        )
     return SenseVoiceRecognizer(config)

@@ -87,6 +87,12 @@ class RecognizerConfig(BaseModel):
     language: Literal["auto", "zh", "en", "yue", "ja", "ko"] = "auto"
     use_itn: bool = True
     ban_emo_unk: bool = False
+    backend: Literal["torch", "onnx"] = Field(
+        "torch", description="torch: funasr; onnx: ONNX Runtime on an exported model directory"
+    )
+    quantize: Literal["none", "int8"] = Field(
+        "none", description="onnx: use the signed-int8 model (callsense model export-onnx)"
+    )
 
 
 class SenseVoiceRecognizer(Recognizer):

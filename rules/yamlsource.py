@@ -152,8 +152,9 @@ def validate_data(model: type[M], src: Located, *, context: Mapping[str, Any] | 
             if first_line is None:
                 first_line = line
             where = f"{src.file}:{line}" if line else src.file
-            msg = err["msg"]
-            if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
+            msg = err["msg"].removeprefix("Value error, ")
+            scalar = not isinstance(err.get("input"), dict | list)
+            if err["type"] not in ("missing", "extra_forbidden") and "input" in err and scalar:
                 msg = f"{msg} (got {_short(err['input'])})"
             if err["type"] == "extra_forbidden":
                 msg = "unknown field; check its spelling and indentation"

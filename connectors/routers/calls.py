@@ -192,11 +192,20 @@ def _check_policy(runtime: Runtime, policy: str | None) -> list[str]:
 
 def probe_audio(path: str, cfg: AudioConfig, label: str) -> float | None:
     """Refuse what is not audio, or too long, before queueing it; the duration if known."""
-    cmd = [cfg.ffprobe, "-v", "error", "-of", "json", "-show_entries",
-           "format=duration:stream=codec_type", str(path)]  # fmt: skip
+    cmd = [
+        cfg.ffprobe,
+        "-v",
+        "error",
+        "-of",
+        "json",
+        "-show_entries",
+        "format=duration:stream=codec_type",
+        str(path),
+    ]
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=min(cfg.timeout_s, 60.0),
-                              check=False)  # fmt: skip
+        proc = subprocess.run(
+            cmd, capture_output=True, timeout=min(cfg.timeout_s, 60.0), check=False
+        )
         info = json.loads(proc.stdout or b"{}")
     except (subprocess.TimeoutExpired, ValueError):
         raise InputError(f"{label}: could not read the file's header; check the file") from None
@@ -230,20 +239,29 @@ async def _post_audio(request: Request, runtime: Runtime) -> CallAccepted:
     upload = await receive_multipart(request, runtime.audio_dir, settings.max_upload_bytes)
     try:
         if upload.path is None or upload.size == 0:
-            raise Problem(422, "Unprocessable Content",
-                          "no audio: send the recording as a non-empty file field 'audio'")  # fmt: skip
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                "no audio: send the recording as a non-empty file field 'audio'",
+            )
         fields = upload.fields
         unknown = sorted(set(fields) - {"language", "call_id", "policy"})
         if unknown:
             raise Problem(422, "Unprocessable Content", f"unknown form fields: {unknown}")
         language = fields.get("language") or None
         if language is not None and language not in LANGUAGES:
-            raise Problem(422, "Unprocessable Content",
-                          f"language: one of {', '.join(LANGUAGES)} (got {language!r})")  # fmt: skip
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"language: one of {', '.join(LANGUAGES)} (got {language!r})",
+            )
         call_id = fields.get("call_id") or _new_call_id()
         if not CALL_ID_RE.fullmatch(call_id):
-            raise Problem(422, "Unprocessable Content",
-                          "call_id: use 1-128 of A-Z a-z 0-9 _ . : - (no leading punctuation)")  # fmt: skip
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                "call_id: use 1-128 of A-Z a-z 0-9 _ . : - (no leading punctuation)",
+            )
         policy = fields.get("policy") or None
         names = _check_policy(runtime, policy)
         label = upload.filename or "upload"
@@ -258,9 +276,14 @@ async def _post_audio(request: Request, runtime: Runtime) -> CallAccepted:
         upload.path = final
         try:
             record = runtime.store.create(
-                call_id, kind="audio", policy=",".join(names), requested_policy=policy,
-                language=language, source=upload.filename, audio_path=str(final),
-            )  # fmt: skip
+                call_id,
+                kind="audio",
+                policy=",".join(names),
+                requested_policy=policy,
+                language=language,
+                source=upload.filename,
+                audio_path=str(final),
+            )
         except CallExistsError as exc:
             raise Problem(409, "Conflict", str(exc)) from None
     except BaseException:
@@ -274,8 +297,12 @@ async def _post_transcript(request: Request, runtime: Runtime) -> CallAccepted:
     try:
         data = TranscriptIn.model_validate_json(body)
     except ValidationError as exc:
-        raise Problem(422, "Unprocessable Content", "the transcript is not valid",
-                      problems=format_validation_error(exc, file="body").split("; ")) from None  # fmt: skip
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "the transcript is not valid",
+            problems=format_validation_error(exc, file="body").split("; "),
+        ) from None
     if not data.utterances:
         raise Problem(422, "Unprocessable Content", "utterances: at least one is needed")
     first_id = data.utterances[0].get("call_id")
@@ -286,22 +313,29 @@ async def _post_transcript(request: Request, runtime: Runtime) -> CallAccepted:
     utterances = []
     for i, rec in enumerate(data.utterances):
         try:
-            utterances.append(utterance_from_record(
-                {**rec, "call_id": call_id}, file=f"utterances[{i}]"))  # fmt: skip
+            utterances.append(
+                utterance_from_record({**rec, "call_id": call_id}, file=f"utterances[{i}]")
+            )
         except InputError as exc:
             problems.append(str(exc))
         if len(problems) >= 20:
             break
     if problems:
-        raise Problem(422, "Unprocessable Content", "some utterances are not valid",
-                      problems=problems)  # fmt: skip
+        raise Problem(
+            422, "Unprocessable Content", "some utterances are not valid", problems=problems
+        )
     utterances.sort(key=lambda u: (u.start, u.channel))
     names = _check_policy(runtime, data.policy)
     duration = data.duration if data.duration is not None else max(u.end for u in utterances)
     transcript = CallTranscript(call_id, tuple(utterances), duration=duration, source="api")
     try:
-        record = runtime.store.create(call_id, kind="transcript", policy=",".join(names),
-                                      requested_policy=data.policy, source="api")  # fmt: skip
+        record = runtime.store.create(
+            call_id,
+            kind="transcript",
+            policy=",".join(names),
+            requested_policy=data.policy,
+            source="api",
+        )
     except CallExistsError as exc:
         raise Problem(409, "Conflict", str(exc)) from None
     return _submit(runtime, Job(call_id, "transcript", data.policy, transcript=transcript), record)
@@ -341,8 +375,11 @@ async def post_call(request: Request, runtime: RuntimeDep) -> CallAccepted:
         return await _post_transcript(request, runtime)
     if ctype == "multipart/form-data":
         return await _post_audio(request, runtime)
-    raise Problem(415, "Unsupported Media Type",
-                  "send multipart/form-data (a recording) or application/json (a transcript)")  # fmt: skip
+    raise Problem(
+        415,
+        "Unsupported Media Type",
+        "send multipart/form-data (a recording) or application/json (a transcript)",
+    )
 
 
 @router.get("", response_model=CallPageOut)
@@ -365,9 +402,14 @@ def list_calls(
 
     try:
         page = runtime.store.list(
-            escalated=escalated, since=stamp(since), until=stamp(until), policy=policy,
-            status=status, limit=limit, cursor=cursor,
-        )  # fmt: skip
+            escalated=escalated,
+            since=stamp(since),
+            until=stamp(until),
+            policy=policy,
+            status=status,
+            limit=limit,
+            cursor=cursor,
+        )
     except InputError as exc:
         raise Problem(400, "Bad Request", str(exc)) from None
     return CallPageOut(
@@ -382,13 +424,15 @@ def get_call(call_id: str, runtime: RuntimeDep) -> CallDetail:
     record = runtime.store.get(_check_call_id(call_id))
     if record is None:
         raise Problem(404, "Not Found", "no such call")
-    return CallDetail.model_validate({
-        **_item(record),
-        "utterances": runtime.store.utterances(call_id),
-        "decisions": runtime.store.decisions(call_id),
-        "replies": record.replies or [],
-        "summary": record.summary,
-    })  # fmt: skip
+    return CallDetail.model_validate(
+        {
+            **_item(record),
+            "utterances": runtime.store.utterances(call_id),
+            "decisions": runtime.store.decisions(call_id),
+            "replies": record.replies or [],
+            "summary": record.summary,
+        }
+    )
 
 
 @router.delete("/{call_id}", response_model=Deleted)

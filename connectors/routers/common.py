@@ -73,7 +73,7 @@ class Deleted(BaseModel):
     deleted: bool = True
 
 
-class Problem(Exception):  # noqa: N818 - it is the response, not a failure of ours
+class Problem(Exception):  # the response, not a failure of ours
     """Raise from a handler to answer with problem details."""
 
     def __init__(
@@ -103,9 +103,13 @@ def problem_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body = ProblemDetails(
-        title=title, status=status, detail=detail, instance=request.url.path,
-        problems=problems, request_id=getattr(request.state, "request_id", None),
-    )  # fmt: skip
+        title=title,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+        problems=problems,
+        request_id=getattr(request.state, "request_id", None),
+    )
     return JSONResponse(
         body.model_dump(exclude_none=True),
         status_code=status,
@@ -177,9 +181,17 @@ async def receive_multipart(request: Request, directory: Path, limit: int) -> Up
         raise too_large(limit)
     directory.mkdir(parents=True, exist_ok=True)
     upload = Upload()
-    state: dict[str, Any] = {"headers": {}, "field": b"", "value": b"", "name": None,
-                             "is_file": False, "buf": bytearray(), "fh": None, "parts": 0,
-                             "error": None}  # fmt: skip
+    state: dict[str, Any] = {
+        "headers": {},
+        "field": b"",
+        "value": b"",
+        "name": None,
+        "is_file": False,
+        "buf": bytearray(),
+        "fh": None,
+        "parts": 0,
+        "error": None,
+    }
 
     def on_part_begin() -> None:
         state["headers"] = {}
@@ -225,8 +237,11 @@ async def receive_multipart(request: Request, directory: Path, limit: int) -> Up
         else:
             state["buf"] += chunk
             if len(state["buf"]) > _FIELD_LIMIT:
-                state["error"] = Problem(400, "Bad Request", f"form field {state['name']!r} "
-                                         f"is longer than {_FIELD_LIMIT} bytes")  # fmt: skip
+                state["error"] = Problem(
+                    400,
+                    "Bad Request",
+                    f"form field {state['name']!r} is longer than {_FIELD_LIMIT} bytes",
+                )
 
     def on_part_end() -> None:
         if state["is_file"]:
@@ -260,7 +275,9 @@ async def receive_multipart(request: Request, directory: Path, limit: int) -> Up
     except Exception as exc:  # a malformed body from the client
         _close(state)
         upload.discard()
-        raise Problem(400, "Bad Request", f"malformed multipart body ({type(exc).__name__})")
+        raise Problem(
+            400, "Bad Request", f"malformed multipart body ({type(exc).__name__})"
+        ) from None
     _close(state)
     return upload
 

@@ -32,8 +32,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1/policies", tags=["policies"], responses=PROBLEM_RESPONSES)
 
 _TEXT_LIMIT = 1024 * 1024
-_YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
-               "text/plain")  # fmt: skip
+_YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
 
 
 class PolicyInfo(BaseModel):
@@ -180,8 +179,15 @@ def _out(doc: PolicyDoc) -> PolicyOut:
     else:
         rules = [r.id for p in policy_set.policies for r in p.rules]
         digest = policy_set.policy_hash
-    return PolicyOut(name=doc.name, source=doc.source, active=doc.active, file=doc.file,
-                     text=doc.text, rules=rules, policy_hash=digest)  # fmt: skip
+    return PolicyOut(
+        name=doc.name,
+        source=doc.source,
+        active=doc.active,
+        file=doc.file,
+        text=doc.text,
+        rules=rules,
+        policy_hash=digest,
+    )
 
 
 def _brief(d: Decision) -> DecisionBrief:
@@ -194,8 +200,9 @@ def _key(d: Decision) -> str:
 
 def _engine(runtime: Runtime, ref: PolicyRef, label: str) -> PolicyEngine:
     if ref.text is not None:
-        return PolicyEngine(load_policy_texts([(ref.text, f"{label}.yaml")]),
-                            backend=runtime.cfg.policy_engine)  # fmt: skip
+        return PolicyEngine(
+            load_policy_texts([(ref.text, f"{label}.yaml")]), backend=runtime.cfg.policy_engine
+        )
     assert ref.name is not None
     try:
         return PolicyEngine(runtime.policies.set_for(ref.name), backend=runtime.cfg.policy_engine)
@@ -208,8 +215,10 @@ def _engine(runtime: Runtime, ref: PolicyRef, label: str) -> PolicyEngine:
 
 @router.get("", response_model=list[PolicyInfo])
 def list_policies(runtime: RuntimeDep) -> list[PolicyInfo]:
-    return [PolicyInfo(name=d.name, source=d.source, active=d.active, file=d.file)
-            for d in runtime.policies.all()]  # fmt: skip
+    return [
+        PolicyInfo(name=d.name, source=d.source, active=d.active, file=d.file)
+        for d in runtime.policies.all()
+    ]
 
 
 @router.post("/diff", response_model=DiffReport)
@@ -231,11 +240,13 @@ def diff_policies(body: DiffIn, runtime: RuntimeDep) -> DiffReport:
             before = {_key(d): d for d in replay_transcript(transcript, old)}
             after = {_key(d): d for d in replay_transcript(transcript, new)}
             if before.keys() != after.keys():
-                changed.append(CallDiff(
-                    call_id=call_id,
-                    removed=[_brief(d) for k, d in before.items() if k not in after],
-                    added=[_brief(d) for k, d in after.items() if k not in before],
-                ))  # fmt: skip
+                changed.append(
+                    CallDiff(
+                        call_id=call_id,
+                        removed=[_brief(d) for k, d in before.items() if k not in after],
+                        added=[_brief(d) for k, d in after.items() if k not in before],
+                    )
+                )
     finally:
         old.close()
         new.close()
@@ -256,11 +267,16 @@ def get_policy(name: str, runtime: RuntimeDep) -> PolicyOut:
 @router.put(
     "/{name}",
     response_model=PolicyOut,
-    openapi_extra={"requestBody": {"required": True, "content": {
-        "application/yaml": {"schema": {"type": "string"}},
-        "application/json": {"schema": PolicyIn.model_json_schema()},
-    }}},
-)  # fmt: skip
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/yaml": {"schema": {"type": "string"}},
+                "application/json": {"schema": PolicyIn.model_json_schema()},
+            },
+        }
+    },
+)
 async def put_policy(
     name: str,
     request: Request,
@@ -312,11 +328,16 @@ async def validate_policy(name: str, request: Request, runtime: RuntimeDep) -> V
 @router.post(
     "/{name}/test",
     response_model=PolicyTestReport,
-    openapi_extra={"requestBody": {"required": True, "content": {
-        "application/yaml": {"schema": {"type": "string"}},
-        "application/json": {"schema": PolicyTestIn.model_json_schema()},
-    }}},
-)  # fmt: skip
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/yaml": {"schema": {"type": "string"}},
+                "application/json": {"schema": PolicyTestIn.model_json_schema()},
+            },
+        }
+    },
+)
 async def test_policy(name: str, request: Request, runtime: RuntimeDep) -> PolicyTestReport:
     """Run policy test cases (``rules.testing`` format; ``policies:`` comes from the URL)."""
     name = _name(runtime, name)
@@ -336,9 +357,12 @@ async def test_policy(name: str, request: Request, runtime: RuntimeDep) -> Polic
         raise _config_problem(err, "Invalid policy tests") from None
     if isinstance(located.data, dict) and "policies" in located.data:
         line = located.line_of(("policies",))
-        raise Problem(422, "Invalid policy tests", "policies: is set by the URL",
-                      problems=[f"tests.yaml:{line}: policies: leave it out; the URL names "
-                                "the policy"])  # fmt: skip
+        raise Problem(
+            422,
+            "Invalid policy tests",
+            "policies: is set by the URL",
+            problems=[f"tests.yaml:{line}: policies: leave it out; the URL names the policy"],
+        )
     label = policy_file_label(name)
     with tempfile.TemporaryDirectory(prefix="callsense-policy-test-") as tmp:
         root = Path(tmp)
@@ -351,7 +375,6 @@ async def test_policy(name: str, request: Request, runtime: RuntimeDep) -> Polic
         except ConfigError as err:
             problems = [p.replace(f"{root}/", "") for p in err.problems]
             raise Problem(422, "Invalid policy tests", problems[0], problems=problems) from None
-    cases = [CaseOut(name=r.name, line=r.line, passed=r.passed, diff=list(r.diff))
-             for r in results]  # fmt: skip
+    cases = [CaseOut(name=r.name, line=r.line, passed=r.passed, diff=list(r.diff)) for r in results]
     passed = sum(c.passed for c in cases)
     return PolicyTestReport(passed=passed, failed=len(cases) - passed, cases=cases)

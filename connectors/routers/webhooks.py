@@ -66,20 +66,34 @@ def _mask_url(url: str) -> str:
 
 def _endpoint(ep: WebhookEndpoint) -> EndpointOut:
     return EndpointOut(
-        name=ep.name, url=_mask_url(ep.url), secret=MASK, actions=ep.actions, rules=ep.rules,
-        template=ep.template, method=ep.method, headers={k: MASK for k in ep.headers},
-        timeout_s=ep.timeout_s, max_attempts=ep.retry.attempts,
-    )  # fmt: skip
+        name=ep.name,
+        url=_mask_url(ep.url),
+        secret=MASK,
+        actions=ep.actions,
+        rules=ep.rules,
+        template=ep.template,
+        method=ep.method,
+        headers={k: MASK for k in ep.headers},
+        timeout_s=ep.timeout_s,
+        max_attempts=ep.retry.attempts,
+    )
 
 
 def _message(m: OutboxMessage) -> MessageOut:
     return MessageOut(
-        webhook_id=m.webhook_id, decision_id=m.decision_id, endpoint=m.endpoint,
-        status=m.status, attempts=m.attempts, last_status=m.last_status,
-        last_error=m.last_error, call_id=m.call_id, action=m.action, rule=m.rule,
+        webhook_id=m.webhook_id,
+        decision_id=m.decision_id,
+        endpoint=m.endpoint,
+        status=m.status,
+        attempts=m.attempts,
+        last_status=m.last_status,
+        last_error=m.last_error,
+        call_id=m.call_id,
+        action=m.action,
+        rule=m.rule,
         created_at=dt.datetime.fromtimestamp(m.created_at, dt.UTC),
         updated_at=dt.datetime.fromtimestamp(m.updated_at, dt.UTC),
-    )  # fmt: skip
+    )
 
 
 @router.get("", response_model=list[EndpointOut])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -46,8 +45,17 @@ def listening_outside_loopback() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    """A real Ray on this machine for the module: 2 CPUs, no dashboard, loopback only."""
+def local_ray(tmp_path_factory: pytest.TempPathFactory):
+    """A real Ray on this machine for the module: 2 CPUs, no dashboard, loopback only.
+
+    Yields the counter file the test recognizers append to: workers inherit the raylet's
+    environment, fixed here when Ray starts, so the file is chosen now.
+    """
+    from tests.ray import helpers
+
+    counter = tmp_path_factory.mktemp("ray-counter") / "passes.txt"
+    os.environ[helpers.COUNTER_ENV] = str(counter)
+    os.environ[helpers.DELAY_ENV] = "0.2"
     ray.init(
         num_cpus=2,
         include_dashboard=False,
@@ -56,8 +64,10 @@ def local_ray():
         _node_ip_address="127.0.0.1",
     )
     try:
-        yield ray
+        yield counter
     finally:
+        os.environ.pop(helpers.COUNTER_ENV, None)
+        os.environ.pop(helpers.DELAY_ENV, None)
         from ray import serve
 
         try:
@@ -65,5 +75,3 @@ def local_ray():
         finally:
             ray.shutdown()
 
-
-__all__ = ["listening_outside_loopback", "sys"]

@@ -93,6 +93,9 @@ class _CountingSenseVoice(SenseVoiceRecognizer):
         self, clips: Sequence[np.ndarray], *, language: str | None = None
     ) -> list[Recognition]:
         _record(clips)
+        delay = float(os.environ.get(DELAY_ENV, "0"))
+        if delay:
+            time.sleep(delay)
         return super().recognize(clips, language=language)
 
 

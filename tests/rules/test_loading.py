@@ -43,14 +43,14 @@ def _error(text: str, file: str = "p.yaml") -> str:
         ),
         (
             GOOD.replace("ANGRY", "angry"),
-            "p.yaml:4: rules[0].when.emotion: Value error, "
+            "p.yaml:4: rules[0].when.emotion: "
             "unknown emotion 'angry'; did you mean ANGRY?",
         ),
         (GOOD.replace("ANGRY", "ANGYR"), "did you mean ANGRY?"),
         (GOOD.replace("customer", "custmer"), "did you mean customer?"),
         (
             GOOD.replace("consecutive: 3", "consecutive: 3, within: 30x"),
-            "p.yaml:4: rules[0].when.within: Value error, not a duration",
+            "p.yaml:4: rules[0].when.within: not a duration",
         ),
         (GOOD.replace("consecutive: 3", "consecutive: 3, within: 30"), "with a unit"),
         (GOOD.replace("priority: high", "priority: critical"), "p.yaml:5: rules[0].then[0]"),

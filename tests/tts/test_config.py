@@ -55,7 +55,7 @@ def test_defaults_try_edge_then_piper_then_espeak() -> None:
     [
         (
             "engines:\n  - espeak\n  - engine: edge\n    rate: fast\n",
-            r"tts\.yaml:[34]: engines\[1\]\.(edge\.)?rate: Value error, must be a signed "
+            r"tts\.yaml:4: engines\[1\]\.rate: must be a signed "
             r"percentage such as \+10% or -5% \(got 'fast'\)",
         ),
         (

@@ -18,7 +18,7 @@ import pytest
 
 from tests.calls import build_call, held_out
 from tests.conftest import TESTDATA
-from tests.web.conftest import SCREENSHOTS, serve, update_screenshots
+from tests.web.conftest import ROOT, SCREENSHOTS, serve, update_screenshots
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -224,6 +224,19 @@ def test_policy_editor_shows_file_line_errors_and_clears_them(page, service) -> 
     with service.client() as c:  # a dry run saved nothing
         assert "consecutive: 3" in c.get("/v1/policies/default").text
 
+    # the shipped test cases, run against the draft in the editor
+    shipped = (ROOT / "configs" / "policies" / "tests" / "default.test.yaml").read_text()
+    cases = "\n".join(x for x in shipped.splitlines() if not x.startswith("policies:"))
+    n_cases = len(re.findall(r"^  - name:", cases, flags=re.M))
+    page.fill("#policy-tests-text", cases)
     page.click("#policy-run-tests")
-    page.wait_for_selector("#policy-tests .test-cases, #policy-tests .error")
-    assert page.locator("#policy-tests p.ok").count() == 1, page.inner_text("#policy-tests")
+    page.wait_for_selector("#policy-tests .tests-total")
+    assert page.inner_text("#policy-tests .tests-total") == f"{n_cases} passed, 0 failed"
+    assert page.locator("#policy-tests .test-cases li.pass").count() == n_cases
+
+    # a draft that breaks a case: the failing case shows with its diff
+    page.fill("#policy-text", text.replace("consecutive: 3", "consecutive: 2"))
+    page.wait_for_selector("#policy-validation[data-kind=ok]")
+    page.click("#policy-run-tests")
+    page.wait_for_selector("#policy-tests .test-cases li.fail .diff")
+    assert "0 failed" not in page.inner_text("#policy-tests .tests-total")

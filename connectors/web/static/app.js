@@ -723,6 +723,7 @@ async function showPolicies(name) {
     $("#policy-text").value = policyState.loaded;
     updateGutter();
     validatePolicy();
+    loadPolicyTests(chosen);
   } catch (err) {
     renderValidation([`Could not load ${chosen}: ${err.message}`], "error");
   }
@@ -774,13 +775,12 @@ async function validatePolicy() {
   if (!name) return;
   const seq = ++policyState.seq;
   try {
-    const res = await api(`/v1/policies/${encodeURIComponent(name)}?dry_run=true`, {
-      method: "PUT", body: $("#policy-text").value, headers: { "Content-Type": "application/yaml" },
+    const res = await api(`/v1/policies/${encodeURIComponent(name)}/validate`, {
+      method: "POST", body: $("#policy-text").value, headers: { "Content-Type": "application/yaml" },
     });
     if (seq !== policyState.seq) return;
-    const warnings = res?.warnings ?? [];
-    renderValidation([`Valid${res?.rules !== undefined ? `: ${Array.isArray(res.rules) ? res.rules.length : res.rules} rules` : ""}.` +
-      (warnings.length ? ` Warnings: ${warnings.join("; ")}` : "")], "ok");
+    if (res.valid === false) renderValidation(res.problems ?? ["invalid"], "error");
+    else renderValidation([`Valid: ${(res.rules ?? []).length} rules (${(res.rules ?? []).join(", ")}).`], "ok");
   } catch (err) {
     if (seq !== policyState.seq) return;
     renderValidation(err instanceof ApiError ? problemMessages(err.body, err.status) : [err.message], "error");
@@ -800,31 +800,43 @@ async function savePolicy() {
   }
 }
 
+async function loadPolicyTests(name) {
+  // The service may serve the configured tests of a policy; otherwise keep what is typed.
+  try {
+    const t = await api(`/v1/policies/${encodeURIComponent(name)}/tests`);
+    const text = typeof t === "string" ? t : t.text ?? t.tests ?? "";
+    if (text) $("#policy-tests-text").value = text;
+  } catch {
+    // no tests endpoint or none stored for this policy
+  }
+}
+
 async function runPolicyTests() {
   const box = clear($("#policy-tests"));
   box.append(el("p", { class: "muted", text: "Running…" }));
   try {
     const res = await api(`/v1/policies/${encodeURIComponent(policyState.name)}/test`, {
-      method: "POST", body: $("#policy-text").value, headers: { "Content-Type": "application/yaml" },
+      method: "POST", body: { tests: $("#policy-tests-text").value, policy: $("#policy-text").value },
     });
     clear(box);
-    const cases = res.cases ?? res.results ?? [];
-    const passed = res.passed ?? cases.filter((c) => c.passed ?? c.ok).length;
+    const cases = res.cases ?? [];
+    const passed = res.passed ?? cases.filter((c) => c.passed).length;
     const failed = res.failed ?? cases.length - passed;
-    box.append(el("p", { class: failed ? "error" : "ok", text: `${passed} passed, ${failed} failed` }));
+    box.append(el("p", { class: `tests-total ${failed ? "error" : "ok"}`, text: `${passed} passed, ${failed} failed` }));
     const list = el("ul", { class: "test-cases" });
     for (const c of cases) {
-      const ok = c.passed ?? c.ok;
-      list.append(el("li", { class: ok ? "pass" : "fail" },
-        el("span", { class: "badge", text: ok ? "PASS" : "FAIL" }), ` ${c.name ?? c.case ?? ""}`,
-        ...(c.problems ?? c.messages ?? (c.message ? [c.message] : [])).map((p) => el("div", { class: "muted small", text: p }))));
+      list.append(el("li", { class: c.passed ? "pass" : "fail" },
+        el("span", { class: "badge", text: c.passed ? "pass" : "fail" }),
+        ` ${c.name ?? ""}`,
+        c.line ? el("span", { class: "muted small", text: ` (tests line ${c.line})` }) : null,
+        (c.diff ?? []).length ? el("pre", { class: "diff", text: c.diff.join("\n") }) : null));
     }
     box.append(list);
   } catch (err) {
     clear(box);
     const list = el("ul", { class: "problems" });
     for (const m of err instanceof ApiError ? problemMessages(err.body, err.status) : [err.message]) list.append(el("li", { text: m }));
-    box.append(el("p", { class: "error", text: "Tests could not run:" }), list);
+    box.append(el("p", { class: "error", text: "The tests could not run:" }), list);
   }
 }
 

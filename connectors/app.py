@@ -1,0 +1,186 @@
+"""The FastAPI app: routers per resource, API-key auth, problem details, request ids.
+
+``create_app`` builds everything from an ``AppConfig`` (defaults: no config file needed)
+and a database URL (default ``callsense.db`` in the working directory). Start-up loads the
+models in the background (``/readyz`` says when they are ready), starts the job worker,
+the outbox sender and the APScheduler jobs; shutdown lets the running job finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from connectors.appconfig import AppConfig
+from connectors.auth import require_api_key
+from connectors.routers import calls, health, policies, predict, webhooks
+from connectors.routers.common import Problem, problem_response
+from connectors.runtime import NotReadyError, Runtime, ServiceSettings
+from rules.errors import ConfigError, InputError, RetryableError
+
+__all__ = ["RequestIdFilter", "create_app", "request_id_var"]
+
+log = logging.getLogger("callsense.http")
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``record.request_id`` (use ``%(request_id)s`` in a log format)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+class RequestIdMiddleware:
+    """Takes the client's ``X-Request-ID`` (if sane) or makes one, returns it, and logs one
+    line per request: method, path (never the query: it may hold ``api_key``), status, ms."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        scope.setdefault("state", {})["request_id"] = rid
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "%s %s %s %.1fms [%s]",
+                scope.get("method", "WS"),
+                scope.get("path", ""),
+                status or "-",
+                (time.perf_counter() - started) * 1000,
+                rid,
+            )
+            request_id_var.reset(token)
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> Any:
+        return problem_response(
+            request, exc.status, exc.title, exc.detail, problems=exc.problems, headers=exc.headers
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Any:
+        title = {401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}.get(
+            exc.status_code, "Error"
+        )
+        return problem_response(
+            request, exc.status_code, title, str(exc.detail), headers=dict(exc.headers or {})
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Any:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return problem_response(
+            request, 422, "Unprocessable Content", problems[0] if problems else None,
+            problems=problems,
+        )  # fmt: skip
+
+    @app.exception_handler(ConfigError)
+    async def _config(request: Request, exc: ConfigError) -> Any:
+        return problem_response(
+            request, 422, "Invalid configuration", exc.problems[0], problems=list(exc.problems)
+        )
+
+    @app.exception_handler(InputError)
+    async def _input(request: Request, exc: InputError) -> Any:
+        return problem_response(request, 422, "Unprocessable Content", str(exc))
+
+    @app.exception_handler(RetryableError)
+    async def _retry(request: Request, exc: RetryableError) -> Any:
+        headers = {"Retry-After": "10" if isinstance(exc, NotReadyError) else "30"}
+        return problem_response(request, 503, "Service Unavailable", str(exc), headers=headers)
+
+
+def _optional_routers(app: FastAPI) -> None:
+    """Live streaming and the web UI come from their own packages, included when present."""
+    try:
+        from connectors.live import routers as live_routers
+    except ImportError:  # TODO(lead): connectors.live lands with the live-streaming work
+        live_routers = []
+    for router in live_routers:
+        app.include_router(router)  # WebSocket routes check keys themselves (check_ws_key)
+    try:
+        from connectors.web.router import router as web_router
+    except ImportError:  # TODO(lead): connectors.web lands with the web UI work
+        web_router = None
+    if web_router is not None:
+        app.include_router(web_router)  # the page is public; its API calls carry a key
+
+
+def create_app(
+    config: AppConfig | None = None,
+    *,
+    db_url: str | None = None,
+    load_models: bool = True,
+    settings: ServiceSettings | None = None,
+) -> FastAPI:
+    """The service app; ``load_models=False`` skips the recognizer (transcripts only)."""
+    cfg = config or AppConfig()
+    if settings is None:
+        section = getattr(cfg, "server", None)  # a future ``server:`` config section
+        settings = ServiceSettings.model_validate(section or {}, from_attributes=True)
+    runtime = Runtime(cfg, db_url=db_url, settings=settings, load_models=load_models)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.start()
+        sender = asyncio.create_task(runtime.deliver_forever(), name="callsense-outbox")
+        try:
+            yield
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+            await asyncio.to_thread(runtime.stop)
+
+    app = FastAPI(
+        title="callsense",
+        summary="Customer-service calls in, escalation decisions out.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.add_middleware(RequestIdMiddleware)
+    _install_handlers(app)
+    app.include_router(health.router)
+    keyed = [Depends(require_api_key)]
+    for module in (calls, policies, webhooks, predict):
+        app.include_router(module.router, dependencies=keyed)
+    _optional_routers(app)
+    return app

@@ -1,0 +1,148 @@
+"""``callsense serve`` (the HTTP/WebSocket service) and ``callsense keys`` (its API keys)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from connectors.cli_transcribe import ConfigOpt, ModelOpt, VadModelOpt
+from connectors.console import err_console, fail, out_console
+from rules.errors import CallsenseError
+
+if TYPE_CHECKING:
+    from connectors.auth import KeyStore
+
+__all__ = ["register"]
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database URL (default: $CALLSENSE_DB_URL, else sqlite:///callsense.db).",
+        show_default=False,
+    ),
+]
+
+keys_app = typer.Typer(help="API keys of the HTTP service.", no_args_is_help=True)
+
+
+def _setup_logging(verbose: bool) -> None:
+    from connectors.app import RequestIdFilter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+    )
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler],
+                        force=True)  # fmt: skip
+    # one access line per request with its id comes from our middleware
+    logging.getLogger("callsense.http").setLevel(logging.INFO)
+    logging.getLogger("connectors").setLevel(logging.INFO)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    model: ModelOpt = None,
+    vad_model: VadModelOpt = None,
+    data_dir: Annotated[Path, typer.Option(help="Where uploaded recordings are kept.")] = Path(
+        "callsense-data"
+    ),
+    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload.")] = 200.0,
+    metrics_public: Annotated[
+        bool, typer.Option(help="Serve /metrics without an API key.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve the HTTP API, live streams and web UI (uvicorn). Needs no config file.
+
+    Every route but /healthz and /readyz needs an API key: create one with
+    `callsense keys create NAME`. Models load in the background; /readyz answers 200 once
+    they are ready. Ctrl-C lets the running call finish before exiting.
+    """
+    _setup_logging(verbose)
+    import uvicorn
+
+    from connectors.app import create_app
+    from connectors.appconfig import load_app_config
+    from connectors.runtime import ServiceSettings
+
+    try:
+        cfg = load_app_config(config, model=model, vad_model=vad_model)
+        settings = ServiceSettings(
+            data_dir=data_dir, max_upload_mb=max_upload_mb, metrics_public=metrics_public
+        )
+        app = create_app(cfg, db_url=db, settings=settings)
+    except CallsenseError as exc:
+        fail(exc)
+    err_console.print(f"callsense serving on http://{escape(host)}:{port} (docs at /docs)")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=False,  # uvicorn's would print query strings, which may carry api_key
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s) or None,
+    )
+
+
+def _store(db: str | None) -> KeyStore:
+    from connectors.auth import KeyStore
+    from connectors.storage import make_engine
+
+    try:
+        return KeyStore(make_engine(db))
+    except CallsenseError as exc:
+        fail(exc)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who or what uses the key (A-Z a-z 0-9 _ . -).")],
+    db: DbOpt = None,
+) -> None:
+    """Create an API key and print it once; only its hash is stored."""
+    store = _store(db)
+    try:
+        key = store.create(name)
+    except CallsenseError as exc:
+        fail(exc)
+    out_console.print(key)
+    err_console.print(f"key {escape(name)!s} created; it is shown only now, keep it safe")
+
+
+@keys_app.command("list")
+def keys_list(db: DbOpt = None) -> None:
+    """API keys by name (never the keys themselves)."""
+    import datetime as dt
+
+    def when(t: float | None) -> str:
+        return "-" if t is None else dt.datetime.fromtimestamp(t, dt.UTC).strftime("%F %TZ")
+
+    table = Table(title="API keys")
+    for col in ("name", "id", "created", "revoked"):
+        table.add_column(col)
+    for k in _store(db).list():
+        table.add_row(escape(k.name), k.key_id, when(k.created_at), when(k.revoked_at))
+    out_console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: str, db: DbOpt = None) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+    if not _store(db).revoke(name):
+        fail(f"no active key named {name!r}")
+    err_console.print(f"key {escape(name)} revoked")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.add_typer(keys_app, name="keys")

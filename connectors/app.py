@@ -174,6 +174,7 @@ def create_app(
         summary="Customer-service calls in, escalation decisions out.",
         version="0.1.0",
         lifespan=lifespan,
+        redirect_slashes=False,  # an API answers 404, not a redirect to a guessed path
     )
     app.state.runtime = runtime
     app.add_middleware(RequestIdMiddleware)

@@ -493,8 +493,19 @@ class LiveEngine:
         recognizer = build_recognizer(cfg.recognizer)
         return cls(cfg, recognizer, build_orchestrator(cfg), live=live)
 
-    def open(self, call_id: str, fmt: StreamFormat | None = None) -> LiveCall:
-        return LiveCall(self, call_id, fmt or StreamFormat())
+    def open(
+        self,
+        call_id: str,
+        fmt: StreamFormat | None = None,
+        *,
+        orchestrator: Orchestrator | None = None,
+    ) -> LiveCall:
+        """A new call; ``orchestrator`` overrides the stages (another policy set); its TTS
+        stage, if any, is ignored (the engine's TTS speaks replies)."""
+        stages = None
+        if orchestrator is not None:
+            stages = Orchestrator([s for s in orchestrator.stages if not isinstance(s, TtsStage)])
+        return LiveCall(self, call_id, fmt or StreamFormat(), stages)
 
     def close(self) -> None:
         self.worker.close()
@@ -522,11 +533,17 @@ class LiveCall:
     call; the model work runs in threads, never on the event loop.
     """
 
-    def __init__(self, engine: LiveEngine, call_id: str, fmt: StreamFormat) -> None:
+    def __init__(
+        self,
+        engine: LiveEngine,
+        call_id: str,
+        fmt: StreamFormat,
+        orchestrator: Orchestrator | None = None,
+    ) -> None:
         self.engine = engine
         self.call_id = call_id
         self.fmt = fmt
-        self._run: CallRun = engine.orchestrator.open(call_id)
+        self._run: CallRun = (orchestrator or engine.orchestrator).open(call_id)
         self._segmenters = [
             _ChannelSegmenter(i, engine.vad, engine.cfg) for i in range(fmt.channels)
         ]

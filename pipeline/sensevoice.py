@@ -91,7 +91,9 @@ class RecognizerConfig(BaseModel):
         "torch", description="torch: funasr; onnx: ONNX Runtime on an exported model directory"
     )
     quantize: Literal["none", "int8"] = Field(
-        "none", description="onnx: use the signed-int8 model (callsense model export-onnx)"
+        "none",
+        description="int8: onnx uses the signed-int8 export (callsense model export-onnx); "
+        "torch quantizes nn.Linear to dynamic int8 while loading",
     )
 
 
@@ -208,14 +210,23 @@ class SenseVoiceRecognizer(Recognizer):
         where = self.capabilities.name
         with self._lock, quiet() as said:
             try:
-                am = AutoModel(
-                    model=where,
-                    disable_update=True,
-                    device=self.config.device,
-                    ncpu=self.config.ncpu,
-                    disable_pbar=True,
-                    ignore_init_mismatch=False,  # a wrong-size tensor fails, not stays random
-                )
+                if self.config.quantize == "int8":
+                    from pipeline.sensevoice_int8 import load_int8_automodel
+
+                    am = load_int8_automodel(
+                        where, device=self.config.device, ncpu=self.config.ncpu
+                    )
+                else:
+                    am = AutoModel(
+                        model=where,
+                        disable_update=True,
+                        device=self.config.device,
+                        ncpu=self.config.ncpu,
+                        disable_pbar=True,
+                        ignore_init_mismatch=False,  # a wrong-size tensor fails, not stays random
+                    )
+            except InputError:
+                raise
             except Exception as exc:
                 raise self._load_error(exc, said.getvalue()) from exc
         printed = said.getvalue()
@@ -227,7 +238,7 @@ class SenseVoiceRecognizer(Recognizer):
             )
         if "init_param does not exist" in printed:
             raise InputError(f"{where}: no model.pt weights file")
-        if type(am.model).__name__ != "SenseVoiceSmall":
+        if not _is_sensevoice(am.model):
             raise InputError(
                 f"{where}: holds a {type(am.model).__name__} model, not SenseVoiceSmall"
             )
@@ -250,6 +261,10 @@ class SenseVoiceRecognizer(Recognizer):
 def build_recognizer(config: RecognizerConfig) -> SenseVoiceRecognizer:
     """Load the configured SenseVoice model (once per process; share the result)."""
     return SenseVoiceRecognizer(config)
+
+
+def _is_sensevoice(model: Any) -> bool:
+    return any(c.__name__ == "SenseVoiceSmall" for c in type(model).__mro__)
 
 
 def _first_line(exc: Exception) -> str:

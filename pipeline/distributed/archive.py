@@ -49,12 +49,12 @@ def write_failure(out_dir: Path, call_id: str, source: str, error: dict[str, Any
 class TranscribeActor:
     """Ray Data actor: call paths in, pickled transcripts (or error records) out."""
 
-    def __init__(self, cfg: CallsenseConfig, factory: str | None, use_cache: bool) -> None:
+    def __init__(self, cfg: CallsenseConfig, factory: str | None, cache_dir: str | None) -> None:
         from pipeline.cache import ResultCache
         from pipeline.transcribe import Transcriber
         from pipeline.vad import build_vad
 
-        cache = ResultCache(cfg.cache.dir) if use_cache and cfg.cache.enabled else None
+        cache = ResultCache(cache_dir) if cache_dir is not None else None
         recognizer = resolve_factory(factory)(cfg.recognizer)
         self._transcriber = Transcriber(cfg=cfg, vad=build_vad(cfg.vad), recognizer=recognizer,
                                         cache=cache)  # fmt: skip
@@ -132,10 +132,15 @@ def run_archive(
     import ray
     import ray.data
 
+    from pipeline.cache import default_cache_dir
     from pipeline.distributed.serve_recognizer import ensure_ray
     from pipeline.transcribe import call_id_for
 
-    if not (use_cache and cfg.cache.enabled):
+    cache_dir = None
+    if use_cache and cfg.cache.enabled:
+        # resolved here: a worker's environment and home are not the driver's
+        cache_dir = str(Path(cfg.cache.dir or default_cache_dir()).expanduser().resolve())
+    else:
         log.warning("archive: result cache disabled; an interrupted run starts over")
     ensure_ray(ray_cfg)
     ctx = ray.data.DataContext.get_current()
@@ -150,7 +155,7 @@ def run_archive(
         fn_constructor_kwargs={
             "cfg": cfg,
             "factory": ray_cfg.recognizer_factory,
-            "use_cache": use_cache,
+            "cache_dir": cache_dir,
         },
         compute=ray.data.ActorPoolStrategy(size=settings.recognizer_actors),
         batch_size=settings.batch_size,

@@ -268,5 +268,25 @@ class RemoteRecognizer(Recognizer):
             pending = {i: self._send(ids[i], arrays[i], language) for i in failed}
         return [r for r in results if r is not None]
 
+    async def recognize_async(
+        self, clip: np.ndarray, *, utterance_id: str, language: str = "auto"
+    ) -> Recognition:
+        """One utterance from async code (a gateway's event loop), same timeout and retry."""
+        array = np.ascontiguousarray(clip, dtype=np.float32)
+        for attempt in range(self.retries + 1):
+            resp = self._send(utterance_id, array, language)
+            try:
+                return _from_wire(await asyncio.wait_for(resp, self.timeout_s))
+            except _RETRYABLE as exc:
+                resp.cancel()
+                if attempt == self.retries:
+                    raise RetryableError(
+                        f"model tier: utterance {utterance_id} failed {attempt + 1} time(s) "
+                        f"({type(exc).__name__})"
+                    ) from exc
+                log.warning("model tier: retrying 1 utterance after %s", type(exc).__name__)
+                self.retried += 1
+        raise AssertionError("unreachable")
+
     def _send(self, utterance_id: str, clip: np.ndarray, language: str) -> Any:
         return self._handle.recognize.remote(utterance_id, clip, language)

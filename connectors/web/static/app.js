@@ -395,8 +395,6 @@ function callRow(c) {
   const s = c.summary ?? {};
   const escalated = c.escalated ?? s.escalated ?? false;
   const priority = c.top_priority ?? s.top_priority ?? null;
-  const score = c.satisfaction ?? s.satisfaction?.score ?? null;
-  const scoreValue = typeof score === "object" && score !== null ? score.score : score;
   const link = el("a", { href: `#/calls/${encodeURIComponent(id)}` }, c.source ?? c.filename ?? id);
   return el("tr", { dataset: { callId: id, escalated: String(Boolean(escalated)) } },
     el("td", {}, link, el("div", { class: "muted small mono", text: id })),
@@ -406,7 +404,8 @@ function callRow(c) {
     el("td", {}, escalated
       ? el("span", { class: "badge action-escalate", text: `escalated${priority ? ` · ${priority}` : ""}` })
       : el("span", { class: "muted", text: "–" })),
-    el("td", { text: scoreValue === null || scoreValue === undefined ? "–" : Number(scoreValue).toFixed(2) }),
+    el("td", { text: c.language ?? "auto" }),
+    el("td", { text: String(c.decision_count ?? "–") }),
   );
 }
 
@@ -478,8 +477,10 @@ function drawCall() {
   const data = callState.data;
   const utterances = [...(data.utterances ?? [])].sort((a, b) => a.start - b.start);
   const decisions = data.decisions ?? [];
-  if (callState.selected && !decisions.includes(callState.selected)) callState.selected = null;
-  if (!callState.selected && decisions.length) callState.selected = decisions[0];
+  // keep the chosen decision across refreshes (a running call is re-fetched every second)
+  const key = (d) => `${d.rule}|${d.action}|${d.at}`;
+  const kept = callState.selected && decisions.find((d) => key(d) === key(callState.selected));
+  callState.selected = kept ?? decisions[0] ?? null;
   const s = data.summary ?? {};
   renderSummary($("#call-summary"), data, s);
   const select = (d) => {
@@ -522,7 +523,10 @@ function renderSummary(dl, data, s) {
 
 // ---------------------------------------------------------------------------------- live
 
-const live = { ws: null, stop: null, utterances: [], decisions: [], selected: null, duration: 0 };
+const live = {
+  ws: null, stop: null, callId: null, runningTimer: null,
+  utterances: [], decisions: [], selected: null, duration: 0,
+};
 
 /** Decode a local recording and resample it to 16 kHz keeping its channels. */
 async function decodeForStream(file) {
@@ -611,6 +615,7 @@ async function startLive(ev) {
   stopLive();
   Object.assign(live, { utterances: [], decisions: [], selected: null, duration: 0 });
   clear($("#live-log"));
+  $("#live-call-link").hidden = true;
   drawLive();
   setStatus(status, `Decoding ${file.name}…`, "busy");
   let audio;
@@ -622,13 +627,11 @@ async function startLive(ev) {
   }
   live.duration = audio.duration;
   const speed = Number($("#live-speed").value) || 1;
-  const params = new URLSearchParams({
-    sample_rate: String(audio.rate),
-    channels: String(audio.channels),
-    language: $("#live-language").value,
-    api_key: getKey(),
-  });
+  // browsers cannot set headers on a WebSocket: the key goes in the query (never logged)
+  const params = new URLSearchParams({ api_key: getKey() });
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/stream?${params}`;
+  const callId = `web_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+  live.callId = callId;
   const ws = new WebSocket(url);
   ws.binaryType = "arraybuffer";
   live.ws = ws;
@@ -650,8 +653,9 @@ async function startLive(ev) {
   };
   ws.addEventListener("open", () => {
     ws.send(JSON.stringify({
-      type: "start", sample_rate: audio.rate, channels: audio.channels, encoding: "pcm16",
-      roles: audio.channels === 2 ? ["customer", "agent"] : ["customer"], language: $("#live-language").value,
+      type: "start", call_id: callId, sample_rate: audio.rate, channels: audio.channels, encoding: "pcm16",
+      roles: audio.channels === 2 ? { 0: "customer", 1: "agent" } : { 0: "customer" },
+      language: $("#live-language").value,
     }));
     setStatus(status, `Streaming ${file.name} (${audio.channels} ch, ${fmtTime(audio.duration)})…`, "busy");
     const started = performance.now();
@@ -679,6 +683,10 @@ async function startLive(ev) {
   });
   ws.addEventListener("close", (e) => {
     live.ws = null;
+    const link = $("#live-call-link");
+    link.href = `#/calls/${encodeURIComponent(callId)}`;
+    link.textContent = `Open the stored call ${callId}`;
+    link.hidden = false;
     finish(`Stream closed${e.code !== 1000 ? ` (code ${e.code}${e.reason ? `: ${e.reason}` : ""})` : ""}. ` +
       `${live.utterances.length} utterances, ${live.decisions.length} decisions.`, e.code === 1000 ? "ok" : "error");
   });
@@ -688,6 +696,26 @@ async function startLive(ev) {
 function stopLive() {
   live.stop?.();
   live.stop = null;
+}
+
+/** Calls being streamed right now (any protocol): their pages refresh while they run. */
+async function showRunningCalls() {
+  const list = $("#live-running");
+  try {
+    const data = await api("/v1/calls?status=running&limit=50");
+    const items = (data.items ?? []).filter((c) => c.kind === "live");
+    clear(list);
+    for (const c of items) {
+      list.append(el("li", {},
+        el("a", { href: `#/calls/${encodeURIComponent(c.id)}` }, c.id),
+        el("span", { class: "muted", text: ` · ${c.source ?? "live"} · since ${fmtDate(c.created_at)}` })));
+    }
+    if (!items.length) list.append(el("li", { class: "muted", text: "No call is streaming now." }));
+  } catch (err) {
+    clear(list).append(el("li", { class: "error", text: `Could not list live calls: ${err.message}` }));
+  }
+  clearTimeout(live.runningTimer);
+  if (!$("#view-live").hidden) live.runningTimer = setTimeout(showRunningCalls, 2000);
 }
 
 function initLive() {
@@ -874,6 +902,7 @@ function route() {
   } else if (view === "live") {
     $("#view-live").hidden = false;
     drawLive();
+    showRunningCalls();
   } else if (view === "policies") {
     $("#view-policies").hidden = false;
     showPolicies(parts[1]);

@@ -1,0 +1,186 @@
+"""``WS /v1/audiohook``: Genesys Cloud AudioHook (protocol version 2), as a monitor.
+
+Text frames are JSON messages with ``version``, ``type``, ``id`` (the session), ``seq``
+(each side counts its own messages from 1) and the last seq seen from the other side
+(``serverseq`` in the client's, ``clientseq`` in ours). The client opens with ``open``,
+offering media; we answer ``opened`` choosing PCMU 8 kHz, preferring the stereo offer
+(channels ``external`` = customer, ``internal`` = agent, interleaved in binary frames).
+``ping`` gets ``pong``; ``close`` gets ``closed``; ``paused``/``resumed``/``update``/
+``discarded``/``error`` from the client are noted. A protocol violation gets a
+``disconnect`` (reason ``error``) and the socket closes; the call keeps what it received.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Any, Literal
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors.live.session import (
+    CLOSE_POLICY,
+    CLOSE_UNSUPPORTED,
+    LiveSession,
+    ProtocolError,
+    authorized,
+    close_quietly,
+)
+from pipeline.live import StreamFormat
+from pipeline.records import format_validation_error
+
+__all__ = ["ROLES", "router"]
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["live"])
+
+ROLES = {"external": "customer", "internal": "agent"}
+_CLIENT_NOTES = {"paused", "resumed", "update", "discarded", "error", "dtmf"}
+
+
+class _Media(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    format: str
+    channels: list[str] = Field(min_length=1)
+    rate: int
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    version: Literal["2"]
+    type: str
+    id: str = Field(min_length=1, max_length=128)
+    seq: int = Field(ge=1)
+    serverseq: int | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Session:
+    """The protocol state of one AudioHook connection."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.ws = websocket
+        self.id: str | None = None
+        self.clientseq = 0
+        self.seq = 0
+        self.media: _Media | None = None
+        self.live: LiveSession | None = None
+
+    async def send(self, type_: str, parameters: dict[str, Any] | None = None) -> None:
+        self.seq += 1
+        await self.ws.send_json(
+            {
+                "version": "2",
+                "type": type_,
+                "seq": self.seq,
+                "clientseq": self.clientseq,
+                "id": self.id,
+                "parameters": parameters or {},
+            }
+        )
+
+    def check(self, text: str | None) -> _Message:
+        if text is None:
+            raise ProtocolError("binary audio before the session is open", CLOSE_UNSUPPORTED)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            raise ProtocolError("a message is not JSON") from None
+        try:
+            msg = _Message.model_validate(data)
+        except ValidationError as exc:
+            raise ProtocolError(format_validation_error(exc, file="message")) from None
+        if self.id is not None and msg.id != self.id:
+            raise ProtocolError(f"message for session {msg.id!r} in session {self.id!r}")
+        if msg.seq != self.clientseq + 1:
+            raise ProtocolError(f"seq {msg.seq} after {self.clientseq}; messages were lost")
+        self.clientseq = msg.seq
+        return msg
+
+    def choose(self, offers: list[Any]) -> _Media:
+        """The stereo PCMU 8 kHz offer (else a mono one); ``ProtocolError`` if none fits."""
+        fits: list[_Media] = []
+        for raw in offers:
+            try:
+                media = _Media.model_validate(raw)
+            except ValidationError:
+                continue
+            if (media.type, media.format, media.rate) == ("audio", "PCMU", 8000) and all(
+                c in ROLES for c in media.channels
+            ):
+                fits.append(media)
+        if not fits:
+            raise ProtocolError("no offered media is PCMU 8000 Hz with external/internal channels")
+        return max(fits, key=lambda m: len(m.channels))
+
+
+@router.websocket("/v1/audiohook")
+async def audiohook(websocket: WebSocket) -> None:
+    """Genesys AudioHook monitor; see the module doc."""
+    if not await authorized(websocket):
+        await websocket.close(CLOSE_POLICY, "a valid API key is required")
+        return
+    await websocket.accept()
+    s = _Session(websocket)
+    error: str | None = None
+    code = 1000
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                error = "connection ended without close" if s.live is not None else None
+                break
+            if message.get("bytes") is not None and s.live is not None:
+                await s.live.call.feed(message["bytes"])
+                continue
+            msg = s.check(message.get("text"))
+            if msg.type == "open":
+                if s.id is not None:
+                    raise ProtocolError("a second 'open' in one session")
+                s.id = msg.id
+                s.media = s.choose(list(msg.parameters.get("media") or []))
+                roles = {i: ROLES[c] for i, c in enumerate(s.media.channels)}
+                fmt = StreamFormat(8000, len(s.media.channels), "mulaw", roles)  # type: ignore[arg-type]
+                s.live = await LiveSession.open(
+                    websocket.app, _call_id(msg.id), fmt, protocol="audiohook"
+                )
+                await s.send("opened", {"startPaused": False, "media": [s.media.model_dump()]})
+            elif s.id is None:
+                raise ProtocolError(f"{msg.type!r} before 'open'")
+            elif msg.type == "ping":
+                await s.send("pong")
+            elif msg.type == "close":
+                if s.live is not None:
+                    await s.live.finish()
+                await s.send("closed")
+                break
+            elif msg.type in _CLIENT_NOTES:
+                log.info("audiohook %s: client sent %s", s.id, msg.type)
+            else:
+                raise ProtocolError(f"unknown message type {msg.type!r}")
+    except WebSocketDisconnect:
+        error = "connection ended without close"
+    except ProtocolError as exc:
+        code, error = exc.code, str(exc)
+        log.info("audiohook: protocol error, disconnecting (%d)", exc.code)
+        with contextlib.suppress(Exception):  # the client may be gone already
+            await s.send("disconnect", {"reason": "error", "info": str(exc)[:200]})
+    except Exception as exc:  # this session ends, the service goes on
+        code, error = 1011, type(exc).__name__
+        log.warning("audiohook: session failed: %s", type(exc).__name__)
+    finally:
+        if s.live is not None:
+            await s.live.finish(error)
+        await close_quietly(websocket, code, error or "")
+
+
+def _call_id(session_id: str) -> str:
+    """The session id (a UUID per AudioHook session; one conversation may have several)."""
+    cleaned = "".join(c if c.isalnum() or c in "_.:-" else "-" for c in session_id)[:120]
+    return cleaned if cleaned[:1].isalnum() else f"g{cleaned}"[:128]

@@ -1,0 +1,302 @@
+"""What every live protocol shares: the engine, key checks, recording, sending events.
+
+A ``LiveSession`` is one call over one WebSocket. Its pump reads the call's events and, for
+each, first records it (utterances and decisions go to the call store as they fire,
+decisions also to the webhook outbox), then hands it to the protocol's ``send`` if the
+client is still there. So a client that is slow, gone or broken loses its messages, never
+the call's decisions: the session ends, ``finish`` flushes the audio already received
+through the pipeline and stores what came out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, WebSocket
+from starlette.websockets import WebSocketState
+
+from pipeline.analyze import CallResult
+from pipeline.live import (
+    DecisionEvent,
+    ErrorEvent,
+    LiveCall,
+    LiveEngine,
+    LiveEvent,
+    ReplyEvent,
+    StreamFormat,
+    UtteranceEvent,
+)
+from pipeline.records import record_from_utterance
+from rules.errors import CallsenseError
+
+__all__ = [
+    "CLOSE_INVALID",
+    "CLOSE_NOT_READY",
+    "CLOSE_POLICY",
+    "CLOSE_UNSUPPORTED",
+    "LiveSession",
+    "ProtocolError",
+    "authorized",
+    "event_message",
+    "live_engine",
+]
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNSUPPORTED = 1003  # a frame of a kind the protocol does not allow here
+CLOSE_INVALID = 1007  # a message that does not parse or validate
+CLOSE_POLICY = 1008  # no key, or a client too slow to keep up
+CLOSE_ERROR = 1011
+CLOSE_NOT_READY = 1013  # models still loading: try again later
+
+SEND_TIMEOUT_S = 10.0
+MAX_UNSENT = 256  # events waiting for a client that does not read
+
+
+class ProtocolError(CallsenseError):
+    """The client broke the protocol; ``code`` is the WebSocket close code to use."""
+
+    def __init__(self, message: str, code: int = CLOSE_INVALID) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_engine_lock = asyncio.Lock()
+
+
+async def live_engine(app: FastAPI) -> LiveEngine:
+    """The app's live engine, built once from the runtime's loaded models."""
+    engine: LiveEngine | None = getattr(app.state, "live_engine", None)
+    if engine is not None:
+        return engine
+    async with _engine_lock:
+        engine = getattr(app.state, "live_engine", None)
+        if engine is not None:
+            return engine
+        runtime = app.state.runtime
+        if not runtime.ready:
+            raise ProtocolError("the models are still loading; retry shortly", CLOSE_NOT_READY)
+        recognizer = runtime.transcriber.recognizer
+        engine = await asyncio.to_thread(LiveEngine, runtime.cfg, recognizer, runtime.orchestrator)
+        app.state.live_engine = engine
+        return engine
+
+
+async def authorized(websocket: WebSocket) -> bool:
+    """The API key check of ``connectors.auth`` (headers, or ``?api_key=`` for Twilio)."""
+    from connectors.auth import check_ws_key
+
+    return await asyncio.to_thread(check_ws_key, websocket)
+
+
+def event_message(event: LiveEvent) -> dict[str, Any]:
+    """An event as the JSON object ``/v1/stream`` sends (transcript text goes to the client
+    that sent the audio, never to logs)."""
+    if isinstance(event, UtteranceEvent):
+        return {"type": "utterance", **record_from_utterance(event.utterance),
+                "closed_at": event.closed_at}  # fmt: skip
+    if isinstance(event, DecisionEvent):
+        return {"type": "decision", **event.decision.to_dict()}
+    if isinstance(event, ReplyEvent):
+        reply = event.reply
+        msg: dict[str, Any] = {
+            "type": "reply",
+            "text": reply.reply.text,
+            "lang": reply.reply.lang,
+            "at": reply.reply.at,
+            "reason": reply.reply.reason,
+            "template": reply.reply.template,
+        }
+        if reply.audio is not None:
+            msg |= {"engine": reply.engine, "audio_b64": base64.b64encode(reply.audio).decode()}
+        return msg
+    if isinstance(event, ErrorEvent):
+        return {"type": "error", "stage": event.stage, "error": event.error,
+                "message": event.message, "at": event.at}  # fmt: skip
+    return {"type": "end", "call_id": event.result.transcript.call_id,
+            "summary": event.result.summary}  # fmt: skip
+
+
+Sender = Callable[[LiveEvent], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Record:
+    """Where a call's output goes: the runtime's store and outbox, or (without a runtime)
+    ``app.state.live_results``."""
+
+    app: FastAPI
+    call_id: str
+    protocol: str
+    stored: bool = False
+
+    @property
+    def runtime(self) -> Any:
+        return getattr(self.app.state, "runtime", None)
+
+    async def begin(self, language: str) -> None:
+        runtime = self.runtime
+        if runtime is None:
+            return
+        from connectors.calls_store import CallExistsError
+
+        try:
+            await asyncio.to_thread(
+                runtime.store.create, self.call_id, kind="live", language=language,
+                source=self.protocol, status="running",
+            )  # fmt: skip
+        except CallExistsError as exc:
+            raise ProtocolError(str(exc), CLOSE_POLICY) from None
+        self.stored = True
+        runtime.metrics.live_sessions.inc()
+
+    async def event(self, event: LiveEvent) -> None:
+        runtime = self.runtime
+        if isinstance(event, DecisionEvent):
+            d = event.decision
+            log.info("live call %s: decision %s (%s) at %.2f", self.call_id, d.rule, d.action, d.at)
+        if runtime is None or not self.stored:
+            return
+        if isinstance(event, UtteranceEvent):
+            await asyncio.to_thread(runtime.store.add_utterance, self.call_id, event.utterance)
+            runtime.metrics.utterances_total.inc()
+        elif isinstance(event, DecisionEvent):
+            await asyncio.to_thread(runtime.store.add_decisions, self.call_id, [event.decision])
+            await asyncio.to_thread(runtime.enqueue_decisions, [event.decision.to_dict()])
+            runtime.metrics.decisions_total.labels(event.decision.rule).inc()
+
+    async def end(self, result: CallResult | None, error: str | None) -> None:
+        if result is not None:
+            results: dict[str, CallResult] | None = getattr(self.app.state, "live_results", None)
+            if results is None:
+                results = self.app.state.live_results = {}
+            results[self.call_id] = result
+        runtime = self.runtime
+        if runtime is None or not self.stored:
+            return
+        runtime.metrics.live_sessions.dec()
+        status = "done" if result is not None else "failed"
+        runtime.metrics.calls_total.labels(status).inc()
+        summary = result.summary if result is not None else None
+        duration = result.transcript.duration if result is not None else None
+        await asyncio.to_thread(
+            runtime.store.finish, self.call_id, summary, duration_s=duration,
+            status=status, error=error,
+        )  # fmt: skip
+
+
+class LiveSession:
+    """One call over one connection; see the module doc."""
+
+    def __init__(self, app: FastAPI, call: LiveCall, *, protocol: str, send: Sender | None) -> None:
+        self.call = call
+        self.protocol = protocol
+        self.record = _Record(app, call.call_id, protocol)
+        self.client_gone = asyncio.Event()
+        self.result: CallResult | None = None
+        self._send = send
+        self._outbox: asyncio.Queue[LiveEvent | None] = asyncio.Queue(MAX_UNSENT)
+        self._pump: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._finished = False
+
+    @classmethod
+    async def open(
+        cls,
+        app: FastAPI,
+        call_id: str,
+        fmt: StreamFormat,
+        *,
+        protocol: str,
+        send: Sender | None = None,
+    ) -> LiveSession:
+        engine = await live_engine(app)
+        orchestrator = None
+        runtime = getattr(app.state, "runtime", None)
+        if runtime is not None and hasattr(runtime, "orchestrator_for"):
+            orchestrator, _ = runtime.orchestrator_for(None, with_tts=False)
+        session = cls(app, engine.open(call_id, fmt, orchestrator=orchestrator),
+                      protocol=protocol, send=send)  # fmt: skip
+        await session.record.begin(fmt.language)
+        await session.call.start()
+        session._pump = asyncio.create_task(session._run_pump(), name=f"live-{call_id}-pump")
+        if send is not None:
+            session._sender = asyncio.create_task(
+                session._run_sender(), name=f"live-{call_id}-send"
+            )
+        log.info("live call %s: %s session open (%d ch, %d Hz, %s)", call_id, protocol,
+                 fmt.channels, fmt.sample_rate, fmt.encoding)  # fmt: skip
+        return session
+
+    async def _run_pump(self) -> None:
+        async for event in self.call.events():
+            try:
+                await self.record.event(event)
+            except Exception as exc:  # storage trouble must not stop the call
+                log.warning("live call %s: recording failed: %s", self.call.call_id,
+                            type(exc).__name__)  # fmt: skip
+            if self._send is None or self.client_gone.is_set():
+                continue
+            try:
+                self._outbox.put_nowait(event)
+            except asyncio.QueueFull:
+                log.warning("live call %s: client does not read; ending its session",
+                            self.call.call_id)  # fmt: skip
+                self.client_gone.set()
+        if self._send is not None:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._outbox.put_nowait(None)
+
+    async def _run_sender(self) -> None:
+        assert self._send is not None
+        while True:
+            event = await self._outbox.get()
+            if event is None or self.client_gone.is_set():
+                return
+            try:
+                await asyncio.wait_for(self._send(event), SEND_TIMEOUT_S)
+            except Exception as exc:  # slow or gone: stop sending, keep the call
+                log.info("live call %s: sending stopped (%s)", self.call.call_id,
+                         type(exc).__name__)  # fmt: skip
+                self.client_gone.set()
+                return
+
+    async def finish(self, error: str | None = None) -> CallResult | None:
+        """Flush what was received, store the outcome, deliver the last events if possible.
+
+        Idempotent: a protocol's close message and its connection's end may both call it."""
+        if self._finished:
+            return self.result
+        self._finished = True
+        try:
+            self.result = await self.call.close()
+        except Exception as exc:
+            log.warning("live call %s: closing failed: %s", self.call.call_id, type(exc).__name__)
+            error = error or f"{type(exc).__name__}: {exc}"
+        if self._pump is not None:
+            await self._pump
+        if self._sender is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._sender), SEND_TIMEOUT_S)
+            self._sender.cancel()
+        await self.record.end(self.result, error)
+        return self.result
+
+
+def is_open(websocket: WebSocket) -> bool:
+    return (
+        websocket.client_state == WebSocketState.CONNECTED
+        and websocket.application_state == WebSocketState.CONNECTED
+    )
+
+
+async def close_quietly(websocket: WebSocket, code: int = 1000, reason: str = "") -> None:
+    if is_open(websocket):
+        with contextlib.suppress(Exception):
+            await websocket.close(code, reason[:120])

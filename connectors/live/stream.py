@@ -1,0 +1,143 @@
+"""``WS /v1/stream``: raw PCM in, utterances, decisions and replies out as the call goes on.
+
+    client: {"type": "start", "call_id": "c1", "sample_rate": 8000|16000, "channels": 1|2,
+             "encoding": "pcm16"|"mulaw", "roles": {"0": "customer", "1": "agent"},
+             "language": "auto"}
+    client: binary frames (interleaved little-endian samples), any size
+    server: {"type": "utterance", ...record, "closed_at"} / {"type": "decision", ...}
+            / {"type": "reply", ...} / {"type": "error", ...}
+    client: {"type": "stop"}
+    server: {"type": "end", "call_id", "summary"}, then closes (1000)
+
+A protocol violation gets ``{"type": "error", "error": "protocol", ...}`` and a close code
+(1003 a frame of the wrong kind, 1007 a bad message); the call keeps what it had received.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from connectors.live.session import (
+    CLOSE_NOT_READY,
+    CLOSE_POLICY,
+    CLOSE_UNSUPPORTED,
+    LiveSession,
+    ProtocolError,
+    authorized,
+    close_quietly,
+    event_message,
+)
+from pipeline.live import LiveEvent, StreamFormat
+from pipeline.model import Speaker
+from pipeline.records import format_validation_error
+
+__all__ = ["StartMessage", "router"]
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["live"])
+
+CallId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
+
+
+class StartMessage(BaseModel):
+    """The first message of a ``/v1/stream`` session."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["start"]
+    call_id: CallId
+    sample_rate: Literal[8000, 16000] = 16000
+    channels: Literal[1, 2] = 1
+    encoding: Literal["pcm16", "mulaw"] = "pcm16"
+    roles: dict[Literal["0", "1"], Speaker] | None = None
+    language: Literal["auto", "zh", "en", "yue", "ja", "ko"] = "auto"
+    policy: str | None = Field(None, description="reserved: the active policy set is used")
+
+    def stream_format(self) -> StreamFormat:
+        roles = {int(k): v for k, v in self.roles.items()} if self.roles else None
+        return StreamFormat(self.sample_rate, self.channels, self.encoding, roles, self.language)
+
+
+def _json(text: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"{what}: not JSON (line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{what}: expected a JSON object")
+    return data
+
+
+async def _start(websocket: WebSocket) -> StartMessage:
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    if message.get("text") is None:
+        raise ProtocolError("the first message must be the JSON start message", CLOSE_UNSUPPORTED)
+    data = _json(message["text"], "start message")
+    try:
+        return StartMessage.model_validate(data)
+    except ValidationError as exc:
+        raise ProtocolError(format_validation_error(exc, file="start message")) from None
+
+
+@router.websocket("/v1/stream")
+async def stream(websocket: WebSocket) -> None:
+    """Raw PCM call audio in, JSON events out (see the module doc)."""
+    if not await authorized(websocket):
+        await websocket.close(CLOSE_POLICY, "a valid API key is required")
+        return
+    await websocket.accept()
+
+    async def send(event: LiveEvent) -> None:
+        await websocket.send_json(event_message(event))
+
+    session: LiveSession | None = None
+    error: str | None = None
+    code = 1000
+    try:
+        start = await _start(websocket)
+        session = await LiveSession.open(
+            websocket.app, start.call_id, start.stream_format(), protocol="stream", send=send
+        )
+        while not session.client_gone.is_set():
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                error = "client disconnected before stop"
+                break
+            if message.get("bytes") is not None:
+                await session.call.feed(message["bytes"])
+                continue
+            data = _json(message.get("text") or "", "control message")
+            if data.get("type") == "stop":
+                break
+            raise ProtocolError(f"unexpected message type {data.get('type')!r}; send 'stop'")
+        if session.client_gone.is_set():
+            code, error = CLOSE_POLICY, "client too slow"
+    except WebSocketDisconnect:
+        error = "client disconnected before stop"
+    except ProtocolError as exc:
+        code, error = exc.code, str(exc)
+        log.info("live stream: protocol error (%s)", type(exc).__name__)
+        await _send_error(websocket, "protocol" if exc.code != CLOSE_NOT_READY else "not_ready",
+                          str(exc))  # fmt: skip
+    except Exception as exc:  # this session ends, the service goes on
+        code, error = 1011, f"{type(exc).__name__}"
+        log.warning("live stream: session failed: %s", type(exc).__name__)
+        await _send_error(websocket, "internal", type(exc).__name__)
+    finally:
+        if session is not None:
+            await session.finish(error)
+        await close_quietly(websocket, code, error or "")
+
+
+async def _send_error(websocket: WebSocket, kind: str, message: str) -> None:
+    with contextlib.suppress(Exception):  # the client may be gone already
+        await websocket.send_json({"type": "error", "error": kind, "message": message})

@@ -1,0 +1,165 @@
+"""``WS /v1/twilio``: Twilio Media Streams in (``<Start><Stream track="both_tracks">``).
+
+Twilio sends JSON text messages: ``connected``, then ``start`` (``streamSid``, ``callSid``,
+``tracks``, ``mediaFormat`` audio/x-mulaw 8000 Hz mono), then ``media`` (``track``
+inbound/outbound, ``chunk``, ``timestamp`` in ms from the stream's start, ``payload``
+base64 mu-law), ``dtmf``, ``mark``, and finally ``stop``. The inbound track is the caller
+(customer), the outbound track what the caller hears (agent); each becomes a channel of
+the call, placed in time by ``timestamp`` (Twilio skips silent outbound packets).
+
+Nothing is sent back: decisions go to the call store, the webhook outbox and the logs.
+The key comes as ``?api_key=`` in the stream URL (Twilio cannot set headers).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from typing import Any, Literal
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors.live.session import (
+    CLOSE_POLICY,
+    CLOSE_UNSUPPORTED,
+    LiveSession,
+    ProtocolError,
+    authorized,
+    close_quietly,
+)
+from pipeline.live import StreamFormat
+from pipeline.records import format_validation_error
+
+__all__ = ["TRACK_CHANNEL", "router"]
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["live"])
+
+TRACK_CHANNEL = {"inbound": 0, "outbound": 1}
+
+
+class _MediaFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    encoding: Literal["audio/x-mulaw"]
+    sampleRate: Literal[8000]
+    channels: Literal[1] = 1
+
+
+class _Start(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    streamSid: str = Field(min_length=1, max_length=128)
+    callSid: str = Field(min_length=1, max_length=128)
+    tracks: list[Literal["inbound", "outbound"]] = Field(default_factory=lambda: ["inbound"])
+    mediaFormat: _MediaFormat
+
+
+class _Media(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    track: Literal["inbound", "outbound"] = "inbound"
+    timestamp: int | str | None = None
+    payload: str
+
+
+def _message(text: str | None) -> dict[str, Any]:
+    if text is None:
+        raise ProtocolError("Twilio sends JSON text messages only", CLOSE_UNSUPPORTED)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise ProtocolError("a message is not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("event"), str):
+        raise ProtocolError("a message has no 'event'")
+    return data
+
+
+def _model(model: type[BaseModel], data: Any, what: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ProtocolError(format_validation_error(exc, file=what)) from None
+
+
+@router.websocket("/v1/twilio")
+async def twilio(websocket: WebSocket) -> None:
+    """Twilio Media Streams; see the module doc."""
+    if not await authorized(websocket):
+        await websocket.close(CLOSE_POLICY, "a valid API key is required")
+        return
+    await websocket.accept()
+    session: LiveSession | None = None
+    channels: dict[str, int] = {}
+    error: str | None = None
+    code = 1000
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                error = "stream ended without stop" if session is not None else None
+                break
+            data = _message(message.get("text"))
+            event = data["event"]
+            if event == "connected":
+                continue
+            if event == "start":
+                if session is not None:
+                    raise ProtocolError("a second 'start' in one stream")
+                start: _Start = _model(_Start, data.get("start"), "start")
+                tracks = list(dict.fromkeys(start.tracks))
+                channels = {t: i for i, t in enumerate(sorted(tracks, key=TRACK_CHANNEL.get))}
+                roles = {i: ("customer" if t == "inbound" else "agent")
+                         for t, i in channels.items()}  # fmt: skip
+                fmt = StreamFormat(8000, len(channels), "mulaw", roles)
+                session = await LiveSession.open(
+                    websocket.app, _call_id(start.callSid), fmt, protocol="twilio"
+                )
+                continue
+            if event == "media":
+                if session is None:
+                    raise ProtocolError("'media' before 'start'")
+                media: _Media = _model(_Media, data.get("media"), "media")
+                if media.track not in channels:
+                    raise ProtocolError(f"media on track {media.track!r}, not in 'tracks'")
+                try:
+                    audio = base64.b64decode(media.payload, validate=True)
+                except (binascii.Error, ValueError):
+                    raise ProtocolError("media.payload is not base64") from None
+                at = _seconds(media.timestamp)
+                await session.call.feed_channel(channels[media.track], audio, at=at)
+                continue
+            if event == "stop":
+                break
+            if event in ("mark", "dtmf"):
+                continue
+            raise ProtocolError(f"unknown event {event!r}")
+    except WebSocketDisconnect:
+        error = "stream ended without stop"
+    except ProtocolError as exc:
+        code, error = exc.code, str(exc)
+        log.info("twilio stream: protocol error, closing (%d)", exc.code)
+    except Exception as exc:  # this session ends, the service goes on
+        code, error = 1011, type(exc).__name__
+        log.warning("twilio stream: session failed: %s", type(exc).__name__)
+    finally:
+        if session is not None:
+            await session.finish(error)
+        await close_quietly(websocket, code, error or "")
+
+
+def _call_id(call_sid: str) -> str:
+    """Twilio's CallSid (CA + 32 hex) is already a valid call id; anything else is cleaned."""
+    cleaned = "".join(c if c.isalnum() or c in "_.:-" else "-" for c in call_sid)[:128]
+    return cleaned if cleaned[:1].isalnum() else f"t{cleaned}"[:128]
+
+
+def _seconds(timestamp: int | str | None) -> float | None:
+    try:
+        return int(timestamp) / 1000.0 if timestamp is not None else None
+    except ValueError:
+        raise ProtocolError("media.timestamp is not an integer") from None

@@ -78,11 +78,13 @@ class RedactionConfig(BaseModel):
     mode: Literal["redacted", "redacted_and_original", "off"] = "redacted"
     entities: tuple[EntityKind, ...] = Field(default=ENTITY_KINDS, min_length=1)
     original_key_env: str | None = Field(
-        None,
+        default=None,
         description="environment variable holding the Fernet key that encrypts the original "
         "(required by mode redacted_and_original)",
     )
-    spelled_digits: bool = Field(True, description="also read digit words (ITN off) as numbers")
+    spelled_digits: bool = Field(
+        default=True, description="also read digit words (ITN off) as numbers"
+    )
 
     @model_validator(mode="after")
     def _key_for_original(self) -> RedactionConfig:

@@ -33,6 +33,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from rules.vocab import EMOTIONS, EVENTS, LANGUAGES
+
 __all__ = [
     "EMOTIONS",
     "EVENTS",
@@ -54,32 +56,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-LANGS: tuple[str, ...] = ("zh", "en", "yue", "ja", "ko", "nospeech")
-EMOTIONS: tuple[str, ...] = (
-    "HAPPY",
-    "SAD",
-    "ANGRY",
-    "NEUTRAL",
-    "FEARFUL",
-    "DISGUSTED",
-    "SURPRISED",
-    "OTHER",
-    "EMO_UNKNOWN",
-)
-EVENTS: tuple[str, ...] = (
-    "Speech",
-    "BGM",
-    "Applause",
-    "Laughter",
-    "Cry",
-    "Sneeze",
-    "Breath",
-    "Cough",
-    "Sing",
-    "Speech_Noise",
-    "GBG",
-    "Event_UNK",
-)
+LANGS = LANGUAGES  # one vocabulary for the parser and the policy language (rules.vocab)
 ITNS: tuple[str, ...] = ("withitn", "woitn")
 
 # The 105 language tags of the real tokenizer (ids 24884-24988) plus nospeech. Only LANGS are

@@ -27,6 +27,8 @@ from pipeline.model import TagConfidence
 from pipeline.quiet import import_funasr, quiet
 from pipeline.recognizer import LANGUAGES, Recognition, Recognizer, RecognizerCapabilities
 from rules.errors import InputError, RetryableError
+from rules.vocab import EMOTIONS, EVENTS
+from rules.vocab import LANGUAGES as LANGUAGE_TAGS
 
 __all__ = ["MIN_SAMPLES", "RecognizerConfig", "SenseVoiceRecognizer", "build_recognizer"]
 
@@ -34,34 +36,7 @@ SAMPLE_RATE = 16000
 # funasr's fbank needs at least one 25 ms window; shorter clips are not sent to the model.
 MIN_SAMPLES = 400
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_TAG_GROUPS = {
-    "lang": ("zh", "en", "yue", "ja", "ko", "nospeech"),
-    "emotion": (
-        "HAPPY",
-        "SAD",
-        "ANGRY",
-        "NEUTRAL",
-        "FEARFUL",
-        "DISGUSTED",
-        "SURPRISED",
-        "OTHER",
-        "EMO_UNKNOWN",
-    ),
-    "event": (
-        "Speech",
-        "BGM",
-        "Applause",
-        "Laughter",
-        "Cry",
-        "Sneeze",
-        "Breath",
-        "Cough",
-        "Sing",
-        "Speech_Noise",
-        "GBG",
-        "Event_UNK",
-    ),
-}
+_TAG_GROUPS = {"lang": LANGUAGE_TAGS, "emotion": EMOTIONS, "event": EVENTS}
 
 
 def _default_ncpu() -> int:

@@ -149,9 +149,9 @@ def _tensors(module: Any) -> Iterator[tuple[str, Any]]:
 class _PageRelease:
     """Drop a converted tensor's pages of the mapped checkpoint from this process's RSS.
 
-    Only whole pages inside a read-only mapping of the checkpoint file are released
-    (``MADV_DONTNEED`` on a private, unwritten file mapping: the pages are re-read from the
-    file if touched again), so memory that is not the file's is never touched.
+    Only whole pages inside a private mapping of the checkpoint file are released. Nothing
+    writes to the loaded checkpoint tensors, so ``MADV_DONTNEED`` loses nothing: a page is
+    re-read from the file if touched again. Memory that is not the file's is never touched.
     """
 
     def __init__(self, path: Path) -> None:
@@ -162,7 +162,7 @@ class _PageRelease:
             with open("/proc/self/maps", encoding="utf-8") as fh:
                 for line in fh:
                     fields = line.split(maxsplit=5)
-                    if len(fields) == 6 and fields[5].strip() == real and "w" not in fields[1]:
+                    if len(fields) == 6 and fields[5].strip() == real and fields[1][3] == "p":
                         lo, hi = (int(x, 16) for x in fields[0].split("-"))
                         self._ranges.append((lo, hi))
             if self._ranges:

@@ -199,6 +199,7 @@ class LiveSession:
         self.protocol = protocol
         self.record = _Record(app, call.call_id, protocol)
         self.client_gone = asyncio.Event()
+        self.gone_reason = ""  # "client too slow" or "client disconnected"
         self.result: CallResult | None = None
         self._send = send
         self._outbox: asyncio.Queue[LiveEvent | None] = asyncio.Queue(MAX_UNSENT)
@@ -248,7 +249,7 @@ class LiveSession:
             except asyncio.QueueFull:
                 log.warning("live call %s: client does not read; ending its session",
                             self.call.call_id)  # fmt: skip
-                self.client_gone.set()
+                self._gone("client too slow")
         if self._send is not None:
             with contextlib.suppress(asyncio.QueueFull):
                 self._outbox.put_nowait(None)
@@ -264,8 +265,14 @@ class LiveSession:
             except Exception as exc:  # slow or gone: stop sending, keep the call
                 log.info("live call %s: sending stopped (%s)", self.call.call_id,
                          type(exc).__name__)  # fmt: skip
-                self.client_gone.set()
+                slow = isinstance(exc, asyncio.TimeoutError)
+                self._gone("client too slow" if slow else "client disconnected")
                 return
+
+    def _gone(self, reason: str) -> None:
+        if not self.client_gone.is_set():
+            self.gone_reason = reason
+            self.client_gone.set()
 
     async def finish(self, error: str | None = None) -> CallResult | None:
         """Flush what was received, store the outcome, deliver the last events if possible.

@@ -120,7 +120,8 @@ async def stream(websocket: WebSocket) -> None:
                 break
             raise ProtocolError(f"unexpected message type {data.get('type')!r}; send 'stop'")
         if session.client_gone.is_set():
-            code, error = CLOSE_POLICY, "client too slow"
+            error = session.gone_reason
+            code = CLOSE_POLICY if error == "client too slow" else 1000
     except WebSocketDisconnect:
         error = "client disconnected before stop"
     except ProtocolError as exc:

@@ -325,6 +325,26 @@ async def validate_policy(name: str, request: Request, runtime: RuntimeDep) -> V
     return Validation(valid=True, problems=[], rules=rules)
 
 
+class PolicyTestsOut(BaseModel):
+    name: str
+    file: str
+    text: str
+
+
+@router.get("/{name}/tests", response_model=PolicyTestsOut)
+def get_policy_tests(name: str, runtime: RuntimeDep) -> PolicyTestsOut:
+    """The shipped test cases of a configured policy (``tests/NAME.test.yaml`` next to it),
+    without their ``policies:`` line, ready for ``POST /v1/policies/{name}/test``."""
+    name = _name(runtime, name)
+    path = runtime.policies.configured.get(name)
+    tests = path.parent / "tests" / f"{name}.test.yaml" if path is not None else None
+    if tests is None or not tests.is_file():
+        raise Problem(404, "Not Found", f"no test file for policy {name!r}")
+    lines = tests.read_text(encoding="utf-8").splitlines(keepends=True)
+    text = "".join(line for line in lines if not line.startswith("policies:"))
+    return PolicyTestsOut(name=name, file=tests.name, text=text)
+
+
 @router.post(
     "/{name}/test",
     response_model=PolicyTestReport,

@@ -275,10 +275,17 @@ class RemoteRecognizer(Recognizer):
         array = np.ascontiguousarray(clip, dtype=np.float32)
         for attempt in range(self.retries + 1):
             resp = self._send(utterance_id, array, language)
+            waiter = asyncio.ensure_future(resp)
+            done, _ = await asyncio.wait({waiter}, timeout=self.timeout_s)
             try:
-                return _from_wire(await asyncio.wait_for(resp, self.timeout_s))
+                if not done:
+                    raise TimeoutError(f"no answer in {self.timeout_s} s")
+                return _from_wire(waiter.result())
             except _RETRYABLE as exc:
                 resp.cancel()
+                waiter.cancel()
+                # the cancelled request ends with its own error; it is expected, not news
+                waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
                 if attempt == self.retries:
                     raise RetryableError(
                         f"model tier: utterance {utterance_id} failed {attempt + 1} time(s) "

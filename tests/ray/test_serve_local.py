@@ -75,6 +75,25 @@ def test_retry_after_a_lost_reply_reuses_the_first_answer(monkeypatch) -> None:
     assert handle.stats.remote().result(timeout_s=5)["forward_passes"] == 1
 
 
+def test_async_path_retries_by_utterance_id(monkeypatch) -> None:
+    from pipeline.distributed.serve_recognizer import RemoteRecognizer
+
+    handle = _handle(monkeypatch, "async", **{helpers.FIRST_DELAY_ENV: "1.5"})
+    remote = RemoteRecognizer(handle, timeout_s=1.0, retries=1)
+    clips = _clips(3)
+
+    async def gateway() -> list:
+        first = await remote.recognize_async(clips[0], utterance_id="c:0", language="en")
+        rest = await asyncio.gather(
+            *(remote.recognize_async(c, utterance_id=f"c:{i}") for i, c in enumerate(clips[1:], 1))
+        )
+        return [first, *rest]
+
+    assert asyncio.run(gateway()) == [helpers.loudness(c) for c in clips]
+    assert remote.retried == 1
+    assert handle.stats.remote().result(timeout_s=5)["forward_passes"] == 3
+
+
 def test_no_answer_after_the_retry_is_a_retryable_error(monkeypatch) -> None:
     from pipeline.distributed.serve_recognizer import RemoteRecognizer
 

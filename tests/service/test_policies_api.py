@@ -145,6 +145,12 @@ def test_policy_tests_run_over_http(light_service: Service) -> None:
         assert resp.status_code == 422
         assert resp.json()["problems"][0].startswith("tests.yaml:2: cases[0].utterances")
         assert c.post("/v1/policies/nosuch/test", content=TESTS).status_code == 404
+        # the shipped tests of the default policy, served for the editor, pass
+        shipped = c.get("/v1/policies/default/tests")
+        assert shipped.status_code == 200 and "policies:" not in shipped.json()["text"]
+        report = c.post("/v1/policies/default/test", content=shipped.json()["text"]).json()
+        assert report["failed"] == 0 and report["passed"] >= 5
+        assert c.get("/v1/policies/nosuch/tests").status_code == 404
 
 
 def test_diff_backtests_two_policies_on_stored_calls(light_service: Service) -> None:

@@ -48,7 +48,8 @@ class RequestIdFilter(logging.Filter):
 
 class RequestIdMiddleware:
     """Takes the client's ``X-Request-ID`` (if sane) or makes one, returns it, and logs one
-    line per request: method, path (never the query: it may hold ``api_key``), status, ms."""
+    line per request: method, path (never the query: it may hold ``api_key``), status, ms.
+    The id reaches every log line of the request through ``RequestIdFilter``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -77,12 +78,11 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             log.info(
-                "%s %s %s %.1fms [%s]",
+                "%s %s %s %.1fms",
                 scope.get("method", "WS"),
                 scope.get("path", ""),
                 status or "-",
                 (time.perf_counter() - started) * 1000,
-                rid,
             )
             request_id_var.reset(token)
 

@@ -220,6 +220,10 @@ def _decode_path(path: Path, label: str, cfg: AudioConfig) -> DecodedAudio:
         )
     n_ch = probe.channels
     data = np.frombuffer(proc.stdout, dtype="<f4")
+    if not np.isfinite(data).all() or (data.size and float(np.abs(data).max()) > 1.0):
+        # float recordings may hold NaN/Inf or values far outside full scale; the models
+        # need finite samples in [-1, 1] (clipping is what a phone line would do too)
+        data = np.clip(np.nan_to_num(data, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
     frames = data.size // n_ch
     duration = frames / SAMPLE_RATE
     if duration > cfg.max_duration_s:  # the header did not say; the samples did

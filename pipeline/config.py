@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from configs import shipped
 from pipeline.audio import AudioConfig
 from pipeline.compliance import ComplianceConfig
+from pipeline.redact import RedactionConfig
 from pipeline.segmentation import SegmentationConfig
 from pipeline.sensevoice import RecognizerConfig
 from pipeline.tts.config import TtsConfig
@@ -63,6 +64,7 @@ class CallsenseConfig(BaseModel):
     confidence: ConfidenceConfig = Field(default_factory=ConfidenceConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
+    redaction: RedactionConfig = Field(default_factory=RedactionConfig)
     policies: list[Path] = Field(
         default_factory=lambda: [shipped("policies/default.yaml")],
         description="escalation policy files, loaded together",
@@ -82,6 +84,7 @@ class CallsenseConfig(BaseModel):
             "segmentation": self.segmentation.model_dump(mode="json"),
             "audio": self.audio.model_dump(mode="json", exclude={"timeout_s", "ffmpeg", "ffprobe"}),
             "confidence": self.confidence.model_dump(mode="json"),
+            "redaction": self.redaction.model_dump(mode="json", exclude={"original_key_env"}),
             "compliance": self.compliance.model_dump(
                 mode="json", include={"emotion", "agent_emotion"}
             ),

@@ -67,6 +67,8 @@ class Utterance:
     raw: str
     confidence: TagConfidence = field(default_factory=TagConfidence)
     unknown_tags: tuple[str, ...] = ()
+    # redaction mode "redacted_and_original": the unredacted text and raw, encrypted
+    original: str | None = None
 
     @property
     def duration(self) -> float:

@@ -92,6 +92,7 @@ class UtteranceRecord(BaseModel):
     text: str | None = None
     raw: str | None = None
     confidence: ConfidenceRecord = ConfidenceRecord()
+    original: str | None = None  # sealed unredacted text (redaction mode redacted_and_original)
 
     @field_validator("lang")
     @classmethod
@@ -149,7 +150,7 @@ def _round(value: float | None, digits: int) -> float | None:
 def record_from_utterance(u: Utterance) -> dict[str, Any]:
     """The JSON-ready record of ``u``: keys as ``RECORD_KEYS``, times in ms, confidences 4 dp."""
     c = u.confidence
-    return {
+    record: dict[str, Any] = {
         "call_id": u.call_id,
         "channel": u.channel,
         "speaker": u.speaker,
@@ -167,6 +168,9 @@ def record_from_utterance(u: Utterance) -> dict[str, Any]:
             "event": _round(c.event, 4),
         },
     }
+    if u.original is not None:  # redaction mode redacted_and_original: sealed original
+        record["original"] = u.original
+    return record
 
 
 def format_validation_error(
@@ -218,4 +222,5 @@ def utterance_from_record(
         raw=raw,
         confidence=TagConfidence(lang=c.lang, emotion=c.emotion, event=c.event),
         unknown_tags=parsed.unknown_tags,
+        original=rec.original,
     )

@@ -345,7 +345,14 @@ class Redactor:
         """``utt`` with ``text`` and ``raw`` redacted; tags, times and confidences unchanged."""
         if self.cfg.mode == "off":
             return utt
-        return replace(utt, text=self.redact(utt.text).text, raw=self.redact_raw(utt.raw))
+        text, raw = self.redact(utt.text).text, self.redact_raw(utt.raw)
+        if text == utt.text and raw == utt.raw:
+            return utt
+        original = None
+        if self._fernet is not None:
+            sealed = json.dumps({"text": utt.text, "raw": utt.raw}, ensure_ascii=False)
+            original = self.encrypt_original(sealed)
+        return replace(utt, text=text, raw=raw, original=original)
 
     def redact_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """A JSONL utterance record with ``text``/``raw`` redacted.

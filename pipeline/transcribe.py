@@ -19,6 +19,7 @@ from pipeline.compliance import apply_emotion_policy
 from pipeline.config import CallsenseConfig
 from pipeline.model import CallTranscript, Segment, Speaker, TagConfidence, Utterance
 from pipeline.recognizer import Recognition, Recognizer
+from pipeline.redact import Redactor
 from pipeline.richtext import parse_one
 from pipeline.segmentation import plan
 from pipeline.vad import Vad
@@ -48,6 +49,7 @@ def utterance_from(
     call_id: str,
     speaker: Speaker,
     cfg: CallsenseConfig,
+    redactor: Redactor | None = None,
 ) -> Utterance:
     """Build one utterance from a VAD segment and SenseVoice's string for it.
 
@@ -85,7 +87,8 @@ def utterance_from(
         confidence=TagConfidence(conf.lang, conf.emotion, conf.event),
         unknown_tags=group.unknown_tags,
     )
-    return apply_emotion_policy(utterance, cfg.compliance)
+    utterance = apply_emotion_policy(utterance, cfg.compliance)
+    return redactor.redact_utterance(utterance) if redactor is not None else utterance
 
 
 @dataclass(slots=True)
@@ -96,6 +99,7 @@ class Transcriber:
     vad: Vad
     recognizer: Recognizer
     cache: ResultCache | None = None
+    redactor: Redactor | None = None  # PII redaction before anything is stored or sent
 
     def transcribe_file(self, path: Path, *, call_id: str | None = None) -> CallTranscript:
         """Decode and transcribe one file; uses the result cache when one is set."""
@@ -136,6 +140,7 @@ class Transcriber:
                 call_id=call_id,
                 speaker=speaker_for(seg.channel, n_channels, self.cfg.audio),
                 cfg=self.cfg,
+                redactor=self.redactor,
             )
             for seg, rec in zip(segments, recognitions, strict=True)
         )
@@ -170,4 +175,7 @@ def build_transcriber(cfg: CallsenseConfig, *, use_cache: bool = True) -> Transc
     if use_cache and cfg.cache.enabled:
         cache = ResultCache(cfg.cache.dir)
     recognizer = build_recognizer(cfg.recognizer)  # first: its errors name the model the user gave
-    return Transcriber(cfg=cfg, vad=build_vad(cfg.vad), recognizer=recognizer, cache=cache)
+    redactor = Redactor(cfg.redaction)  # a missing encryption key fails here, at start-up
+    return Transcriber(
+        cfg=cfg, vad=build_vad(cfg.vad), recognizer=recognizer, cache=cache, redactor=redactor
+    )

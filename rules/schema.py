@@ -7,6 +7,7 @@ Models forbid unknown fields; tags are checked against SenseVoice's vocabulary w
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -56,6 +57,8 @@ def parse_duration(value: Any) -> float:
     if match is None:
         raise ValueError("not a duration; write it like 30s, 2m, 1.5s or 500ms")
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError("duration is too long")
     if seconds <= 0:
         raise ValueError("a duration must be longer than 0s")
     return seconds
@@ -142,7 +145,7 @@ class TextMatch(_Strict):
         if self.regex is not None:
             try:
                 re.compile(self.regex)
-            except re.error as exc:
+            except (re.error, RecursionError, OverflowError) as exc:
                 raise ValueError(f"regex does not compile: {exc}") from None
         return self
 

@@ -31,6 +31,7 @@ class Located:
     data: Any
     file: str
     lines: dict[PathKey, int] = field(default_factory=dict)
+    nodes: int = 0
 
     def line_of(self, loc: PathKey) -> int | None:
         """Line of ``loc`` or of its nearest ancestor that has one."""
@@ -42,7 +43,18 @@ class Located:
         return self.lines.get((), None)
 
 
+# A config or policy has at most a few thousand values; more means an alias bomb.
+MAX_NODES = 200_000
+
+
 def _build(node: yaml.Node, path: PathKey, out: Located) -> Any:
+    out.nodes += 1
+    if out.nodes > MAX_NODES:
+        raise ConfigError(
+            f"document too large (more than {MAX_NODES} values; YAML aliases expanding?)",
+            file=out.file,
+            line=node.start_mark.line + 1,
+        )
     out.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
@@ -77,11 +89,17 @@ def _build(node: yaml.Node, path: PathKey, out: Located) -> Any:
         for i, item in enumerate(node.value):
             items.append(_build(item, (*path, i), out))
         return items
-    constructor = yaml.SafeLoader(  # a fresh constructor resolves one scalar's type
-        ""
-    )
+    constructor = yaml.SafeLoader("")  # a fresh constructor resolves one scalar's type
     try:
         return constructor.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0][:120]
+        raise ConfigError(
+            f"cannot read this value ({node.tag}): {problem}",
+            file=out.file,
+            line=node.start_mark.line + 1,
+            field=format_loc(path) or None,
+        ) from None
     finally:
         constructor.dispose()
 
@@ -91,6 +109,13 @@ def load_yaml_text(text: str, file: str = "<input>") -> Located:
     out = Located(data=None, file=file)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            f"not valid YAML: character {exc.character!r} is not allowed", file=file, line=line
+        ) from None
+    except RecursionError:
+        raise ConfigError("nested too deeply", file=file, line=_deep_line(text)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -102,8 +127,27 @@ def load_yaml_text(text: str, file: str = "<input>") -> Located:
     if node is None:
         out.data = None
         return out
-    out.data = _build(node, (), out)
+    try:
+        out.data = _build(node, (), out)
+    except RecursionError:
+        raise ConfigError("nested too deeply", file=file, line=_deep_line(text)) from None
     return out
+
+
+def _deep_line(text: str, limit: int = 100) -> int:
+    """Line where flow brackets first nest ``limit`` deep (line 1 if it is indentation)."""
+    depth = 0
+    line = 1
+    for ch in text:
+        if ch == "\n":
+            line += 1
+        elif ch in "[{":
+            depth += 1
+            if depth >= limit:
+                return line
+        elif ch in "]}":
+            depth -= 1
+    return 1
 
 
 def load_yaml(path: str | Path) -> Located:

@@ -237,19 +237,22 @@ class LiveSession:
 
     async def _run_pump(self) -> None:
         async for event in self.call.events():
+            # the client first (latency), then the store (the sender runs concurrently)
+            if self._send is not None and not self.client_gone.is_set():
+                try:
+                    self._outbox.put_nowait(event)
+                except asyncio.QueueFull:
+                    log.warning(
+                        "live call %s: client does not read; ending its session",
+                        self.call.call_id,
+                    )
+                    self._gone("client too slow")
             try:
                 await self.record.event(event)
             except Exception as exc:  # storage trouble must not stop the call
-                log.warning("live call %s: recording failed: %s", self.call.call_id,
-                            type(exc).__name__)  # fmt: skip
-            if self._send is None or self.client_gone.is_set():
-                continue
-            try:
-                self._outbox.put_nowait(event)
-            except asyncio.QueueFull:
-                log.warning("live call %s: client does not read; ending its session",
-                            self.call.call_id)  # fmt: skip
-                self._gone("client too slow")
+                log.warning(
+                    "live call %s: recording failed: %s", self.call.call_id, type(exc).__name__
+                )
         if self._send is not None:
             with contextlib.suppress(asyncio.QueueFull):
                 self._outbox.put_nowait(None)

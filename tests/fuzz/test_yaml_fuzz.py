@@ -3,9 +3,8 @@
 Hypothesis mutates the shipped policy (``configs/policies/default.yaml``) and a full main
 config (the defaults, dumped) as text and as data. Every outcome must be either a valid
 file (some mutations are harmless) or a ``ConfigError`` each of whose lines starts with
-``fuzz.yaml:<line>:``; any other exception fails. Known loader bugs have their own
-``xfail(strict=True)`` reproducers at the end, so the generated cases above stay clear of
-them (and the reproducers flip to failures once the bugs are fixed).
+``fuzz.yaml:<line>:``; any other exception fails. Loader bugs found this way have
+reproducers at the end (fixed, kept as regression tests).
 """
 
 from __future__ import annotations
@@ -250,23 +249,12 @@ def _fuzz(
     assert tally["tried"] == tally["passed"], line
 
 
-_TAGS_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="rules/yamlsource._build: a tag whose constructor fails (unknown tag, !!int abc) "
-    "raises ConstructorError/ValueError/KeyError/AttributeError, not ConfigError",
-)
-
-
-def _kinds(kinds: list[str]) -> list[object]:
-    return [pytest.param(k, marks=_TAGS_BUG) if k == "tags" else k for k in kinds]
-
-
-@pytest.mark.parametrize("kind", _kinds(list(MUTATIONS)))
+@pytest.mark.parametrize("kind", list(MUTATIONS))
 def test_malformed_policies(kind: str, fuzz_report: FuzzReport) -> None:
     _fuzz(fuzz_report, "yaml/policy", POLICY_SEED, load_policy, kind)
 
 
-@pytest.mark.parametrize("kind", _kinds(CONFIG_MUTATIONS))
+@pytest.mark.parametrize("kind", CONFIG_MUTATIONS)
 def test_malformed_main_config(kind: str, fuzz_report: FuzzReport) -> None:
     _fuzz(fuzz_report, "yaml/config", CONFIG_SEED, load_config, kind)
 
@@ -277,7 +265,7 @@ def test_seeds_are_valid() -> None:
     load_config(CONFIG_SEED)
 
 
-# --- known loader bugs: reproducers, to be flipped when fixed --------------------------------
+# --- once-known loader bugs: reproducers that must keep passing --------------------------------
 
 _DEEP = 1100  # just past Python's default recursion limit of 1000
 KNOWN_BUGS = {
@@ -303,23 +291,13 @@ KNOWN_BUGS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known loader bugs (see KNOWN_BUGS): a non-ConfigError escapes, or the "
-    "ConfigError has no line",
-)
 @pytest.mark.parametrize("name", list(KNOWN_BUGS))
-def test_known_loader_bug(name: str, fuzz_report: FuzzReport) -> None:
+def test_former_loader_bug(name: str, fuzz_report: FuzzReport) -> None:
     problem = _outcome(load_policy, KNOWN_BUGS[name])
-    fuzz_report.add(f"yaml/known-bug/{name}", 1, int(problem is None))
+    fuzz_report.add(f"yaml/former-bug/{name}", 1, int(problem is None))
     assert problem is None, problem
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rules/yamlsource._build expands YAML aliases without a limit: 300 bytes of "
-    "anchors become millions of nodes (a 'billion laughs' document never finishes)",
-)
 def test_alias_bomb_is_refused_fast(tmp_path: Path, fuzz_report: FuzzReport) -> None:
     levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
     levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 7)]
@@ -341,5 +319,5 @@ def test_alias_bomb_is_refused_fast(tmp_path: Path, fuzz_report: FuzzReport) -> 
         detail = proc.stdout + proc.stderr
     except subprocess.TimeoutExpired:
         ok, detail = False, "still expanding aliases after 4 s"
-    fuzz_report.add("yaml/known-bug/alias-bomb", 1, int(ok))
+    fuzz_report.add("yaml/former-bug/alias-bomb", 1, int(ok))
     assert ok, detail

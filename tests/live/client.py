@@ -74,8 +74,9 @@ def twilio_messages(inbound: bytes, outbound: bytes, *, call_sid: str) -> list[s
     def msg(event: str, **body: Any) -> str:
         nonlocal seq
         seq += 1
-        return json.dumps({"event": event, "sequenceNumber": str(seq), "streamSid": stream_sid,
-                           **body})  # fmt: skip
+        return json.dumps(
+            {"event": event, "sequenceNumber": str(seq), "streamSid": stream_sid, **body}
+        )
 
     out = [json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})]
     out.append(
@@ -98,13 +99,23 @@ def twilio_messages(inbound: bytes, outbound: bytes, *, call_sid: str) -> list[s
             out.append(
                 msg(
                     "media",
-                    media={"track": track, "chunk": str(i // chunk + 1),
-                           "timestamp": str(i // 8), "payload": payload},
-                )  # fmt: skip
+                    media={
+                        "track": track,
+                        "chunk": str(i // chunk + 1),
+                        "timestamp": str(i // 8),
+                        "payload": payload,
+                    },
+                )
             )
     return out
 
 
 def twilio_stop(call_sid: str) -> str:
-    return json.dumps({"event": "stop", "sequenceNumber": "999999", "streamSid": "MZ" + call_sid[2:],
-                       "stop": {"accountSid": "AC" + "0" * 32, "callSid": call_sid}})  # fmt: skip
+    return json.dumps(
+        {
+            "event": "stop",
+            "sequenceNumber": "999999",
+            "streamSid": "MZ" + call_sid[2:],
+            "stop": {"accountSid": "AC" + "0" * 32, "callSid": call_sid},
+        }
+    )

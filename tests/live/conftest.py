@@ -34,7 +34,9 @@ class LiveService:
 
 
 @pytest.fixture(scope="module")
-def live_service(tmp_path_factory: pytest.TempPathFactory, keyed_model_dir: Path) -> Iterator[LiveService]:
+def live_service(
+    tmp_path_factory: pytest.TempPathFactory, keyed_model_dir: Path
+) -> Iterator[LiveService]:
     tmp = tmp_path_factory.mktemp("live-service")
     base = load_config(None, model=str(keyed_model_dir), schema=AppConfig, environ={})
     cfg = base.model_copy(update={"cache": CacheConfig(enabled=False)})

@@ -324,7 +324,12 @@ def test_live_view_streams_a_call_and_an_observer_follows_it(page, service, angr
     assert "running" in observer.text_content("#call-status")
 
     # the escalation arrives mid-call: the browser is still sending audio
-    page.wait_for_selector("#live-timeline .marker.action-escalate", timeout=60_000)
+    try:
+        page.wait_for_selector("#live-timeline .marker.action-escalate", timeout=60_000)
+    except Exception:
+        print("DEBUG", page.text_content("#live-status"), page.inner_text("#live-log"))
+        page.screenshot(path="/tmp/webdev/live_fail.png", full_page=True)
+        raise
     assert page.text_content("#live-status").startswith("Streaming")
     observer.wait_for_selector(".marker.action-escalate", timeout=10_000)
     assert "running" in observer.text_content("#call-status")

@@ -528,8 +528,8 @@ const live = {
   utterances: [], decisions: [], selected: null, duration: 0,
 };
 
-/** Decode a local recording and resample it to 16 kHz keeping its channels. */
-async function decodeForStream(file) {
+/** Decode a local recording and resample it to ``rate`` (8 or 16 kHz) keeping its channels. */
+async function decodeForStream(file, rate) {
   const bytes = await file.arrayBuffer();
   const probe = new AudioContext();
   let decoded;
@@ -539,7 +539,6 @@ async function decodeForStream(file) {
     probe.close();
   }
   const channels = Math.min(2, decoded.numberOfChannels);
-  const rate = 16000;
   const offline = new OfflineAudioContext(channels, Math.ceil(decoded.duration * rate), rate);
   const src = offline.createBufferSource();
   src.buffer = decoded;
@@ -620,7 +619,7 @@ async function startLive(ev) {
   setStatus(status, `Decoding ${file.name}…`, "busy");
   let audio;
   try {
-    audio = await decodeForStream(file);
+    audio = await decodeForStream(file, Number($("#live-rate").value) || 8000);
   } catch (err) {
     setStatus(status, `This browser cannot decode the file: ${err.message}`, "error");
     return;
@@ -657,7 +656,7 @@ async function startLive(ev) {
       roles: audio.channels === 2 ? { 0: "customer", 1: "agent" } : { 0: "customer" },
       language: $("#live-language").value,
     }));
-    setStatus(status, `Streaming ${file.name} (${audio.channels} ch, ${fmtTime(audio.duration)})…`, "busy");
+    setStatus(status, `Streaming ${file.name} (${audio.channels} ch, ${audio.rate / 1000} kHz, ${fmtTime(audio.duration)})…`, "busy");
     const started = performance.now();
     timer = setInterval(() => {
       const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * audio.rate * speed));

@@ -1,0 +1,259 @@
+"""Live streaming benchmark: 1, 4 and 8 concurrent real-time calls over ``WS /v1/stream``.
+
+The real service (``connectors.app.create_app``, uvicorn on 127.0.0.1) runs in this process
+with the full-size SenseVoiceSmall (random weights: compute does not depend on their
+values; ``bench/_common.py``) and the FSMN-VAD of ../shared/fsmn-vad. Each stream is a
+mono 16 kHz PCM16 call of real speech (``speech_clips``: utterances of 3-10 s) with 1.5 s
+pauses, sent in 20 ms frames paced at 1x real time; streams start 0-2 s apart.
+
+Latency, per utterance, is measured on the client:
+
+* ``close`` (the headline): from the wall time the client had sent the audio up to the
+  stream position where the VAD closed the utterance (``closed_at`` in the message) to the
+  arrival of its ``utterance`` message. A decision on that utterance is sent in the same
+  turn, right after it, so this is the utterance-end-to-decision time the service adds.
+* ``speech_end``: from the wall time the stream passed the utterance's ``end`` (its last
+  speech plus padding) to the same message; it adds the VAD's end-of-utterance silence
+  (``vad.fsmn_max_end_silence_s``, 0.8 s by default) and the 200 ms VAD step.
+
+CPU use is this process's CPU seconds over wall seconds (service and clients; 2.0 = both
+cores busy). RSS: peak sampled during each run, and the process's peak including loading.
+
+    python bench/live.py [--streams 1,4,8] [--call-s 40] [--backend torch] [--quantize int8]
+
+The last line reads ``streams=8 p95_ms=<n> rss_mb=<n>`` (close latency, peak RSS while
+streaming).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench._common import SHARED, build_model_dir, peak_rss_mb, speech_clips  # noqa: E402
+
+FRAME = 320  # 20 ms at 16 kHz
+PAUSE_S = 1.5
+
+
+@dataclass
+class Stream:
+    """One client: what it sent when, and what came back."""
+
+    pcm: bytes
+    t0: float = 0.0
+    latencies_close: list[float] = field(default_factory=list)
+    latencies_end: list[float] = field(default_factory=list)
+    utterances: int = 0
+    errors: int = 0
+
+    def wall_at(self, audio_s: float) -> float:
+        """When the frame holding audio second ``audio_s`` was sent (1x pacing)."""
+        frames = -(-round(audio_s * 16000) // FRAME)
+        return self.t0 + frames * FRAME / 16000
+
+
+def make_call(clips: list[np.ndarray], seconds: float, rng: random.Random) -> bytes:
+    """~``seconds`` of call: random clips with pauses, as mono 16 kHz PCM16."""
+    parts: list[np.ndarray] = [np.zeros(int(0.5 * 16000), np.float32)]
+    total = 0.5
+    while total < seconds:
+        clip = clips[rng.randrange(len(clips))]
+        parts += [clip, np.zeros(int(PAUSE_S * 16000), np.float32)]
+        total += clip.size / 16000 + PAUSE_S
+    audio = np.concatenate(parts)
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+async def run_stream(url: str, stream: Stream, delay: float, call_id: str) -> None:
+    from websockets.asyncio.client import connect
+
+    await asyncio.sleep(delay)
+    async with connect(url, max_size=None) as ws:
+        start = {"type": "start", "call_id": call_id, "sample_rate": 16000, "channels": 1}
+        await ws.send(json.dumps(start))
+
+        async def reader() -> None:
+            async for raw in ws:
+                now = time.monotonic()
+                msg = json.loads(raw)
+                if msg["type"] == "utterance":
+                    stream.utterances += 1
+                    stream.latencies_close.append(now - stream.wall_at(msg["closed_at"]))
+                    stream.latencies_end.append(now - stream.wall_at(msg["end"]))
+                elif msg["type"] == "error":
+                    stream.errors += 1
+
+        task = asyncio.create_task(reader())
+        stream.t0 = time.monotonic()
+        step = FRAME * 2
+        for i in range(0, len(stream.pcm), step):
+            await ws.send(stream.pcm[i : i + step])
+            wait = stream.t0 + (i + step) / 2 / 16000 - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        await ws.send(json.dumps({"type": "stop"}))
+        await asyncio.wait_for(task, 120)
+
+
+def rss_now_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def scenario(
+    url: str, n: int, calls: list[bytes], rng: random.Random, tag: str
+) -> dict[str, float]:
+    streams = [Stream(calls[i % len(calls)]) for i in range(n)]
+    peak = [rss_now_mb()]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], rss_now_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    cpu0 = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+    wall0 = time.monotonic()
+
+    async def all_streams() -> None:
+        await asyncio.gather(
+            *(
+                run_stream(url, s, rng.uniform(0, 2.0) if n > 1 else 0.0, f"{tag}-{i}")
+                for i, s in enumerate(streams)
+            )
+        )
+
+    asyncio.run(all_streams())
+    wall = time.monotonic() - wall0
+    cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - cpu0
+    done.set()
+    sampler.join()
+    close = [x for s in streams for x in s.latencies_close]
+    end = [x for s in streams for x in s.latencies_end]
+    return {
+        "streams": n,
+        "utterances": sum(s.utterances for s in streams),
+        "errors": sum(s.errors for s in streams),
+        "p50_ms": 1000 * pct(close, 0.5),
+        "p95_ms": 1000 * pct(close, 0.95),
+        "max_ms": 1000 * max(close, default=float("nan")),
+        "speech_end_p50_ms": 1000 * pct(end, 0.5),
+        "speech_end_p95_ms": 1000 * pct(end, 0.95),
+        "cpu": cpu / wall,
+        "rss_mb": peak[0],
+        "wall_s": wall,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", default="1,4,8")
+    parser.add_argument("--call-s", type=float, default=40.0, help="audio seconds per stream")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    parser.add_argument("--quantize", choices=("none", "int8"), default="int8")
+    parser.add_argument("--model-dir", type=Path, help="an existing full-size model dir")
+    args = parser.parse_args()
+    counts = [int(x) for x in args.streams.split(",")]
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    from connectors.app import create_app
+    from connectors.appconfig import AppConfig
+    from connectors.runtime import ServiceSettings
+    from pipeline.config import CacheConfig, load_config
+    from tests.service.server import running, wait_ready
+
+    with tempfile.TemporaryDirectory(prefix="callsense-bench-live-") as tmp_name:
+        tmp = Path(tmp_name)
+        model_dir = args.model_dir or build_model_dir(tmp / "model")
+        cfg = load_config(
+            None,
+            model=str(model_dir),
+            vad_model=str(SHARED / "fsmn-vad"),
+            schema=AppConfig,
+            environ={},
+        )
+        recognizer = cfg.recognizer.model_copy(
+            update={"backend": args.backend, "quantize": args.quantize}
+        )
+        cfg = cfg.model_copy(update={"recognizer": recognizer, "cache": CacheConfig(enabled=False)})
+        app = create_app(
+            cfg,
+            db_url=f"sqlite:///{tmp}/bench.db",
+            settings=ServiceSettings(data_dir=tmp / "data", scheduler=False),
+        )
+        key = app.state.runtime.keys.create("bench")
+        rng = random.Random(7)
+        clips = speech_clips(60.0)
+        calls = [make_call(clips, args.call_s, rng) for _ in range(8)]
+        print(
+            f"# machine: {os.cpu_count()} cpus; model {model_dir} backend={args.backend} "
+            f"quantize={args.quantize}; {len(clips)} speech clips",
+            flush=True,
+        )
+        with running(app) as base:
+            wait_ready(base, timeout=600)
+            url = base.replace("http://", "ws://") + f"/v1/stream?api_key={key}"
+            # warm-up: loads the live engine (streaming VAD) and the first model calls
+            scenario(url, 1, [calls[0][: 16000 * 2 * 12]], rng, "warmup")
+            print(
+                f"{'streams':>7} {'utts':>5} {'p50_ms':>7} {'p95_ms':>7} {'max_ms':>7} "
+                f"{'end_p50':>8} {'end_p95':>8} {'cpu':>5} {'rss_mb':>7}",
+                flush=True,
+            )
+            last: dict[str, float] = {}
+            for n in counts:
+                r = scenario(url, n, calls, rng, f"s{n}")
+                print(
+                    f"{n:>7} {r['utterances']:>5} {r['p50_ms']:>7.0f} {r['p95_ms']:>7.0f} "
+                    f"{r['max_ms']:>7.0f} {r['speech_end_p50_ms']:>8.0f} "
+                    f"{r['speech_end_p95_ms']:>8.0f} {r['cpu']:>5.2f} {r['rss_mb']:>7.0f}"
+                    + (f"  errors={r['errors']}" if r["errors"] else ""),
+                    flush=True,
+                )
+                last = r
+            engine = getattr(app.state, "live_engine", None)
+            if engine is not None:
+                s = engine.worker.stats
+                print(
+                    f"# recognizer: {s.clips} clips in {s.batches} batches, busy {s.busy_s:.1f} s",
+                    flush=True,
+                )
+        print(f"# peak RSS of the process, model loading included: {peak_rss_mb():.0f} MB")
+        print(
+            f"streams={int(last.get('streams', 0))} p95_ms={last.get('p95_ms', 0):.0f} "
+            f"rss_mb={last.get('rss_mb', 0):.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -115,6 +115,10 @@ class Level:
         return lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else float("nan")
 
     @property
+    def gateway_ms_per_utt(self) -> float:
+        return 1000 * self.gateway_cpu_s / max(1, len(self.latencies_ms))
+
+    @property
     def gateway_per_call_s(self) -> float:
         """Gateway CPU-seconds per call-second."""
         return self.gateway_cpu_s / (self.calls * self.wall_s)
@@ -237,9 +241,11 @@ def run_level(
     recognize: Recognize,
     policies: PolicyEngine,
     model_cpu: Callable[[], float],
+    period: float | None = None,
 ) -> Level:
     m0, c0, t0 = model_cpu(), time.process_time(), time.perf_counter()
-    lat, audio = asyncio.run(simulate(calls, args.window, args.period, clips, recognize, policies))
+    period = period or args.period
+    lat, audio = asyncio.run(simulate(calls, args.window, period, clips, recognize, policies))
     wall = time.perf_counter() - t0
     proc = time.process_time() - c0
     model_s = model_cpu() - m0
@@ -248,7 +254,7 @@ def run_level(
     print(
         f"  {engine_name:5} {model:6} calls={calls:5d} utts={len(lat):5d} "
         f"p50={level.p50:7.1f} ms p95={level.p95:7.1f} ms "
-        f"gateway={level.gateway_per_call_s:.4f} cpu-s/call-s "
+        f"gateway={level.gateway_ms_per_utt:.2f} cpu-ms/utt "
         f"model={level.model_per_audio_s:.3f} cpu-s/utt-s",
         flush=True,
     )
@@ -266,10 +272,16 @@ def throughput(remote: object, clips: list[np.ndarray], n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--window", type=float, default=12.0, help="seconds per level")
+    parser.add_argument("--window", type=float, default=10.0, help="seconds per level")
     parser.add_argument("--period", type=float, default=4.0, help="s between a call's utts")
     parser.add_argument("--model-dir", type=Path, default=Path("/tmp/callsense-bench-fullsize"))
     parser.add_argument("--many", type=int, default=1000, help="replayed calls on Ray")
+    parser.add_argument(
+        "--many-period",
+        type=float,
+        default=40.0,
+        help="s between a call's utterances in the --many run (what 2 busy cores sustain)",
+    )
     args = parser.parse_args()
     t_start = time.perf_counter()
 
@@ -306,7 +318,6 @@ def main() -> None:
         levels.append(run_level("local", "replay", calls, args, clips, replay.recognize,
                                 policies, lambda: replay.cpu_s))  # fmt: skip
     replay.close()
-    del full, batcher
 
     print("engine: ray", flush=True)
     import ray
@@ -341,7 +352,7 @@ def main() -> None:
             levels.append(run_level("ray", "replay", calls, args, clips, via_handle, policies,
                                     replicas("replay")))  # fmt: skip
         many = run_level("ray", "replay", args.many, args, clips, via_handle, policies,
-                         replicas("replay"))  # fmt: skip
+                         replicas("replay"), period=args.many_period)  # fmt: skip
         levels.append(many)
         serve.delete("replay")
 
@@ -362,28 +373,39 @@ def main() -> None:
         serve.shutdown()
         ray.shutdown()
 
-    _report(levels, per_audio, scaling, args, time.perf_counter() - t_start)
+    mean_clip_s = float(np.mean([c.size for c in clips])) / SR
+    _report(levels, per_audio, mean_clip_s, scaling, args, time.perf_counter() - t_start)
 
 
 def _report(
-    levels: list[Level], per_audio: float, scaling: float, args: argparse.Namespace, took: float
+    levels: list[Level],
+    per_audio: float,
+    mean_clip_s: float,
+    scaling: float,
+    args: argparse.Namespace,
+    took: float,
 ) -> None:
     print()
-    print(f"| engine | model | calls | p50 ms | p95 ms | gateway cpu-s/call-s | "
-          f"model cpu-s/utt-s |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| engine | model | calls | utterances | p50 ms | p95 ms | gateway cpu-ms/utt | "
+          "gateway cpu-s/call-s | model tier cpu-s/utt-s |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for lv in levels:
-        print(f"| {lv.engine} | {lv.model} | {lv.calls} | {lv.p50:.0f} | {lv.p95:.0f} | "
+        print(f"| {lv.engine} | {lv.model} | {lv.calls} | {len(lv.latencies_ms)} | "
+              f"{lv.p50:.0f} | {lv.p95:.0f} | {lv.gateway_ms_per_utt:.2f} | "
               f"{lv.gateway_per_call_s:.4f} | {lv.model_per_audio_s:.3f} |")  # fmt: skip
     many = next(lv for lv in levels if lv.engine == "ray" and lv.calls == args.many)
-    speech = many.audio_s / (many.calls * many.wall_s)  # utterance-seconds per call-second
-    serve_overhead = many.model_cpu_s / (many.calls * many.wall_s)  # replay replicas: Serve only
-    cores = 1000 * (many.gateway_per_call_s + serve_overhead + per_audio * speech)
+    # per-utterance costs from the many-call run, at the standard load of --period
+    utt_rate = 1.0 / args.period  # utterances per call-second
+    speech = mean_clip_s * utt_rate  # utterance-seconds per call-second
+    n_many = max(1, len(many.latencies_ms))
+    gateway = many.gateway_cpu_s / n_many * utt_rate
+    serve_overhead = many.model_cpu_s / n_many * utt_rate  # replay replicas: Serve's own CPU
+    cores = 1000 * (gateway + serve_overhead + per_audio * speech)
     at32 = next(lv for lv in levels if lv.engine == "ray" and lv.model == "replay"
                 and lv.calls == 32)  # fmt: skip
     print(
         f"\nper 1000 calls ({speech:.2f} utterance-s per call-s): gateway "
-        f"{1000 * many.gateway_per_call_s:.2f} + Serve {1000 * serve_overhead:.2f} + model "
+        f"{1000 * gateway:.2f} + Serve {1000 * serve_overhead:.2f} + model "
         f"{1000 * per_audio * speech:.2f} cores; bench took {took:.0f} s"
     )
     print(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
+from connectors.retention import RetentionConfig
 from connectors.routing import RouteTarget, RoutingConfig
 from connectors.webhooks import OutboxSettings, WebhookEndpoint, WebhooksConfig
 from pipeline.config import CallsenseConfig, load_config
@@ -19,6 +20,7 @@ class AppConfig(CallsenseConfig):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     routing: list[RouteTarget] = Field(default_factory=list)
     routing_default: str | None = None
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @model_validator(mode="after")
     def _check_connectors(self) -> AppConfig:

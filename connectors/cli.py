@@ -19,11 +19,13 @@ def _register_commands() -> None:
     """Each command module exposes ``register(app)``; the list is explicit, no import magic."""
     from connectors import (
         cli_analyze,
+        cli_bench,
         cli_dialogue,
         cli_model,
         cli_policy,
         cli_serve,
         cli_transcribe,
+        cli_trust,
         cli_tts,
         cli_webhooks,
     )
@@ -37,6 +39,8 @@ def _register_commands() -> None:
         cli_webhooks,
         cli_tts,
         cli_serve,
+        cli_bench,
+        cli_trust,
     ):
         module.register(app)
 

@@ -101,7 +101,7 @@ def analyze(
                 err_console.print(f"[red]failed[/] {escape(path.name)}: {escape(str(exc))}")
             else:
                 run = orchestrator.run(transcript)
-                result = CallResult.from_run(transcript, run, cfg, orchestrator.audit)
+                result = CallResult.from_run(transcript, run, cfg)
                 write_call_outputs(result, out)
                 results.append(result)
             bar.advance(task)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -20,20 +21,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete, exists, select
 
 from connectors.appconfig import AppConfig
 from connectors.auth import KeyStore
 from connectors.calls_store import CallStore
 from connectors.metrics import Metrics
-from connectors.outbox import Outbox, decisions_table, outbox_table
+from connectors.outbox import Outbox
 from connectors.policy_store import PolicyStore
+from connectors.retention import Purger
 from connectors.storage import make_engine
 from pipeline.analyze import CallResult
 from pipeline.cache import ResultCache
 from pipeline.model import CallTranscript
 from pipeline.orchestrator import Orchestrator, RulesStage, TtsStage
 from pipeline.policy_stage import PolicyStage
+from pipeline.redact import Redactor
 from pipeline.transcribe import Transcriber
 from rules.engine import PolicyEngine
 from rules.errors import RetryableError
@@ -139,6 +141,8 @@ class Runtime:
                 self.cfg.webhooks,
                 delivery_interval_s=max(60.0, self.settings.delivery_interval_s),
                 retention_days=self.cfg.outbox.retention_days,
+                retention_interval_s=self.cfg.retention.interval_s,
+                retention_hooks=[self._retention],
             )
             self.scheduler.start()
         self._requeue()
@@ -291,7 +295,14 @@ class Runtime:
                     transcript = transcriber.transcribe_file(job.audio_path, call_id=job.call_id)
             else:
                 assert job.transcript is not None
-                transcript = job.transcript
+                # posted transcripts skip the transcriber: redact them here, before storing
+                redactor = self.redactor
+                transcript = replace(
+                    job.transcript,
+                    utterances=tuple(
+                        redactor.redact_utterance(u) for u in job.transcript.utterances
+                    ),
+                )
             with self._timed("analyze"):
                 orchestrator, _ = self.orchestrator_for(job.policy, with_tts=False)
                 run = orchestrator.run(transcript)
@@ -373,31 +384,22 @@ class Runtime:
 
     # -- removal ---------------------------------------------------------------------------
 
-    def remove_call(self, call_id: str) -> bool:
-        """Everything of one call: rows, audio file, result-cache entries, delivered webhook
-        payloads. Pending and dead webhooks stay: they are promises to other systems."""
-        record = self.store.delete(call_id)
-        if record is None:
-            return False
-        if record.audio_path:
-            path = Path(record.audio_path)
-            if path.resolve().is_relative_to(self.audio_dir.resolve()):
-                path.unlink(missing_ok=True)
-        cache_dir = self.cfg.cache.dir
-        if self.cfg.cache.enabled:
-            ResultCache(cache_dir).remove_call(call_id)
-        self._purge_outbox(call_id)
-        log.info("call %s: removed", call_id)
-        return True
+    @functools.cached_property
+    def redactor(self) -> Redactor:
+        return Redactor(self.cfg.redaction)
 
-    def _purge_outbox(self, call_id: str) -> None:
-        o, d = outbox_table, decisions_table
-        ids = select(d.c.id).where(d.c.call_id == call_id).scalar_subquery()
-        with self.engine.begin() as conn:
-            conn.execute(delete(o).where(o.c.status == "delivered", o.c.decision_id.in_(ids)))
-            conn.execute(
-                delete(d).where(d.c.call_id == call_id, ~exists().where(o.c.decision_id == d.c.id))
-            )
+    def remove_call(self, call_id: str) -> bool:
+        """Everything of one call (``connectors.retention``): rows, audio, cache, delivered
+        webhook payloads."""
+        return self.purger().purge_call(call_id)
+
+    def purger(self) -> Purger:
+        cache = ResultCache(self.cfg.cache.dir) if self.cfg.cache.enabled else None
+        return Purger(self.engine, audio_dir=self.audio_dir, cache=cache)
+
+    def _retention(self) -> None:
+        if self.cfg.retention.days is not None:
+            self.purger().purge_older_than(self.cfg.retention.days * 86400)
 
 
 def _reply_row(item: Any) -> dict[str, Any]:

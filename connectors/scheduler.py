@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from apscheduler.job import Job
@@ -54,6 +54,7 @@ class CallsenseScheduler:
         delivery_deadline_s: float = 30.0,
         retention_days: float = 30.0,
         retention_interval_s: float = 3600.0,
+        retention_hooks: Sequence[Callable[[], object]] = (),
     ) -> None:
         self.outbox = outbox
         self.engine: Engine = outbox.engine
@@ -62,6 +63,8 @@ class CallsenseScheduler:
         self.delivery_deadline_s = delivery_deadline_s
         self.retention_days = retention_days
         self.retention_interval_s = retention_interval_s
+        # more clean-up on the same schedule (the service purges expired calls here)
+        self.retention_hooks = list(retention_hooks)
         create_schema(self.engine)
         self.scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=JOBS_TABLE)},
@@ -166,6 +169,11 @@ def _retention_tick() -> None:
     removed = _active.outbox.purge(_active.retention_days * 86400)
     if removed:
         log.info("retention: removed %d delivered webhooks", removed)
+    for hook in _active.retention_hooks:
+        try:
+            hook()
+        except Exception as exc:
+            log.warning("retention hook failed: %s", type(exc).__name__)
 
 
 def _sla_followup(decision: dict[str, Any], after_s: float, priority: str) -> None:

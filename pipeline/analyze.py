@@ -91,7 +91,7 @@ class CallResult:
         errors = tuple(e for t in run.turns for e in t.errors)
         intents = Counter(t.intent.name for t in run.turns if t.intent is not None)
         summary = summarize(transcript, decisions, replies, errors, intents, cfg)
-        summary["audit"] = dict(audit or {})
+        summary["audit"] = dict(run.audit if audit is None else audit)
         return cls(transcript, decisions, replies, errors, summary)
 
 

@@ -229,6 +229,7 @@ class CallRun:
     call_id: str
     stages: Sequence[CallStage]
     turns: list[Turn] = field(default_factory=list)
+    audit: dict[str, Any] = field(default_factory=dict)  # policy/config hashes, model
 
     def start(self) -> Turn:
         turn = Turn(utterance=None, at=0.0)
@@ -276,7 +277,7 @@ class Orchestrator:
         self.audit = dict(audit or {})
 
     def open(self, call_id: str) -> CallRun:
-        return CallRun(call_id, [stage.open(call_id) for stage in self.stages])
+        return CallRun(call_id, [stage.open(call_id) for stage in self.stages], audit=self.audit)
 
     def run(self, transcript: CallTranscript) -> CallRun:
         call = self.open(transcript.call_id)

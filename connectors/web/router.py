@@ -50,9 +50,7 @@ _HEADERS = {
 
 def _shipped_files() -> dict[str, Path]:
     return {
-        p.name: p
-        for p in sorted(STATIC_DIR.iterdir())
-        if p.is_file() and p.suffix in _MEDIA_TYPES
+        p.name: p for p in sorted(STATIC_DIR.iterdir()) if p.is_file() and p.suffix in _MEDIA_TYPES
     }
 
 

@@ -56,8 +56,9 @@ class TranscribeActor:
 
         cache = ResultCache(cache_dir) if cache_dir is not None else None
         recognizer = resolve_factory(factory)(cfg.recognizer)
-        self._transcriber = Transcriber(cfg=cfg, vad=build_vad(cfg.vad), recognizer=recognizer,
-                                        cache=cache)  # fmt: skip
+        self._transcriber = Transcriber(
+            cfg=cfg, vad=build_vad(cfg.vad), recognizer=recognizer, cache=cache
+        )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         from pipeline.records import error_record

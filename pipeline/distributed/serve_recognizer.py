@@ -262,8 +262,11 @@ class RemoteRecognizer(Recognizer):
                     f"model tier: utterance {ids[i]} failed {attempt + 1} time(s) "
                     f"({type(exc).__name__}); {len(failed)} of {len(arrays)} unanswered"
                 ) from exc
-            log.warning("model tier: retrying %d utterance(s) after %s", len(failed),
-                        type(next(iter(failed.values()))).__name__)  # fmt: skip
+            log.warning(
+                "model tier: retrying %d utterance(s) after %s",
+                len(failed),
+                type(next(iter(failed.values()))).__name__,
+            )
             self.retried += len(failed)
             pending = {i: self._send(ids[i], arrays[i], language) for i in failed}
         return [r for r in results if r is not None]

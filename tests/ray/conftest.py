@@ -74,4 +74,3 @@ def local_ray(tmp_path_factory: pytest.TempPathFactory):
             serve.shutdown()
         finally:
             ray.shutdown()
-

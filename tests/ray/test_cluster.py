@@ -118,12 +118,26 @@ def test_archive_killed_midway_resumes_without_recognizing_twice(
         "  analyzer_num_cpus: 0.5\n"
     )
     env = {**os.environ, "CALLSENSE_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "connectors.cli", "analyze", *map(str, archive),
-           "--engine", "ray", "--ray-config", str(ray_yaml), "--model", str(fixed_model_dir),
-           "--out", str(out), "--no-tts"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "connectors.cli",
+        "analyze",
+        *map(str, archive),
+        "--engine",
+        "ray",
+        "--ray-config",
+        str(ray_yaml),
+        "--model",
+        str(fixed_model_dir),
+        "--out",
+        str(out),
+        "--no-tts",
+    ]
 
-    driver = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)  # fmt: skip
+    driver = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 150
     while _cache_entries(cache) < N_FILES // 4:
         assert driver.poll() is None, driver.stderr.read().decode()[-2000:] if driver.stderr else ""
@@ -154,9 +168,19 @@ def test_archive_killed_midway_resumes_without_recognizing_twice(
     local_out = tmp_path / "out-local"
     from connectors.cli import app
 
-    result = CliRunner().invoke(app, ["analyze", *map(str, archive), "--model",
-                                      str(fixed_model_dir), "--out", str(local_out),
-                                      "--no-tts", "--no-cache"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "analyze",
+            *map(str, archive),
+            "--model",
+            str(fixed_model_dir),
+            "--out",
+            str(local_out),
+            "--no-tts",
+            "--no-cache",
+        ],
+    )
     assert result.exit_code == 0, result.output
     ray_tree, local_tree = _tree(out), _tree(local_out)
     assert len([k for k in local_tree if k.endswith("summary.json")]) == N_FILES

@@ -11,7 +11,6 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,8 +33,11 @@ TURNS = 8
 def _call_clips(call: int) -> list[np.ndarray]:
     rng = np.random.default_rng(call)
     # some calls go angry three times in a row (the default policy escalates), some don't
-    loud = [(call + k) % 4 != 0 for k in range(TURNS)] if call % 2 else [k % 2 == 0 for k in
-                                                                         range(TURNS)]  # fmt: skip
+    loud = (
+        [(call + k) % 4 != 0 for k in range(TURNS)]
+        if call % 2
+        else [k % 2 == 0 for k in range(TURNS)]
+    )
     return [(rng.standard_normal(4000) * (0.2 if x else 0.01)).astype(np.float32) for x in loud]
 
 
@@ -43,8 +45,9 @@ def _decisions(call: int, recs: list[Recognition], engine: PolicyEngine) -> list
     cfg = CallsenseConfig()
     call_id = f"call-{call}"
     utts = tuple(
-        utterance_from(Segment(0, 2.0 * k, 2.0 * k + 1.5), rec, call_id=call_id,
-                       speaker="customer", cfg=cfg)  # fmt: skip
+        utterance_from(
+            Segment(0, 2.0 * k, 2.0 * k + 1.5), rec, call_id=call_id, speaker="customer", cfg=cfg
+        )
         for k, rec in enumerate(recs)
     )
     transcript = CallTranscript(call_id=call_id, utterances=utts, duration=2.0 * len(utts))
@@ -53,9 +56,8 @@ def _decisions(call: int, recs: list[Recognition], engine: PolicyEngine) -> list
 
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory: pytest.TempPathFactory):
-    from ray.cluster_utils import Cluster
-
     import ray
+    from ray.cluster_utils import Cluster
 
     counter = tmp_path_factory.mktemp("failover") / "passes.txt"
     os.environ[helpers.COUNTER_ENV] = str(counter)

@@ -1,0 +1,89 @@
+"""``backend: torch, quantize: int8``: loads straight into int8, same tags, lower peak RSS."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import FIXED_MODEL_RAW, ROOT, TESTDATA
+
+pytestmark = pytest.mark.model
+
+
+def test_int8_torch_backend_gives_the_fixed_models_tags(fixed_model_dir: Path) -> None:
+    from torch import nn
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    from pipeline.recognizer import build_recognizer
+    from pipeline.sensevoice import RecognizerConfig
+    from tools.make_test_model import decode_audio
+
+    cfg = RecognizerConfig(model=str(fixed_model_dir), backend="torch", quantize="int8")
+    rec = build_recognizer(cfg)
+    model = rec._am.model  # type: ignore[attr-defined]
+    kinds = {type(m) for m in model.modules()}
+    assert QLinear in kinds and nn.Linear not in kinds
+    assert not any(p.is_meta for p in model.parameters())
+    clip = decode_audio(TESTDATA / "ravdess_03-01-05-01-01-01-01.wav")
+    results = rec.recognize([clip, clip[:8000], np.zeros(100, dtype=np.float32)])
+    assert [r.raw for r in results] == [FIXED_MODEL_RAW, FIXED_MODEL_RAW, ""]
+    assert results[0].confidence.emotion is not None and results[0].confidence.emotion > 0.9
+
+
+def test_int8_load_refuses_a_checkpoint_of_another_size(
+    fixed_model_dir: Path, tmp_path: Path
+) -> None:
+    from pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
+    from rules.errors import InputError
+
+    other = tmp_path / "other"
+    shutil.copytree(fixed_model_dir, other)
+    conf = other / "config.yaml"
+    text = conf.read_text(encoding="utf-8")
+    conf.write_text(text.replace("linear_units: 128", "linear_units: 256"), encoding="utf-8")
+    assert conf.read_text(encoding="utf-8") != text
+    with pytest.raises(InputError, match=r"model\.pt: .* has shape .*config\.yaml asks for"):
+        SenseVoiceRecognizer(RecognizerConfig(model=str(other), quantize="int8"))
+
+
+_MEASURE = """
+import json, resource, sys
+sys.path.insert(0, sys.argv[3])
+from pipeline.quiet import import_funasr
+import_funasr()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
+SenseVoiceRecognizer(RecognizerConfig(model=sys.argv[1], quantize=sys.argv[2], ncpu=1))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"before_mb": before / 1024, "peak_mb": peak / 1024}))
+"""
+
+
+@pytest.mark.slow
+def test_int8_load_peak_rss_is_below_the_fp32_load(tmp_path: Path) -> None:
+    """Mid-size model (~230 MB fp32): each load in a fresh process, same run, compared."""
+    from bench._common import build_model_dir
+
+    model = build_model_dir(tmp_path / "mid", {"num_blocks": 10, "tp_blocks": 4})
+    fp32_mb = (model / "model.pt").stat().st_size / 2**20
+    assert fp32_mb > 150
+    peaks = {}
+    for quantize in ("none", "int8"):
+        proc = subprocess.run(
+            [sys.executable, "-c", _MEASURE, str(model), quantize, str(ROOT)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peaks[quantize] = json.loads(proc.stdout.strip().splitlines()[-1])
+    grew = {q: p["peak_mb"] - p["before_mb"] for q, p in peaks.items()}
+    # fp32 holds the checkpoint and the model at once; int8 about a quarter of one copy
+    assert grew["none"] > 1.5 * fp32_mb, grew
+    assert grew["int8"] < 0.6 * fp32_mb, grew
+    assert grew["int8"] < grew["none"] / 3, grew

@@ -1,0 +1,177 @@
+"""pipeline.live without the network: segmentation against the batch pipeline, the
+length rules, the shared micro-batching recognizer, and a call's events in order."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.audio import decode
+from pipeline.config import CallsenseConfig, load_config
+from pipeline.live import (
+    DecisionEvent,
+    EndEvent,
+    LiveEngine,
+    RecognizerWorker,
+    StreamFormat,
+    StreamingVad,
+    UtteranceEvent,
+    _ChannelSegmenter,
+    _Upsampler,
+)
+from pipeline.segmentation import SegmentationConfig
+from pipeline.transcribe import build_transcriber
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def cfg(keyed_model_dir: Path) -> CallsenseConfig:
+    return load_config(None, model=str(keyed_model_dir), environ={})
+
+
+@pytest.fixture(scope="module")
+def vad(cfg: CallsenseConfig) -> StreamingVad:
+    return StreamingVad(cfg.vad)
+
+
+def segment_stream(
+    samples: np.ndarray, vad: StreamingVad, cfg: CallsenseConfig, channel: int = 0
+) -> list:
+    seg = _ChannelSegmenter(channel, vad, cfg)
+    out = []
+    for i in range(0, samples.size, 320):  # 20 ms frames
+        seg.add(samples[i : i + 320].copy())
+        if seg.ready:
+            out += seg.step()
+    return out + seg.step(final=True)
+
+
+def test_live_segments_match_the_batch_pipeline(
+    cfg: CallsenseConfig, vad: StreamingVad, angry_call: tuple[Path, list]
+) -> None:
+    path, _ = angry_call
+    audio = decode(path)
+    batch = build_transcriber(cfg, use_cache=False).segments(audio)
+    live = [c.segment for ch in (0, 1) for c in segment_stream(audio.channels[ch], vad, cfg, ch)]
+    live.sort(key=lambda s: (s.start, s.channel))
+    assert [s.channel for s in live] == [s.channel for s in batch]
+    for a, b in zip(live, batch, strict=True):
+        assert a.start == pytest.approx(b.start, abs=0.05)
+        assert a.end == pytest.approx(b.end, abs=0.1)
+
+
+def test_long_speech_is_cut_and_blips_dropped(
+    cfg: CallsenseConfig, vad: StreamingVad, angry_call: tuple[Path, list]
+) -> None:
+    path, timeline = angry_call
+    x = decode(path).channels[0]
+    # the three customer turns back to back, no pauses: one long stretch of speech
+    turns = [t for t in timeline if t.speaker == "customer"]
+    speech = np.concatenate(
+        [x[int(t.start * 16000) + 8000 : int(t.end * 16000) - 4000] for t in turns]
+    )
+    rules = SegmentationConfig(min_utterance_s=0.3, max_utterance_s=4.0, split_search_s=2.0)
+    short = cfg.model_copy(update={"segmentation": rules})
+    silence = np.zeros(16000, np.float32)
+    blip = np.zeros(1600, np.float32)
+    blip[:800] = x[int(turns[0].start * 16000) + 16000 :][:800]  # 50 ms of speech
+    out = segment_stream(np.concatenate([silence, speech, silence, blip, silence]), vad, short)
+    durations = [c.segment.end - c.segment.start for c in out]
+    assert len(out) >= 3  # ~9 s of speech cut into pieces of at most 4 s (+ padding)
+    assert max(durations) <= rules.max_utterance_s + rules.pad_s + 1e-6
+    assert all(c.clip.size == round((c.segment.end - c.segment.start) * 16000) for c in out)
+    assert out[-1].segment.end < 1.0 + speech.size / 16000 + 0.5  # the blip made nothing
+    # pieces follow each other: each cut is the next piece's start
+    for a, b in itertools.pairwise(out):
+        assert b.segment.start >= a.segment.end - 1e-6
+
+
+def test_upsampler_is_continuous_across_frames() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(8000).astype(np.float32) * 0.1
+    whole = _Upsampler()(x)
+    up = _Upsampler()
+    pieces = np.concatenate([up(x[i : i + 160]) for i in range(0, x.size, 160)])
+    np.testing.assert_allclose(pieces, whole, atol=1e-6)
+    from pipeline.audio import resample
+
+    ref = resample(x, 8000, 16000)
+    n = min(ref.size, whole.size) - 200
+    np.testing.assert_allclose(whole[100:n], ref[100:n], atol=1e-4)
+
+
+def test_worker_batches_requests_from_many_callers(
+    keyed_recognizer, angry_call: tuple[Path, list]
+) -> None:
+    path, timeline = angry_call
+    x = decode(path).channels[0]
+    clips = [
+        x[int(t.start * 16000) : int(t.end * 16000)] for t in timeline if t.speaker == "customer"
+    ]
+    alone = [keyed_recognizer.recognize([c])[0].raw for c in clips]
+    worker = RecognizerWorker(keyed_recognizer, max_batch=8, max_wait_s=0.2)
+    try:
+        futures: list = [None] * len(clips)
+        barrier = threading.Barrier(len(clips))
+
+        def caller(i: int) -> None:
+            barrier.wait()
+            futures[i] = worker.submit(clips[i], "auto")
+
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(len(clips))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        results = [f.result(timeout=60).raw for f in futures]
+    finally:
+        worker.close()
+    assert results == alone
+    assert worker.stats.clips == len(clips) and worker.stats.batches < len(clips)
+
+
+def test_call_events_come_in_order_and_end_with_the_summary(
+    cfg: CallsenseConfig, keyed_recognizer, vad: StreamingVad, angry_call: tuple[Path, list]
+) -> None:
+    from pipeline.analyze import build_orchestrator
+
+    path, timeline = angry_call
+    audio = decode(path)
+    pcm = (np.stack(audio.channels, axis=1) * 32768).round().clip(-32768, 32767)
+    data = pcm.astype("<i2").tobytes()
+    engine = LiveEngine(cfg, keyed_recognizer, build_orchestrator(cfg, with_tts=False), vad=vad)
+
+    async def main() -> list:
+        call = engine.open("unit-call", StreamFormat(16000, 2))
+        await call.start()
+        events: list = []
+
+        async def read() -> None:
+            async for ev in call.events():
+                events.append(ev)
+
+        reader = asyncio.create_task(read())
+        for i in range(0, len(data), 1283):  # odd sizes: frames split across messages
+            await call.feed(data[i : i + 1283])
+        await call.close()
+        await reader
+        return events
+
+    try:
+        events = asyncio.run(main())
+    finally:
+        engine.close()
+    utterances = [e.utterance for e in events if isinstance(e, UtteranceEvent)]
+    assert [u.speaker for u in utterances] == [t.speaker for t in timeline]
+    assert [u.end for u in utterances] == sorted(u.end for u in utterances)
+    assert isinstance(events[-1], EndEvent)
+    result = events[-1].result
+    assert result.summary["utterances"] == len(timeline)
+    decisions = [e.decision for e in events if isinstance(e, DecisionEvent)]
+    assert list(result.decisions) == decisions

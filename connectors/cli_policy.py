@@ -23,7 +23,7 @@ from pipeline.policy_stage import replay_transcript
 from pipeline.replay import ReplayProblem, read_transcripts
 from rules.engine import BACKENDS, DEFAULT_BACKEND, PolicyEngine
 from rules.errors import CallsenseError, ConfigError, InputError
-from rules.lint import lint
+from rules.lint import emotion_uses, lint
 from rules.loader import load_policies
 from rules.model import Decision
 from rules.schema import Policy
@@ -61,10 +61,21 @@ def _warn(message: str) -> None:
 def check(
     files: Annotated[list[Path], typer.Argument(help="policy YAML files, loaded together")],
     strict: Annotated[bool, typer.Option(help="exit 1 on warnings too")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="check against this config (e.g. SER switched off)"),
+    ] = None,
 ) -> None:
     """Validate policy files; print errors and lint warnings with file:line."""
     try:
         policy_set = load_policies(files)
+        if config is not None:
+            from connectors.appconfig import load_app_config
+
+            if not load_app_config(config).compliance.emotion:
+                problems = emotion_uses(policy_set)
+                if problems:
+                    raise ConfigError(problems[0], problems=problems)
     except ConfigError as err:
         fail(err, code=1)
     warnings = lint(policy_set)

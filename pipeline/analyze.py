@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cache import config_fingerprint
-from pipeline.compliance import log_startup
+from pipeline.compliance import compliance_notes, log_startup
 from pipeline.config import CallsenseConfig
 from pipeline.dialogue import DialogueManager
 from pipeline.model import CallTranscript
@@ -34,6 +34,8 @@ from pipeline.policy_stage import PolicyStage
 from pipeline.records import record_from_utterance
 from pipeline.tts import FallbackTts
 from rules.engine import PolicyEngine
+from rules.errors import ConfigError
+from rules.lint import emotion_uses
 from rules.model import Decision
 
 __all__ = [
@@ -49,8 +51,14 @@ PRIORITY_ORDER = ("low", "normal", "high", "urgent")
 
 def build_orchestrator(cfg: CallsenseConfig, *, with_tts: bool = True) -> Orchestrator:
     """NLU -> rules -> dialogue -> TTS, each loaded once; config errors surface here."""
+    log_startup(cfg.compliance)
     classifier = IntentClassifier.load(cfg.intents)
     engine = PolicyEngine.load([str(p) for p in cfg.policies], backend=cfg.policy_engine)
+    if not cfg.compliance.emotion:
+        problems = emotion_uses(engine.policy_set)
+        if problems:
+            engine.close()
+            raise ConfigError(problems[0], problems=problems)
     dialogue = DialogueManager.load(cfg.dialogue, intents=classifier.intent_names)
     stages = [
         NluStage(classifier),
@@ -148,7 +156,7 @@ def summarize(
         "intents": dict(intents.most_common()),
         "decisions": len(decisions),
         "replies": len(replies),
-        "compliance": log_startup(cfg.compliance) or ["defaults: no emotion on agent channels"],
+        "compliance": compliance_notes(cfg.compliance),
         "errors": [
             {"stage": e.stage, "kind": e.kind, "message": e.message, "at": e.at} for e in errors
         ],

@@ -15,7 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.model import Utterance
 
-__all__ = ["ComplianceConfig", "apply_emotion_policy", "emotion_allowed", "log_startup"]
+__all__ = [
+    "ComplianceConfig",
+    "apply_emotion_policy",
+    "compliance_notes",
+    "emotion_allowed",
+    "log_startup",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +71,18 @@ def apply_emotion_policy(utt: Utterance, cfg: ComplianceConfig) -> Utterance:
     return replace(utt, emotion=None, confidence=replace(utt.confidence, emotion=None))
 
 
-def log_startup(cfg: ComplianceConfig) -> list[str]:
-    """Log (and return, for summaries) the emotion settings that differ from the defaults."""
-    notes: list[str] = []
+def compliance_notes(cfg: ComplianceConfig) -> list[str]:
+    """What every summary says about where emotion recognition ran."""
     if not cfg.emotion:
-        notes.append("speech-emotion recognition disabled")
+        return ["speech-emotion recognition disabled"]
     if cfg.agent_emotion:
-        notes.append(f"emotion recognition ON for agents: {cfg.agent_emotion_reason}")
+        return [f"emotion recognition ON for agents: {cfg.agent_emotion_reason}"]
+    return ["emotion recognition on customers only (default)"]
+
+
+def log_startup(cfg: ComplianceConfig) -> None:
+    """Logged once when the pipeline is built: settings that differ from the defaults."""
+    if not cfg.emotion:
+        log.warning("compliance: speech-emotion recognition is switched off")
+    if cfg.agent_emotion:
         log.warning("compliance: emotion recognition on agent channels is ON (reason given)")
-    return notes

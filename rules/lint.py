@@ -138,3 +138,37 @@ def _regexes(cond: Any, path: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], st
     if cond.not_ is not None:
         found.extend(_regexes(cond.not_, (*path, "not")))
     return found
+
+
+def emotion_uses(policy_set: PolicySet) -> list[str]:
+    """``file:line: rules[i]...: ...`` for every rule condition that needs an emotion.
+
+    With speech-emotion recognition switched off (``compliance.emotion: false``) such
+    rules could never fire; callers refuse them at start-up and in ``policy check``.
+    """
+    problems: list[str] = []
+
+    def walk(node: Any, path: tuple[Any, ...], source: Any, rule_id: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "emotion":
+                    where = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path)
+                    line = source.line(*path, key)
+                    problems.append(
+                        f"{source.file}:{line}: {where.replace('.[', '[')}.emotion: rule "
+                        f"{rule_id!r} needs speech-emotion recognition, which the config "
+                        "switches off (compliance.emotion: false); remove the condition or "
+                        "turn emotion recognition on"
+                    )
+                else:
+                    walk(value, (*path, key), source, rule_id)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, (*path, i), source, rule_id)
+
+    for source in policy_set.sources:
+        data = source.located.data or {}
+        for i, rule in enumerate(data.get("rules") or []):
+            if isinstance(rule, dict):
+                walk(rule.get("when"), ("rules", i, "when"), source, str(rule.get("id")))
+    return problems

@@ -43,7 +43,9 @@ def test_redacted_and_original_seals_the_original(monkeypatch: pytest.MonkeyPatc
     key = Fernet.generate_key().decode()
     monkeypatch.setenv("CALLSENSE_PII_KEY", key)
     cfg = AppConfig(
-        redaction=RedactionConfig(mode="redacted_and_original", original_key_env="CALLSENSE_PII_KEY")
+        redaction=RedactionConfig(
+            mode="redacted_and_original", original_key_env="CALLSENSE_PII_KEY"
+        )
     )
     redactor = Redactor(cfg.redaction)
     utt = _utt(cfg, redactor)

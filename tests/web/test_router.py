@@ -30,7 +30,9 @@ def test_index_links_only_local_assets_and_forbids_inline_script(base_url: str) 
     refs = re.findall(r'(?:src|href)="([^"#]+)"', r.text)
     assert refs, "the page loads its script and stylesheet"
     for ref in refs:
-        assert ref.startswith("/static/"), f"{ref}: the browser has no network, assets must be local"
+        assert ref.startswith("/static/"), (
+            f"{ref}: the browser has no network, assets must be local"
+        )
         asset = httpx.get(base_url + ref)
         assert asset.status_code == 200, ref
     assert "<script>" not in r.text  # the CSP would block it: all code lives in app.js

@@ -5,8 +5,9 @@ from real recordings: speech from ../shared/testdata for the customer, Debian's 
 prompts for the agent, a stretch of asterisk hold music, silence between turns. The
 full-size SenseVoiceSmall with random weights (compute does not depend on weight values)
 runs through every stage of ``callsense analyze`` (decode, VAD, segmentation, recognizer,
-NLU, rules, dialogue, TTS), once per recognizer backend: torch fp32 (the baseline), torch
-dynamic int8 and ONNX Runtime int8 (signed weights), interleaved over ``--rounds``. The
+NLU, rules, dialogue, TTS), once per recognizer backend: torch fp32 (the baseline) and
+ONNX Runtime int8 (signed weights) by default, torch dynamic int8 on request
+(``--variants torch_fp32,torch_int8,onnx_int8``), interleaved over ``--rounds``. The
 result cache is off and so is the TTS cache, so every stage does its full work.
 
     python bench/pipeline.py [--minutes 10] [--rounds 1] [--workdir DIR]
@@ -331,7 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--variants",
+        default="torch_fp32,onnx_int8",
+        help=f"comma-separated, {BASELINE} required; known: {', '.join(VARIANTS)}",
+    )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]

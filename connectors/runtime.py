@@ -32,6 +32,7 @@ from connectors.retention import Purger
 from connectors.storage import make_engine
 from pipeline.analyze import CallResult
 from pipeline.cache import ResultCache
+from pipeline.compliance import apply_emotion_policy
 from pipeline.model import CallTranscript
 from pipeline.orchestrator import Orchestrator, RulesStage, TtsStage
 from pipeline.policy_stage import PolicyStage
@@ -256,7 +257,12 @@ class Runtime:
             for s in self.orchestrator.stages
             if with_tts or not isinstance(s, TtsStage)
         ]
-        return Orchestrator(stages), names
+        audit = {
+            **self.orchestrator.audit,
+            "policy_hash": policy_set.policy_hash,
+            "policies": [s.file for s in policy_set.sources],
+        }
+        return Orchestrator(stages, audit=audit), names
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -295,14 +301,14 @@ class Runtime:
                     transcript = transcriber.transcribe_file(job.audio_path, call_id=job.call_id)
             else:
                 assert job.transcript is not None
-                # posted transcripts skip the transcriber: redact them here, before storing
-                redactor = self.redactor
-                transcript = replace(
-                    job.transcript,
-                    utterances=tuple(
-                        redactor.redact_utterance(u) for u in job.transcript.utterances
-                    ),
+                # posted transcripts skip the transcriber: apply its privacy rules here,
+                # before anything is stored (redaction; no emotion on agents)
+                posted = job.transcript
+                cleaned = tuple(
+                    self.redactor.redact_utterance(apply_emotion_policy(u, self.cfg.compliance))
+                    for u in posted.utterances
                 )
+                transcript = replace(posted, utterances=cleaned)
             with self._timed("analyze"):
                 orchestrator, _ = self.orchestrator_for(job.policy, with_tts=False)
                 run = orchestrator.run(transcript)

@@ -43,6 +43,8 @@ def load_int8_automodel(model: str, *, device: str = "cpu", ncpu: int = 4) -> An
     _register()
     kwargs = download_model(model=model, disable_update=True)
     kwargs = dict(kwargs)
+    if "encoder_conf" not in kwargs:  # nothing resolved: the download failed (offline?)
+        raise RuntimeError(f"{model}: no SenseVoice config found (download failed?)")
     if kwargs.get("model") != "SenseVoiceSmall":
         raise InputError(f"{model}: holds a {kwargs.get('model')} model, not SenseVoiceSmall")
     checkpoint = kwargs.pop("init_param", None)

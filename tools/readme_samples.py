@@ -53,6 +53,7 @@ def main() -> None:
             "analyze", "--model", str(model), str(call), "--out", str(work / "out"), "--no-cache"
         )
         (call_dir,) = [p for p in (work / "out").iterdir() if p.is_dir()]
+        explained = run("explain", call_dir.name, "--results", str(work / "out"))
         decisions = (call_dir / "decisions.jsonl").read_text(encoding="utf-8").splitlines()
         summary = json.loads((call_dir / "summary.json").read_text(encoding="utf-8"))
         summary["source"] = "call.wav"
@@ -73,6 +74,10 @@ def main() -> None:
         + "\n\n$ cat results/*/summary.json\n"
         + json.dumps(summary, ensure_ascii=False, indent=2)
     )
+    explain_sample = (
+        f"$ callsense explain {call_dir.name} --results results/\n"
+        + explained.replace(str(ROOT) + "/", "").replace(str(model), "./m")
+    )
     readme_path = ROOT / "README.md"
     readme = readme_path.read_text(encoding="utf-8")
     readme = replace(readme, "analyze", block("console", analyze_sample))
@@ -83,6 +88,7 @@ def main() -> None:
         + "\n\n"
         + block("json", json.dumps(first, ensure_ascii=False, indent=None)),
     )
+    readme = replace(readme, "explain", block("console", explain_sample))
     readme = replace(
         readme,
         "config",

@@ -114,7 +114,7 @@ class RecognizerDeployment:
             self._batched.set_max_batch_size(max_batch_size)
             self._batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
-    async def recognize(self, utterance_id: str, clip: np.ndarray, language: str) -> Wire:
+    async def recognize(self, utterance_id: str, clip: np.ndarray, language: str | None) -> Wire:
         """One utterance; a repeated ``utterance_id`` within the window gets the first answer.
 
         The work runs in its own task: a caller that gives up (timeout, cancel) does not
@@ -131,16 +131,16 @@ class RecognizerDeployment:
         if fut.cancelled() or fut.exception() is not None:
             self._recent.drop(key)  # a failure is not remembered: a retry recomputes
 
-    async def _compute(self, language: str, clip: np.ndarray) -> Wire:
+    async def _compute(self, language: str | None, clip: np.ndarray) -> Wire:
         if self._batching:
             return await self._batched(language, clip)
         return (await self._run([language], [clip]))[0]
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def _batched(self, languages: list[str], clips: list[np.ndarray]) -> list[Wire]:
+    async def _batched(self, languages: list[str | None], clips: list[np.ndarray]) -> list[Wire]:
         return await self._run(languages, clips)
 
-    async def _run(self, languages: list[str], clips: list[np.ndarray]) -> list[Wire]:
+    async def _run(self, languages: list[str | None], clips: list[np.ndarray]) -> list[Wire]:
         out: list[Wire | None] = [None] * len(clips)
         for lang in dict.fromkeys(languages):
             idx = [i for i, x in enumerate(languages) if x == lang]
@@ -231,10 +231,13 @@ class RemoteRecognizer(Recognizer):
         self,
         clips: Sequence[np.ndarray],
         *,
-        language: str = "auto",
+        language: str | None = "auto",
         utterance_ids: Sequence[str] | None = None,
     ) -> list[Recognition]:
-        """One ``Recognition`` per clip; ``utterance_ids`` (default: fresh) key the retries."""
+        """One ``Recognition`` per clip; ``utterance_ids`` (default: fresh) key the retries.
+
+        ``language`` None means the replicas' configured language, as for SenseVoice.
+        """
         ids = list(utterance_ids) if utterance_ids is not None else None
         if ids is None:
             batch = uuid.uuid4().hex
@@ -272,7 +275,7 @@ class RemoteRecognizer(Recognizer):
         return [r for r in results if r is not None]
 
     async def recognize_async(
-        self, clip: np.ndarray, *, utterance_id: str, language: str = "auto"
+        self, clip: np.ndarray, *, utterance_id: str, language: str | None = "auto"
     ) -> Recognition:
         """One utterance from async code (a gateway's event loop), same timeout and retry."""
         array = np.ascontiguousarray(clip, dtype=np.float32)
@@ -298,5 +301,5 @@ class RemoteRecognizer(Recognizer):
                 self.retried += 1
         raise AssertionError("unreachable")
 
-    def _send(self, utterance_id: str, clip: np.ndarray, language: str) -> Any:
+    def _send(self, utterance_id: str, clip: np.ndarray, language: str | None) -> Any:
         return self._handle.recognize.remote(utterance_id, clip, language)

@@ -57,23 +57,24 @@ import json, resource, sys
 sys.path.insert(0, sys.argv[3])
 from pipeline.quiet import import_funasr
 import_funasr()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 from pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
 SenseVoiceRecognizer(RecognizerConfig(model=sys.argv[1], quantize=sys.argv[2], ncpu=1))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"before_mb": before / 1024, "peak_mb": peak / 1024}))
+print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
 @pytest.mark.slow
 def test_int8_load_peak_rss_is_below_the_fp32_load(tmp_path: Path) -> None:
-    """Mid-size model (~230 MB fp32): each load in a fresh process, same run, compared."""
+    """Mid-size model (~150 MB fp32): each load in a fresh process, same run, compared.
+
+    Both processes import funasr first, whose own peak is the floor of both figures.
+    """
     from bench._common import build_model_dir
 
-    model = build_model_dir(tmp_path / "mid", {"num_blocks": 10, "tp_blocks": 4})
+    model = build_model_dir(tmp_path / "mid", {"num_blocks": 6, "tp_blocks": 2})
     fp32_mb = (model / "model.pt").stat().st_size / 2**20
-    assert fp32_mb > 150
-    peaks = {}
+    assert fp32_mb > 100
+    peak = {}
     for quantize in ("none", "int8"):
         proc = subprocess.run(
             [sys.executable, "-c", _MEASURE, str(model), quantize, str(ROOT)],
@@ -81,9 +82,6 @@ def test_int8_load_peak_rss_is_below_the_fp32_load(tmp_path: Path) -> None:
             text=True,
             check=True,
         )
-        peaks[quantize] = json.loads(proc.stdout.strip().splitlines()[-1])
-    grew = {q: p["peak_mb"] - p["before_mb"] for q, p in peaks.items()}
-    # fp32 holds the checkpoint and the model at once; int8 about a quarter of one copy
-    assert grew["none"] > 1.5 * fp32_mb, grew
-    assert grew["int8"] < 0.6 * fp32_mb, grew
-    assert grew["int8"] < grew["none"] / 3, grew
+        peak[quantize] = json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"]
+    # fp32 holds the checkpoint and the model at once; int8 never holds one fp32 copy
+    assert peak["int8"] + fp32_mb < peak["none"], (peak, fp32_mb)

@@ -181,3 +181,33 @@ def test_drain_times_out_while_a_call_runs() -> None:
     assert asyncio.run(scenario()) is False
     with pytest.raises(RuntimeError, match="without a matching"):
         Admission(1).leave()
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_transcriber_over_the_model_tier_equals_local(
+    monkeypatch, fixed_model_dir: Path, fixed_recognizer
+) -> None:
+    """The deployment wraps the class pipeline/ loads: same transcript either way."""
+    from pipeline.config import load_config
+    from pipeline.distributed.serve_recognizer import RemoteRecognizer, build_app
+    from pipeline.transcribe import Transcriber
+    from pipeline.vad import build_vad
+    from tests.conftest import TESTDATA
+
+    cfg = load_config(None, model=str(fixed_model_dir), environ={})
+    ray_cfg = RayConfig(batch={"max_batch_size": 1})  # default factory: build_recognizer
+    handle = serve.run(
+        build_app(ray_cfg, cfg.recognizer),
+        name="real",
+        route_prefix=None,
+        _local_testing_mode=True,
+    )
+    remote = RemoteRecognizer(handle, timeout_s=60)
+    assert remote.model_id == fixed_recognizer.model_id  # cache keys agree with local runs
+    vad = build_vad(cfg.vad)
+    path = TESTDATA / "aws-lca_Auto_Repairs_49_stereo_first40s.wav"
+    local = Transcriber(cfg=cfg, vad=vad, recognizer=fixed_recognizer).transcribe_file(path)
+    over_ray = Transcriber(cfg=cfg, vad=vad, recognizer=remote).transcribe_file(path)
+    assert len(local.utterances) >= 2
+    assert over_ray == local

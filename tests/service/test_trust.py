@@ -121,3 +121,37 @@ def test_retention_job_purges_old_calls(tmp_path: Path) -> None:
         scheduler.shutdown()
     assert store.get("old") is None and not (audio_dir / "old.wav").exists()
     assert store.get("new") is not None and (audio_dir / "new.wav").exists()
+
+
+def test_service_results_carry_the_audit_and_no_agent_emotion(light_service: Service) -> None:
+    utterances = [
+        {
+            "call_id": "trust-audit",
+            "channel": 1,
+            "speaker": "agent",
+            "start": 0.0,
+            "end": 1.0,
+            "raw": "<|en|><|SAD|><|Speech|><|withitn|>Hello.",
+        },
+        {
+            "call_id": "trust-audit",
+            "channel": 0,
+            "speaker": "customer",
+            "start": 1.5,
+            "end": 2.5,
+            "raw": "<|en|><|HAPPY|><|Speech|><|withitn|>Hi.",
+        },
+    ]
+    with light_service.client() as c:
+        assert (
+            c.post(
+                "/v1/calls", json={"call_id": "trust-audit", "utterances": utterances}
+            ).status_code
+            == 202
+        )
+    body = light_service.wait_call("trust-audit")
+    assert body["status"] == "done", body
+    agent, customer = body["utterances"]
+    assert agent["emotion"] is None and customer["emotion"] == "HAPPY"
+    audit = body["summary"]["audit"]
+    assert len(audit["policy_hash"]) == 64 and audit["config_hash"] and audit["policies"]

@@ -516,6 +516,12 @@ function renderSummary(dl, data, s) {
     ["Skipped music", `${Number(s.skipped_bgm_s ?? 0).toFixed(1)} s`],
   ];
   if (Array.isArray(s.compliance) && s.compliance.length) rows.push(["Compliance", s.compliance.join("; ")]);
+  const audit = s.audit ?? {};
+  if (audit.policy_hash || audit.config_hash) {
+    const short = (h) => (h ? String(h).slice(0, 12) : "–");
+    const model = audit.model ? String(audit.model).split("/").filter(Boolean).at(-1) : "–";
+    rows.push(["Audit", `policies ${short(audit.policy_hash)} · config ${short(audit.config_hash)} · model ${model}`]);
+  }
   for (const [k, v] of rows) {
     dl.append(el("div", { class: `kv kv-${k.toLowerCase().replaceAll(" ", "-")}` }, el("dt", { text: k }), el("dd", { text: v })));
   }

@@ -111,7 +111,7 @@ def test_bad_secret_is_a_config_error(tmp_path: Path, secret: str, message: str)
     )
     with pytest.raises(ConfigError) as err:
         WebhooksConfig.from_file(path)
-    assert f"{path}:2: webhooks[0]: Value error, secret: " in str(err.value)
+    assert f"{path}:2: webhooks[0]: secret: " in str(err.value)
     assert message in str(err.value)
     assert secret not in str(err.value)  # never echoed back, not even when wrong
 

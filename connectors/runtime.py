@@ -356,11 +356,30 @@ class Runtime:
 
         Thread-safe; live sessions call it for each decision as it fires.
         """
+        if self.scheduler is not None:
+            for d in decisions:  # `escalate: {follow_up: {after: 30m}}` is an SLA
+                follow_up = (d.get("params") or {}).get("follow_up")
+                if d.get("action") == "escalate" and follow_up:
+                    self.scheduler.schedule_sla_followup(
+                        d, float(follow_up["after"]), priority=str(follow_up["priority"])
+                    )
         if not decisions or not self.cfg.webhooks:
             return []
         ids = self.outbox.enqueue_many(decisions, self.cfg.webhooks)
         self.wake_delivery()
         return ids
+
+    def resolve_call(self, call_id: str) -> int:
+        """Mark the call resolved; returns how many SLA follow-ups were pending for it."""
+        if self.scheduler is None:
+            return 0
+        pending = [
+            j
+            for j in self.scheduler.jobs()
+            if j.id.startswith("sla:") and (j.args[0] or {}).get("call_id") == call_id
+        ]
+        self.scheduler.mark_resolved(call_id)
+        return len(pending)
 
     def wake_delivery(self) -> None:
         loop, wake = self._loop, self._wake

@@ -218,9 +218,17 @@ class When(Condition):
         return self
 
 
+class FollowUp(_Strict):
+    """An SLA: if the call is not marked resolved within ``after``, escalate again."""
+
+    after: Duration
+    priority: Literal["low", "normal", "high", "urgent"] = "urgent"
+
+
 class EscalateParams(_Strict):
     priority: Literal["low", "normal", "high", "urgent"] = "normal"
     reason: str = ""
+    follow_up: FollowUp | None = None
 
 
 class CustomMark(_Strict):
@@ -243,7 +251,7 @@ class Escalate(_Strict):
     escalate: EscalateParams
 
     def decision(self) -> tuple[str, dict[str, Any]]:
-        return "escalate", self.escalate.model_dump()
+        return "escalate", self.escalate.model_dump(exclude_none=True)
 
 
 class Mark(_Strict):

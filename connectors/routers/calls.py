@@ -442,3 +442,18 @@ def delete_call(call_id: str, runtime: RuntimeDep) -> Deleted:
     if not runtime.remove_call(_check_call_id(call_id)):
         raise Problem(404, "Not Found", "no such call")
     return Deleted(id=call_id)
+
+
+class Resolved(BaseModel):
+    id: str
+    resolved: bool
+    cancelled_follow_ups: int
+
+
+@router.post("/{call_id}/resolve", response_model=Resolved)
+def resolve_call(call_id: str, runtime: RuntimeDep) -> Resolved:
+    """The call's issue is handled: pending SLA follow-up escalations for it will not fire."""
+    if runtime.store.get(_check_call_id(call_id)) is None:
+        raise Problem(404, "Not Found", "no such call")
+    cancelled = runtime.resolve_call(call_id)
+    return Resolved(id=call_id, resolved=True, cancelled_follow_ups=cancelled)

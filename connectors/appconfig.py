@@ -21,6 +21,9 @@ class AppConfig(CallsenseConfig):
     routing: list[RouteTarget] = Field(default_factory=list)
     routing_default: str | None = None
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    max_calls: int | None = Field(
+        None, ge=1, description="live calls this process takes; beyond, WebSockets get 1013"
+    )
 
     @model_validator(mode="after")
     def _check_connectors(self) -> AppConfig:

@@ -23,6 +23,7 @@ def _register_commands() -> None:
         cli_dialogue,
         cli_model,
         cli_policy,
+        cli_ray,
         cli_serve,
         cli_transcribe,
         cli_trust,
@@ -41,6 +42,7 @@ def _register_commands() -> None:
         cli_serve,
         cli_bench,
         cli_trust,
+        cli_ray,
     ):
         module.register(app)
 

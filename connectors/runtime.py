@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import queue
 import threading
 import time
@@ -36,6 +37,7 @@ from pipeline.compliance import apply_emotion_policy
 from pipeline.model import CallTranscript
 from pipeline.orchestrator import Orchestrator, RulesStage, TtsStage
 from pipeline.policy_stage import PolicyStage
+from pipeline.recognizer import Recognizer
 from pipeline.redact import Redactor
 from pipeline.transcribe import Transcriber
 from rules.engine import PolicyEngine
@@ -169,7 +171,7 @@ class Runtime:
         try:
             self._orchestrator = build_orchestrator(self.cfg)
             if self.load_models:
-                self._transcriber = build_transcriber(self.cfg)
+                self._transcriber = build_transcriber(self.cfg, recognizer=_remote_recognizer())
         except Exception as exc:  # reported by /readyz and failed jobs
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("loading models failed: %s", self.load_error)
@@ -438,3 +440,15 @@ def _reply_row(item: Any) -> dict[str, Any]:
         "engine": item.engine,
         "duration_s": item.duration_s,
     }
+
+
+def _remote_recognizer() -> Recognizer | None:
+    """With ``$CALLSENSE_RAY_CONFIG`` this process is a gateway: the model runs on the Ray
+    Serve tier (``callsense ray serve-model``), one handle call per utterance."""
+    path = os.environ.get("CALLSENSE_RAY_CONFIG")
+    if not path:
+        return None
+    from pipeline.distributed.config import load_ray_config
+    from pipeline.distributed.serve_recognizer import connect
+
+    return connect(load_ray_config(path))

@@ -166,15 +166,21 @@ def _clip(samples: np.ndarray, segment: Segment, sample_rate: int) -> np.ndarray
     return np.ascontiguousarray(samples[start:end], dtype=np.float32)
 
 
-def build_transcriber(cfg: CallsenseConfig, *, use_cache: bool = True) -> Transcriber:
-    """Load the configured VAD and recognizer once; the result is shared by every call."""
+def build_transcriber(
+    cfg: CallsenseConfig, *, use_cache: bool = True, recognizer: Recognizer | None = None
+) -> Transcriber:
+    """Load the configured VAD and recognizer once; the result is shared by every call.
+
+    ``recognizer`` replaces the configured one (a gateway's remote model tier).
+    """
     from pipeline.recognizer import build_recognizer
     from pipeline.vad import build_vad
 
     cache = None
     if use_cache and cfg.cache.enabled:
         cache = ResultCache(cfg.cache.dir)
-    recognizer = build_recognizer(cfg.recognizer)  # first: its errors name the model the user gave
+    if recognizer is None:  # first: its errors name the model the user gave
+        recognizer = build_recognizer(cfg.recognizer)
     redactor = Redactor(cfg.redaction)  # a missing encryption key fails here, at start-up
     return Transcriber(
         cfg=cfg, vad=build_vad(cfg.vad), recognizer=recognizer, cache=cache, redactor=redactor

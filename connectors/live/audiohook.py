@@ -25,6 +25,7 @@ from connectors.live.session import (
     CLOSE_UNSUPPORTED,
     LiveSession,
     ProtocolError,
+    admitted,
     authorized,
     close_quietly,
 )
@@ -121,6 +122,7 @@ class _Session:
 
 
 @router.websocket("/v1/audiohook")
+@admitted
 async def audiohook(websocket: WebSocket) -> None:
     """Genesys AudioHook monitor; see the module doc."""
     if not await authorized(websocket):

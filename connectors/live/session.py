@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
+from starlette.responses import JSONResponse
 from starlette.websockets import WebSocketState
 
 from pipeline.analyze import CallResult
@@ -310,3 +312,34 @@ async def close_quietly(websocket: WebSocket, code: int = 1000, reason: str = ""
     if is_open(websocket):
         with contextlib.suppress(Exception):
             await websocket.close(code, reason[:120])
+
+
+def admitted(
+    handler: Callable[[WebSocket], Awaitable[None]],
+) -> Callable[[WebSocket], Awaitable[None]]:
+    """Count a live route's calls against the gateway's ``max_calls``; beyond it (or while
+    draining) the handshake is answered 503 (or, where the server cannot send an HTTP
+    answer, closed with 1013 "try again later"), so the load balancer tries another gateway."""
+
+    @functools.wraps(handler)
+    async def route(websocket: WebSocket) -> None:
+        admission = getattr(websocket.app.state, "admission", None)
+        if admission is None:
+            await handler(websocket)
+            return
+        reason = admission.try_enter()
+        if reason is not None:
+            log.info("live call refused: gateway %s", reason)
+            if "websocket.http.response" in websocket.scope.get("extensions", {}):
+                await websocket.send_denial_response(
+                    JSONResponse({"detail": f"gateway {reason}: try another"}, status_code=503)
+                )
+            else:
+                await websocket.close(CLOSE_NOT_READY, f"gateway {reason}: try another")
+            return
+        try:
+            await handler(websocket)
+        finally:
+            admission.leave()
+
+    return route

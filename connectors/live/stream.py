@@ -29,6 +29,7 @@ from connectors.live.session import (
     CLOSE_UNSUPPORTED,
     LiveSession,
     ProtocolError,
+    admitted,
     authorized,
     close_quietly,
     event_message,
@@ -89,6 +90,7 @@ async def _start(websocket: WebSocket) -> StartMessage:
 
 
 @router.websocket("/v1/stream")
+@admitted
 async def stream(websocket: WebSocket) -> None:
     """Raw PCM call audio in, JSON events out (see the module doc)."""
     if not await authorized(websocket):

@@ -27,6 +27,7 @@ from connectors.live.session import (
     CLOSE_UNSUPPORTED,
     LiveSession,
     ProtocolError,
+    admitted,
     authorized,
     close_quietly,
 )
@@ -87,6 +88,7 @@ def _model(model: type[BaseModel], data: Any, what: str) -> Any:
 
 
 @router.websocket("/v1/twilio")
+@admitted
 async def twilio(websocket: WebSocket) -> None:
     """Twilio Media Streams; see the module doc."""
     if not await authorized(websocket):

@@ -1,0 +1,45 @@
+"""A gateway's `max_calls`: the call beyond it is refused (503), the others are unaffected."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import websockets
+
+from connectors.app import create_app
+from connectors.appconfig import AppConfig
+from connectors.runtime import ServiceSettings
+from pipeline.config import CacheConfig
+from tests.service.server import running, wait_ready
+
+
+def test_calls_beyond_max_calls_are_refused_with_503(tmp_path: Path) -> None:
+    cfg = AppConfig(cache=CacheConfig(enabled=False), max_calls=1)
+    app = create_app(
+        cfg,
+        db_url=f"sqlite:///{tmp_path}/db.sqlite",
+        load_models=False,
+        settings=ServiceSettings(data_dir=tmp_path / "data", scheduler=False),
+    )
+    key = app.state.runtime.keys.create("t")
+    with running(app) as url:
+        wait_ready(url)
+        ws_url = url.replace("http://", "ws://") + f"/v1/stream?api_key={key}"
+
+        async def scenario() -> None:
+            first = await websockets.connect(ws_url)  # admitted: waits for its start message
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                await websockets.connect(ws_url)
+            assert refused.value.response.status_code == 503
+            await first.close()
+            for _ in range(50):  # the slot frees once the first call has ended
+                if app.state.admission.stats().active == 0:
+                    break
+                await asyncio.sleep(0.05)
+            again = await websockets.connect(ws_url)
+            await again.close()
+
+        asyncio.run(scenario())
+    assert app.state.admission.stats().refused == 1

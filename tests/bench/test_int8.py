@@ -53,13 +53,26 @@ def test_int8_load_refuses_a_checkpoint_of_another_size(
 
 
 _MEASURE = """
-import json, resource, sys
+import json, os, sys, threading, time
 sys.path.insert(0, sys.argv[3])
 from pipeline.quiet import import_funasr
 import_funasr()
 from pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * page / 2**20
+base, peak, done = rss(), [0.0], threading.Event()
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.001)
+t = threading.Thread(target=sample)
+t.start()
 SenseVoiceRecognizer(RecognizerConfig(model=sys.argv[1], quantize=sys.argv[2], ncpu=1))
-print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+done.set()
+t.join()
+print(json.dumps({"peak_mb": max(peak[0], rss()) - base}))
 """
 
 
@@ -67,7 +80,8 @@ print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss 
 def test_int8_load_peak_rss_is_below_the_fp32_load(tmp_path: Path) -> None:
     """Mid-size model (~150 MB fp32): each load in a fresh process, same run, compared.
 
-    Both processes import funasr first, whose own peak is the floor of both figures.
+    Each figure is the peak RSS while loading, above the RSS after ``import funasr``
+    (sampled every millisecond), so funasr's own import peak does not hide it.
     """
     from bench._common import build_model_dir
 
@@ -83,5 +97,7 @@ def test_int8_load_peak_rss_is_below_the_fp32_load(tmp_path: Path) -> None:
             check=True,
         )
         peak[quantize] = json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"]
-    # fp32 holds the checkpoint and the model at once; int8 never holds one fp32 copy
-    assert peak["int8"] + fp32_mb < peak["none"], (peak, fp32_mb)
+    # fp32 holds the checkpoint and the model at once (about twice the file); int8 never
+    # holds a whole fp32 copy
+    print(f"load peak above import: {peak} (fp32 file {fp32_mb:.0f} MB)")
+    assert peak["int8"] + 0.5 * fp32_mb < peak["none"], (peak, fp32_mb)

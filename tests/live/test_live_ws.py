@@ -289,7 +289,8 @@ def test_client_that_disconnects_mid_call_keeps_its_decisions(
     live_service: LiveService, call_audio: CallAudio
 ) -> None:
     third_angry_end = [t for t in call_audio.timeline if t.speaker == "customer"][2].end
-    cut = int((third_angry_end + 1.0) * 8000) * 4  # bytes of stereo int16 at 8 kHz
+    # cut 2 s after the third angry turn: its end-of-speech silence has closed it by then
+    cut = int((third_angry_end + 2.0) * 8000) * 4  # bytes of stereo int16 at 8 kHz
 
     async def main() -> None:
         async with connect(live_service.ws("/v1/stream")) as ws:

@@ -37,10 +37,13 @@ if str(ROOT) not in sys.path:
 from bench._common import SHARED, TESTDATA, build_model_dir  # noqa: E402
 from pipeline.orchestrator import CallStage, Stage, Turn  # noqa: E402
 
+# name -> (recognizer backend, quantize, vad.speech_scoring)
 VARIANTS = {
-    "torch_fp32": ("torch", "none"),
-    "torch_int8": ("torch", "int8"),
-    "onnx_int8": ("onnx", "int8"),
+    "torch_fp32": ("torch", "none", "channel"),
+    "torch_int8": ("torch", "int8", "channel"),
+    "onnx_int8": ("onnx", "int8", "channel"),
+    # the fast configuration: also score speech/sound only inside VAD segments
+    "onnx_int8_fastvad": ("onnx", "int8", "segments"),
 }
 BASELINE = "torch_fp32"
 FRONT = ("decode", "vad", "segmentation", "recognizer")
@@ -257,7 +260,7 @@ def load_variant(name: str, dirs: dict[str, Path], workdir: Path) -> Variant:
     from pipeline.analyze import build_orchestrator
     from pipeline.transcribe import build_transcriber
 
-    backend, quantize = VARIANTS[name]
+    backend, quantize, scoring = VARIANTS[name]
     cfg = load_app_config(None, model=str(dirs[backend]), vad_model=str(SHARED / "fsmn-vad"))
     tts = cfg.tts.model_copy(update={"cache": cfg.tts.cache.model_copy(update={"enabled": False})})
     cfg = cfg.model_copy(
@@ -267,6 +270,7 @@ def load_variant(name: str, dirs: dict[str, Path], workdir: Path) -> Variant:
             ),
             "cache": cfg.cache.model_copy(update={"enabled": False}),
             "tts": tts,
+            "vad": cfg.vad.model_copy(update={"speech_scoring": scoring}),
         }
     )
     t0 = time.perf_counter()
@@ -334,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument(
         "--variants",
-        default="torch_fp32,onnx_int8",
+        default="torch_fp32,onnx_int8,onnx_int8_fastvad",
         help=f"comma-separated, {BASELINE} required; known: {', '.join(VARIANTS)}",
     )
     args = parser.parse_args(argv)

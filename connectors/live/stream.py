@@ -109,7 +109,10 @@ async def stream(websocket: WebSocket) -> None:
         session = await LiveSession.open(
             websocket.app, start.call_id, start.stream_format(), protocol="stream", send=send
         )
-        while not session.client_gone.is_set():
+        # A client that went away has still sent what is buffered: read it to the disconnect
+        # (its audio is analyzed and its decisions kept). Only a client too slow to read
+        # our messages ends the loop here.
+        while session.gone_reason != "client too slow":
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 error = "client disconnected before stop"
@@ -121,7 +124,7 @@ async def stream(websocket: WebSocket) -> None:
             if data.get("type") == "stop":
                 break
             raise ProtocolError(f"unexpected message type {data.get('type')!r}; send 'stop'")
-        if session.client_gone.is_set():
+        if session.client_gone.is_set() and error is None:
             error = session.gone_reason
             code = CLOSE_POLICY if error == "client too slow" else 1000
     except WebSocketDisconnect:

@@ -175,3 +175,35 @@ def test_call_events_come_in_order_and_end_with_the_summary(
     assert result.summary["utterances"] == len(timeline)
     decisions = [e.decision for e in events if isinstance(e, DecisionEvent)]
     assert list(result.decisions) == decisions
+
+
+def test_worker_without_batched_forward_answers_shortest_first(
+    keyed_recognizer, angry_call: tuple[Path, list]
+) -> None:
+    path, timeline = angry_call
+    x = decode(path).channels[0]
+    clips = [x[int(t.start * 16000) : int(t.end * 16000)] for t in timeline]
+    alone = [keyed_recognizer.recognize([c])[0].raw for c in clips]
+    worker = RecognizerWorker(keyed_recognizer, max_batch=8, max_wait_s=0.2, batch_forward=False)
+    done_order: list[int] = []
+    try:
+        barrier = threading.Barrier(len(clips))
+        futures: list = [None] * len(clips)
+
+        def caller(i: int) -> None:
+            barrier.wait()
+            futures[i] = worker.submit(clips[i], "auto")
+            futures[i].add_done_callback(lambda _f, i=i: done_order.append(i))
+
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(len(clips))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        results = [f.result(timeout=60).raw for f in futures]
+    finally:
+        worker.close()
+    assert results == alone
+    assert worker.stats.batches == len(clips)  # one forward pass per segment
+    lengths = [clips[i].size for i in done_order]
+    assert lengths == sorted(lengths)  # all arrived in one gather window: shortest first

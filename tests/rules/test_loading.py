@@ -43,8 +43,7 @@ def _error(text: str, file: str = "p.yaml") -> str:
         ),
         (
             GOOD.replace("ANGRY", "angry"),
-            "p.yaml:4: rules[0].when.emotion: "
-            "unknown emotion 'angry'; did you mean ANGRY?",
+            "p.yaml:4: rules[0].when.emotion: unknown emotion 'angry'; did you mean ANGRY?",
         ),
         (GOOD.replace("ANGRY", "ANGYR"), "did you mean ANGRY?"),
         (GOOD.replace("customer", "custmer"), "did you mean customer?"),

@@ -81,6 +81,14 @@ class LiveConfig(BaseModel):
     max_wait_s: float = Field(
         0.005, ge=0, description="how long a batch waits for more segments after its first"
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="recognizer threads; ONNX Runtime runs them concurrently, so a short "
+        "segment need not queue behind a long one (the torch backend serializes them). On "
+        "2 cores, 2 workers measured no better than 1 (8-stream p95 379 vs 327 ms)",
+    )
     batch_forward: bool = Field(
         False,
         description="one padded forward pass per batch (GPUs); off: one pass per segment, "
@@ -184,10 +192,12 @@ class WorkerStats:
 
 
 class RecognizerWorker:
-    """One thread owns the recognizer; requests from all calls are micro-batched.
+    """Worker threads own the recognizer; requests from all calls are micro-batched.
 
     The first request of a batch waits at most ``max_wait_s`` for company, so a lone call
-    pays a few milliseconds and a busy box gets fewer, fuller model calls.
+    pays a few milliseconds and a busy box gets fewer, fuller model calls. With
+    ``threads > 1`` (a recognizer that runs calls concurrently, like ONNX Runtime's), a
+    short segment does not wait behind a long one.
     """
 
     def __init__(
@@ -197,6 +207,7 @@ class RecognizerWorker:
         max_batch: int = 4,
         max_wait_s: float = 0.005,
         batch_forward: bool = True,
+        threads: int = 1,
     ) -> None:
         self.recognizer = recognizer
         self.max_batch = max_batch
@@ -205,8 +216,13 @@ class RecognizerWorker:
         self.stats = WorkerStats()
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="callsense-recognizer", daemon=True)
-        self._thread.start()
+        self._stats_lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"callsense-recognizer-{i}", daemon=True)
+            for i in range(max(1, threads))
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, clip: np.ndarray, language: str = "auto") -> Future[Recognition]:
         future: Future[Recognition] = Future()
@@ -220,8 +236,10 @@ class RecognizerWorker:
         """Finish what was submitted, then stop the thread."""
         if not self._closed:
             self._closed = True
-            self._queue.put(None)
-        self._thread.join(timeout)
+            for _ in self._threads:
+                self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout)
 
     def _run(self) -> None:
         stop = False
@@ -267,9 +285,11 @@ class RecognizerWorker:
                     r.future.set_exception(exc)
                 continue
             finally:
-                self.stats.busy_s += time.perf_counter() - started
-            self.stats.batches += 1
-            self.stats.clips += len(requests)
+                with self._stats_lock:
+                    self.stats.busy_s += time.perf_counter() - started
+            with self._stats_lock:
+                self.stats.batches += 1
+                self.stats.clips += len(requests)
             for r, result in zip(requests, results, strict=True):
                 r.future.set_result(result)
 
@@ -498,6 +518,7 @@ class LiveEngine:
             max_batch=self.live.max_batch,
             max_wait_s=self.live.max_wait_s,
             batch_forward=self.live.batch_forward,
+            threads=self.live.workers,
         )
 
     @classmethod

@@ -207,3 +207,17 @@ def test_worker_without_batched_forward_answers_shortest_first(
     assert worker.stats.batches == len(clips)  # one forward pass per segment
     lengths = [clips[i].size for i in done_order]
     assert lengths == sorted(lengths)  # all arrived in one gather window: shortest first
+
+
+def test_two_worker_threads_answer_every_request(keyed_recognizer, angry_call) -> None:
+    path, timeline = angry_call
+    x = decode(path).channels[0]
+    clips = [x[int(t.start * 16000) : int(t.end * 16000)] for t in timeline]
+    alone = [keyed_recognizer.recognize([c])[0].raw for c in clips]
+    worker = RecognizerWorker(keyed_recognizer, max_batch=2, batch_forward=False, threads=2)
+    try:
+        futures = [worker.submit(c, "auto") for c in clips]
+        assert [f.result(timeout=60).raw for f in futures] == alone
+    finally:
+        worker.close()
+    assert worker.stats.clips == len(clips)

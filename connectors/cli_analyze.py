@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
+from connectors.batch_table import summary_table
 from connectors.cli_ray import RayConfigOpt, analyze_on_ray
 from connectors.cli_transcribe import ConfigOpt, ModelOpt, VadModelOpt
 from connectors.console import err_console, fail, find_audio, out_console, progress, setup_logging
@@ -106,50 +106,13 @@ def analyze(
                 results.append(result)
             bar.advance(task)
 
-    out_console.print(_table(results, failed))
+    summaries = [r.summary for r in results]
+    out_console.print(summary_table(summaries, failed, title="callsense analyze"))
     if cfg.webhooks:
         _deliver(results, cfg, deadline)
     err_console.print(f"outputs in {out}/")
     if failed:
         raise typer.Exit(1)
-
-
-def _table(results: list[object], failed: list[tuple[str, str]]) -> Table:
-    from pipeline.analyze import CallResult
-
-    table = Table(title="callsense analyze", expand=False)
-    for col in (
-        "call",
-        "duration s",
-        "utterances",
-        "escalation",
-        "satisfaction",
-        "intents",
-        "replies",
-        "errors",
-    ):
-        table.add_column(col, overflow="fold")
-    total_esc = 0
-    for r in results:
-        assert isinstance(r, CallResult)
-        s = r.summary
-        total_esc += bool(s["escalated"])
-        esc = ", ".join(f"{e['priority']}@{e['at']:.1f}s" for e in s["escalations"]) or "-"
-        score = s["satisfaction"]["score"]
-        table.add_row(
-            escape(s["call_id"]),
-            f"{s['duration_s'] or 0:.1f}",
-            str(s["utterances"]),
-            esc,
-            "-" if score is None else f"{score:.2f}",
-            ", ".join(f"{k}×{v}" for k, v in s["intents"].items()) or "-",
-            str(s["replies"]),
-            str(len(s["errors"])),
-        )
-    for name, message in failed:
-        table.add_row(escape(name), "-", "-", "-", "-", "-", "-", f"failed: {escape(message)}")
-    table.caption = f"{len(results)} analyzed, {len(failed)} failed, {total_esc} escalated"
-    return table
 
 
 def _deliver(results: list[object], cfg: object, deadline: float | None) -> None:

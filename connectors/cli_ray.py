@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
+from connectors.batch_table import summary_table
 from connectors.cli_transcribe import ConfigOpt, ModelOpt
 from connectors.console import err_console, fail, out_console, setup_logging
 from rules.errors import CallsenseError
@@ -63,7 +62,9 @@ def analyze_on_ray(
             report = run_archive(files, out, cfg, ray_cfg, use_cache=use_cache, with_tts=with_tts)
     except CallsenseError as exc:
         fail(exc)
-    out_console.print(_table(report.summaries, report.failed))
+    out_console.print(
+        summary_table(report.summaries, report.failed, title="callsense analyze (engine: ray)")
+    )
     if cfg.webhooks:
         from connectors.cli_webhooks import print_report
         from connectors.outbox import deliver_decisions
@@ -73,28 +74,6 @@ def analyze_on_ray(
     err_console.print(f"outputs in {out}/")
     if report.failed:
         raise typer.Exit(1)
-
-
-def _table(summaries: list[dict[str, Any]], failed: list[tuple[str, str]]) -> Table:
-    table = Table(title="callsense analyze (engine: ray)", expand=False)
-    for col in ("call", "duration s", "utterances", "escalation", "satisfaction", "replies"):
-        table.add_column(col, overflow="fold")
-    for s in summaries:
-        esc = ", ".join(f"{e['priority']}@{e['at']:.1f}s" for e in s["escalations"]) or "-"
-        score = s["satisfaction"]["score"]
-        table.add_row(
-            escape(s["call_id"]),
-            f"{s['duration_s'] or 0:.1f}",
-            str(s["utterances"]),
-            esc,
-            "-" if score is None else f"{score:.2f}",
-            str(s["replies"]),
-        )
-    for name, message in failed:
-        table.add_row(escape(name), "-", "-", "-", "-", f"failed: {escape(message)}")
-    escalated = sum(bool(s["escalated"]) for s in summaries)
-    table.caption = f"{len(summaries)} analyzed, {len(failed)} failed, {escalated} escalated"
-    return table
 
 
 @ray_app.command("serve-model")

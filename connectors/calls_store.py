@@ -409,6 +409,23 @@ class CallStore:
             ).all()
         return [r.id for r in rows]
 
+    def annotate(self, call_id: str, note: str) -> None:
+        """Keep a note in the call's error field (no transcript text)."""
+        self._update(call_id, error=note)
+
+    def interrupted_live_calls(self, gateway_id: str) -> list[str]:
+        """Live calls of ``gateway_id`` still marked running (that gateway stopped mid-call)."""
+        t = calls_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.c.id).where(
+                    t.c.kind == "live",
+                    t.c.status == "running",
+                    t.c.source.like(f"%@{gateway_id}"),
+                )
+            ).all()
+        return [r.id for r in rows]
+
     def pending(self) -> list[CallRecord]:
         """Calls a previous run accepted but did not finish (re-queued at start-up)."""
         t = calls_table

@@ -60,6 +60,13 @@ def serve(
     metrics_public: Annotated[
         bool, typer.Option(help="Serve /metrics without an API key.")
     ] = False,
+    gateway_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of this gateway's live calls in a shared database (default: host "
+            "name); after a crash it recovers its own interrupted calls."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the HTTP API, live streams and web UI (uvicorn). Needs no config file.
@@ -77,12 +84,15 @@ def serve(
 
     try:
         cfg = load_app_config(config, model=model, vad_model=vad_model)
+        extra = {"gateway_id": gateway_id} if gateway_id else {}
         settings = ServiceSettings(
-            data_dir=data_dir, max_upload_mb=max_upload_mb, metrics_public=metrics_public
+            data_dir=data_dir, max_upload_mb=max_upload_mb, metrics_public=metrics_public, **extra
         )
         app = create_app(cfg, db_url=db, settings=settings)
     except CallsenseError as exc:
         fail(exc)
+    except ValueError:  # pydantic refused a setting; the only free-form one is the id
+        fail(f"--gateway-id: use 1-64 of A-Z a-z 0-9 _ . : - (got {gateway_id!r})")
     err_console.print(f"callsense serving on http://{escape(host)}:{port} (docs at /docs)")
     uvicorn.run(
         app,

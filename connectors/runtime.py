@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -62,6 +63,12 @@ class ServiceSettings(BaseModel):
     delivery_interval_s: float = Field(2.0, gt=0, description="outbox polling interval")
     scheduler: bool = Field(True, description="run APScheduler jobs (SLA, retention)")
     shutdown_timeout_s: float = Field(30.0, ge=0, description="wait for the running job")
+    gateway_id: str = Field(
+        default_factory=socket.gethostname,
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="names this process's live calls in a shared database, so that after a "
+        "crash it recovers its own calls only (set it when several gateways share a host)",
+    )
 
     @property
     def max_upload_bytes(self) -> int:
@@ -76,6 +83,9 @@ class QueueFullError(RetryableError):
     """The job queue is full: try again later."""
 
 
+LIVE_RECOVERED = "gateway stopped mid-call; decisions restored by replaying its stored utterances"
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One call to analyze: an uploaded file, or a transcript posted as JSON."""
@@ -86,6 +96,7 @@ class Job:
     language: str | None = None
     audio_path: Path | None = None
     transcript: CallTranscript | None = None
+    note: str | None = None  # kept as the call's error text after a successful run
 
 
 class Runtime:
@@ -179,7 +190,25 @@ class Runtime:
             log.info("models loaded in %.1f s", time.monotonic() - started)
         self.models_ready.set()
 
+    def _recover_live_calls(self) -> None:
+        """Live calls this gateway was running when it died: their utterances were stored
+        as they came, so replaying them through the policies gives the decisions the call
+        would have had (decisions already sent are not sent twice: outbox ids are stable)."""
+        for call_id in self.store.interrupted_live_calls(self.settings.gateway_id):
+            transcript = self.store.transcript(call_id)
+            if transcript is None:
+                continue
+            try:
+                self._queue.put_nowait(
+                    Job(call_id, "transcript", transcript=transcript, note=LIVE_RECOVERED)
+                )
+            except queue.Full:
+                self.store.fail(call_id, "gateway stopped mid-call; the queue was full")
+                continue
+            log.warning("live call %s: interrupted by a restart, replaying it", call_id)
+
     def _requeue(self) -> None:
+        self._recover_live_calls()
         for record in self.store.pending():
             if record.kind == "audio" and record.audio_path and Path(record.audio_path).exists():
                 job = Job(
@@ -330,6 +359,8 @@ class Runtime:
                 self.store.fail(job.call_id, message)
             self.metrics.calls_total.labels("failed").inc()
             return
+        if job.note:
+            self.store.annotate(job.call_id, job.note)
         m = self.metrics
         m.calls_total.labels("done").inc()
         m.utterances_total.inc(len(transcript.utterances))

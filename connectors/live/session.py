@@ -151,7 +151,7 @@ class _Record:
         try:
             await asyncio.to_thread(
                 runtime.store.create, self.call_id, kind="live", language=language,
-                source=self.protocol, status="running",
+                source=f"{self.protocol}@{runtime.settings.gateway_id}", status="running",
             )  # fmt: skip
         except CallExistsError as exc:
             raise ProtocolError(str(exc), CLOSE_POLICY) from None

@@ -177,10 +177,10 @@ def create_app(
         redirect_slashes=False,  # an API answers 404, not a redirect to a guessed path
     )
     app.state.runtime = runtime
-    if cfg.max_calls is not None:  # a gateway's admission limit for live calls
-        from pipeline.distributed.admission import Admission
+    # live calls pass this gate: at most max_calls, none while draining for a shutdown
+    from pipeline.distributed.admission import Admission
 
-        app.state.admission = Admission(cfg.max_calls)
+    app.state.admission = Admission(cfg.max_calls or 1_000_000)
     app.add_middleware(RequestIdMiddleware)
     _install_handlers(app)
     app.include_router(health.router)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from connectors.auth import KeyStore
 
 __all__ = ["register"]
+
+log = logging.getLogger(__name__)
 
 DbOpt = Annotated[
     str | None,
@@ -60,6 +63,10 @@ def serve(
     metrics_public: Annotated[
         bool, typer.Option(help="Serve /metrics without an API key.")
     ] = False,
+    drain_timeout: Annotated[
+        float,
+        typer.Option(help="On SIGTERM, how long running live calls may go on before exit."),
+    ] = 600.0,
     gateway_id: Annotated[
         str | None,
         typer.Option(
@@ -94,7 +101,7 @@ def serve(
     except ValueError:  # pydantic refused a setting; the only free-form one is the id
         fail(f"--gateway-id: use 1-64 of A-Z a-z 0-9 _ . : - (got {gateway_id!r})")
     err_console.print(f"callsense serving on http://{escape(host)}:{port} (docs at /docs)")
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -102,6 +109,7 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s) or None,
     )
+    _DrainingServer(config, drain_timeout_s=drain_timeout).run()
 
 
 def _store(db: str | None) -> KeyStore:
@@ -156,3 +164,49 @@ def keys_revoke(name: str, db: DbOpt = None) -> None:
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.add_typer(keys_app, name="keys")
+
+
+class _DrainingServer:
+    """uvicorn's server with a graceful drain: the first SIGTERM/SIGINT stops admitting live
+    calls (``/readyz`` answers 503, new streams get 503) and waits up to ``drain_timeout_s``
+    for the running calls to end, then shuts down; a second signal exits at once."""
+
+    def __init__(self, config: Any, *, drain_timeout_s: float) -> None:
+        import uvicorn
+
+        outer = self
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                if outer.draining or self.should_exit:
+                    super().handle_exit(sig, frame)  # second signal: stop now
+                    return
+                outer.draining = True
+                loop = outer.loop
+                if loop is None:
+                    super().handle_exit(sig, frame)
+                    return
+                loop.call_soon_threadsafe(lambda: loop.create_task(outer.drain()))
+
+        self.server = Server(config)
+        self.app = config.app
+        self.drain_timeout_s = drain_timeout_s
+        self.draining = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def drain(self) -> None:
+        admission = getattr(self.app.state, "admission", None)
+        if admission is not None:
+            active = admission.stats().active
+            log.warning("shutdown: draining %d live call(s)", active)
+            done = await admission.drain(self.drain_timeout_s)
+            if not done:
+                log.warning("shutdown: drain timeout, ending the remaining live calls")
+        self.server.should_exit = True
+
+    def run(self) -> None:
+        async def main() -> None:
+            self.loop = asyncio.get_running_loop()
+            await self.server.serve()
+
+        asyncio.run(main())

@@ -24,6 +24,7 @@ class Readiness(BaseModel):
     models: str
     recognizer: str
     database: str
+    draining: bool = False
 
 
 @router.get("/healthz", response_model=Health)
@@ -33,11 +34,14 @@ def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-def readyz(runtime: RuntimeDep) -> JSONResponse:
-    """200 once the models are loaded and the database answers; 503 before (no key needed)."""
+def readyz(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    """200 once the models are loaded and the database answers; 503 before, and while the
+    gateway drains for a shutdown, so the load balancer sends new calls elsewhere."""
     checks = runtime.readiness()
-    ready = runtime.ready and checks["database"] == "ok"
-    body = Readiness(ready=ready, **checks)
+    admission = getattr(request.app.state, "admission", None)
+    draining = bool(admission is not None and admission.stats().draining)
+    ready = runtime.ready and checks["database"] == "ok" and not draining
+    body = Readiness(ready=ready, draining=draining, **checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 

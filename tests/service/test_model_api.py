@@ -16,7 +16,13 @@ pytestmark = [pytest.mark.model, pytest.mark.slow]
 def test_readyz_reports_the_loaded_model(model_service: Service) -> None:
     with model_service.client(key=None) as c:
         body = c.get("/readyz").json()
-    assert body == {"ready": True, "models": "loaded", "recognizer": "loaded", "database": "ok"}
+    assert body == {
+        "ready": True,
+        "models": "loaded",
+        "recognizer": "loaded",
+        "database": "ok",
+        "draining": False,
+    }
 
 
 def test_a_posted_recording_escalates_at_the_third_angry_customer_turn(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from tests.live.conftest import CallAudio
-from tests.live.test_gateway_crash import _port, wait_ready
+from tests.live.gateway import Gateway, stop
 from tests.live.test_live_ws import STEREO_8K_FRAME, start_message
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -24,48 +23,10 @@ pytestmark = [pytest.mark.model, pytest.mark.slow]
 def test_sigterm_drains_live_calls_then_exits(
     tmp_path: Path, fixed_model_dir: Path, call_audio: CallAudio
 ) -> None:
-    import os
-    import subprocess
-
-    env = {
-        **os.environ,
-        "CALLSENSE_MODEL": str(fixed_model_dir),
-        "CALLSENSE_CACHE_DIR": str(tmp_path / "cache"),
-    }
-    db = f"sqlite:///{tmp_path}/db.sqlite"
-    made = subprocess.run(
-        [sys.executable, "-m", "connectors.cli", "keys", "create", "t", "--db", db],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    key = made.stdout.strip().splitlines()[-1]
-    port = _port()
-    log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "connectors.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            db,
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--drain-timeout",
-            "60",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    url = f"ws://127.0.0.1:{port}/v1/stream?api_key={key}"
+    gw = Gateway(tmp_path, fixed_model_dir)
+    server = gw.start("--drain-timeout", "60")
+    base, url = gw.base, gw.ws("/v1/stream")
     try:
-        wait_ready(base, timeout=120)
 
         async def scenario() -> list[dict]:
             import json
@@ -99,6 +60,4 @@ def test_sigterm_drains_live_calls_then_exits(
         assert any(m["type"] == "utterance" for m in messages)
         assert server.wait(60) == 0  # exits by itself once the call has ended
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait(30)
+        stop(server)

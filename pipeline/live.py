@@ -27,7 +27,6 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -39,12 +38,11 @@ from pipeline.audio import mulaw_to_float, speaker_for
 from pipeline.config import CallsenseConfig
 from pipeline.model import CallTranscript, Segment, Speaker, Utterance
 from pipeline.orchestrator import CallRun, Orchestrator, SpokenReply, StageError, TtsStage
-from pipeline.quiet import import_funasr, quiet
 from pipeline.recognizer import LANGUAGES, Recognition, Recognizer
 from pipeline.segmentation import lowest_energy_point
 from pipeline.transcribe import utterance_from
 from pipeline.tts import FallbackTts, OutputFormat
-from pipeline.vad import SpeechScorer, VadConfig
+from pipeline.vad import FsmnPool, SpeechScorer, VadConfig
 from rules.errors import ConfigError, InputError
 from rules.model import Decision
 
@@ -309,41 +307,16 @@ class StreamingVad:
             raise ConfigError(
                 f"live streaming needs vad.engine 'fsmn' (got {cfg.engine!r})", field="vad.engine"
             )
-        model = cfg.model
-        path = Path(model).expanduser()
-        if model.startswith((".", "/", "~")) or path.exists():
-            if not (path / "config.yaml").is_file():
-                raise ConfigError(
-                    f"{model} is not an FSMN-VAD model directory (no config.yaml)",
-                    field="vad.model",
-                )
-            model = str(path.resolve())
         self.chunk_ms = round(chunk_s * 1000)
-        options: dict[str, Any] = {
-            "max_single_segment_time": int(cfg.max_single_segment_s * 1000),
-            "speech_noise_thres": cfg.fsmn_speech_noise_thres,
-        }
-        if cfg.fsmn_max_end_silence_s is not None:
-            options["max_end_silence_time"] = int(cfg.fsmn_max_end_silence_s * 1000)
-        funasr = import_funasr()
-        self._lock = threading.Lock()
-        with quiet():
-            self._model = funasr.AutoModel(
-                model=model,
-                device=cfg.device,
-                disable_update=True,
-                disable_pbar=True,
-                disable_log=True,
-                **options,
-            )
+        self._models = FsmnPool(cfg)
         self.scorer = SpeechScorer(cfg.speech_prob_threshold)
 
     def step(
         self, cache: dict[str, Any], samples: np.ndarray, *, final: bool
     ) -> list[tuple[int, int]]:
         x = np.require(samples, np.float32, ["C", "W"])
-        with self._lock:
-            out = self._model.generate(
+        with self._models.use() as model:
+            out = model.generate(
                 input=x, cache=cache, is_final=final, chunk_size=self.chunk_ms, disable_pbar=True
             )
         if not out:
@@ -674,16 +647,22 @@ class LiveCall:
         """Step the VAD of channels with a whole chunk pending (caller holds ``_lock``)."""
         if not any(s.ready for s in self._segmenters):
             return
-        closed = await asyncio.to_thread(self._step_all, False)
-        self._submit(closed)
+        queued = await asyncio.to_thread(self._step_all, False)
+        self._enqueue(queued)
 
-    def _step_all(self, final: bool) -> list[tuple[int, _Closed]]:
+    def _step_all(self, final: bool) -> list[_Queued]:
+        """VAD step; each closed segment goes to the recognizer at once, and is marked
+        speech or sound while the recognizer works on it (the mark is off the latency path)."""
         out: list[tuple[int, _Closed]] = []
         for seg in self._segmenters:
             if final or seg.ready:
                 out.extend((seg.channel, c) for c in seg.step(final=final))
         out.sort(key=lambda item: (item[1].segment.end, item[0]))
-        return [(ch, self._mark(c)) for ch, c in out]
+        futures = [self.engine.worker.submit(c.clip, self.fmt.language) for _, c in out]
+        return [
+            _Queued(self._mark(c), self._speakers[ch], future)
+            for (ch, c), future in zip(out, futures, strict=True)
+        ]
 
     def _mark(self, closed: _Closed) -> _Closed:
         """speech or sound, from silero over the clip (as the batch VAD marks its segments)."""
@@ -694,10 +673,9 @@ class LiveCall:
             closed, segment=replace(seg, source=marked.source, speech_prob=marked.speech_prob)
         )
 
-    def _submit(self, closed: Sequence[tuple[int, _Closed]]) -> None:
-        for channel, item in closed:
-            future = self.engine.worker.submit(item.clip, self.fmt.language)
-            self._pending.put_nowait(_Queued(item, self._speakers[channel], future))
+    def _enqueue(self, queued: Sequence[_Queued]) -> None:
+        for item in queued:
+            self._pending.put_nowait(item)
 
     async def close(self) -> CallResult:
         """Flush open segments, finish every pending result, close the stages; idempotent."""
@@ -708,8 +686,8 @@ class LiveCall:
             await self.start()
         try:
             async with self._lock:
-                closed = await asyncio.to_thread(self._step_all, True)
-            self._submit(closed)
+                queued = await asyncio.to_thread(self._step_all, True)
+            self._enqueue(queued)
         except Exception as exc:
             self._error("vad", exc, self.position)
         self._pending.put_nowait(None)

@@ -125,3 +125,45 @@ def test_fsmn_keeps_funasr_output_off_stdout(
     vad = FsmnVad(VadConfig(model=str(FSMN_VAD_DIR)))  # AutoModel() prints its version
     vad.segments(decode(TESTDATA / "speechbrain_spk1_snt1.wav").channels[0])
     assert capfd.readouterr().out == ""
+
+
+def test_onnx_frame_scoring_gives_silero_wrapper_numbers() -> None:
+    """The scorer runs silero's ONNX graph itself (no shared state, so threads can share
+    it); every frame's probability must equal silero's own ``audio_forward``."""
+    import torch
+
+    from pipeline.vad import _silero_model
+
+    model = _silero_model()
+    samples = resample(decode(TESTDATA / "speechbrain_spk1_snt3.wav").channels[0], 16000, 16000)
+    silence = np.zeros(16000, np.float32)
+    samples = np.concatenate([silence, samples, silence[:16300]])  # not a whole frame
+    with torch.inference_mode():
+        expected = model.audio_forward(torch.from_numpy(samples.copy()), 16000)[0].numpy()
+    got = SpeechScorer().frame_probs(samples)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert got.max() > 0.9 and got.min() < 0.1  # speech and silence, not a constant
+
+
+def test_channels_in_parallel_give_the_sequential_segments(
+    fsmn_vad: FsmnVad, mulaw_call: BuiltCall
+) -> None:
+    """The transcriber runs a stereo call's channels in threads (and silero alongside
+    FSMN); the segments and marks must be exactly what one channel at a time gives."""
+    from pipeline.config import load_config
+    from pipeline.segmentation import plan
+    from pipeline.transcribe import Transcriber
+
+    audio = decode(mulaw_call.path)
+    cfg = load_config(None, vad_model=str(FSMN_VAD_DIR), environ={})
+    sequential = []
+    for index, samples in enumerate(audio.channels):
+        found = fsmn_vad.segments(samples, audio.sample_rate, channel=index)
+        sequential.extend(plan(found, samples, cfg.segmentation))
+    sequential.sort(key=lambda s: (s.start, s.channel))
+    transcriber = Transcriber(cfg, fsmn_vad, recognizer=None)  # type: ignore[arg-type]
+    for _ in range(3):
+        assert transcriber.segments(audio) == sequential
+    assert {s.channel for s in sequential} == {0, 1}
+    assert all(s.speech_prob is not None for s in sequential)

@@ -338,6 +338,9 @@ class SenseVoiceOnnxRecognizer(Recognizer):
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle intra-op threads would spin on the cores the VAD needs: with spinning off, the
+        # 8-stream live p95 fell from 348 to 230 ms, and batch RTF did not get worse.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
         )

@@ -10,6 +10,11 @@ real speech every ``--period`` seconds; an utterance's decision latency runs fro
   of audio, on one core, for the batch's longest clip) and costs no CPU: a model tier
   sized to the load, so what is measured is the gateway, the handles, Serve's batching
   and queueing. It runs 8/16/32 calls on both engines and 1,000 calls on Ray.
+* ``null``: answers at once (32 calls on each engine), so its latency is only what the
+  path to the model adds: the event loop, the handle call, Serve's routing and batching.
+
+The model is the int8 ONNX export by default (``--backend onnx``, what the README
+recommends for CPUs; exported into ``MODEL_DIR/onnx`` on first use), or torch fp32.
 
 ``local`` is one process: a shared recognizer behind a micro-batching thread. ``ray`` is a
 gateway process calling a Ray Serve deployment through ``DeploymentHandle`` (no HTTP
@@ -65,9 +70,13 @@ SR = 16000
 class ReplayRecognizer(Recognizer):
     """The full model's calibrated latency without its CPU: a tier sized to the load."""
 
-    def __init__(self, config: RecognizerConfig | None = None) -> None:
+    def __init__(
+        self, config: RecognizerConfig | None = None, *, s_per_audio_s: float | None = None
+    ) -> None:
         self.capabilities = RecognizerCapabilities(name="replay", batching=True)
-        self.s_per_audio_s = float(os.environ.get(REPLAY_ENV, "0.15"))
+        if s_per_audio_s is None:
+            s_per_audio_s = float(os.environ.get(REPLAY_ENV, "0.15"))
+        self.s_per_audio_s = s_per_audio_s
 
     def recognize(
         self, clips: Sequence[np.ndarray], *, language: str | None = "auto"
@@ -87,6 +96,11 @@ def _replay_result(clip: np.ndarray) -> Recognition:
 
 def replay_factory(config: RecognizerConfig) -> ReplayRecognizer:
     return ReplayRecognizer(config)
+
+
+def null_factory(config: RecognizerConfig) -> ReplayRecognizer:
+    """Answers at once: isolates the cost of the path to the model tier."""
+    return ReplayRecognizer(config, s_per_audio_s=0.0)
 
 
 # ------------------------------------------------------------------ the simulated calls
@@ -275,6 +289,13 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0, help="seconds per level")
     parser.add_argument("--period", type=float, default=4.0, help="s between a call's utts")
     parser.add_argument("--model-dir", type=Path, default=Path("/tmp/callsense-bench-fullsize"))
+    parser.add_argument(
+        "--backend",
+        choices=("onnx", "torch"),
+        default="onnx",
+        help="the model tier's backend: onnx = the signed-int8 export (what the README "
+        "recommends), exported into MODEL_DIR/onnx on first use; torch = fp32 through funasr",
+    )
     parser.add_argument("--many", type=int, default=1000, help="replayed calls on Ray")
     parser.add_argument(
         "--many-period",
@@ -292,24 +313,36 @@ def main() -> None:
     policies = PolicyEngine.load([ROOT / "configs" / "policies" / "default.yaml"])
 
     # calibration: the full model's CPU-seconds per second of audio on one core
-    from pipeline.sensevoice import SenseVoiceRecognizer
+    from pipeline.recognizer import build_recognizer
 
     full_cfg = RecognizerConfig(model=str(args.model_dir), ncpu=1)
-    full = SenseVoiceRecognizer(full_cfg)
+    if args.backend == "onnx":
+        onnx_dir = args.model_dir / "onnx"
+        if not (onnx_dir / "model.int8.onnx").exists():
+            from pipeline.sensevoice_onnx import export_onnx
+
+            print(f"exporting the int8 ONNX model to {onnx_dir} …", flush=True)
+            export_onnx(args.model_dir, onnx_dir, quantize="int8")
+        full_cfg = RecognizerConfig(model=str(onnx_dir), ncpu=1, backend="onnx", quantize="int8")
+    full = build_recognizer(full_cfg)
     full.recognize(clips[:1], language="en")
     c0 = time.process_time()
     for clip in clips[:8]:
         full.recognize([clip], language="en")
     per_audio = (time.process_time() - c0) / (sum(c.size for c in clips[:8]) / SR)
     os.environ[REPLAY_ENV] = f"{per_audio:.4f}"
-    print(f"full-size model: {per_audio:.3f} cpu-s per audio-s on one core", flush=True)
+    print(
+        f"full-size model ({args.backend}): {per_audio:.3f} cpu-s per audio-s on one core",
+        flush=True,
+    )
 
     levels: list[Level] = []
     print("engine: local", flush=True)
     import torch
 
     torch.set_num_threads(2)  # local analyze/serve uses every core
-    batcher = LocalBatcher(full)
+    local_full = build_recognizer(full_cfg.model_copy(update={"ncpu": os.cpu_count() or 1}))
+    batcher = LocalBatcher(local_full)
     levels.append(run_level("local", "full", 8, args, clips, batcher.recognize, policies,
                             lambda: batcher.cpu_s))  # fmt: skip
     batcher.close()
@@ -318,6 +351,10 @@ def main() -> None:
         levels.append(run_level("local", "replay", calls, args, clips, replay.recognize,
                                 policies, lambda: replay.cpu_s))  # fmt: skip
     replay.close()
+    null = LocalBatcher(ReplayRecognizer(s_per_audio_s=0.0))
+    levels.append(run_level("local", "null", 32, args, clips, null.recognize, policies,
+                            lambda: null.cpu_s))  # fmt: skip
+    null.close()
 
     print("engine: ray", flush=True)
     import ray
@@ -355,6 +392,16 @@ def main() -> None:
                          replicas("replay"), period=args.many_period)  # fmt: skip
         levels.append(many)
         serve.delete("replay")
+
+        # a model that answers at once: what the gateway, the handle and Serve add
+        null_cfg = replay_cfg.model_copy(
+            update={"app_name": "null", "recognizer_factory": "bench.scale_out:null_factory"}
+        )
+        handle = serve.run(build_app(null_cfg, full_cfg), name="null", route_prefix=None)
+        remote = RemoteRecognizer(handle, timeout_s=30)
+        levels.append(run_level("ray", "null", 32, args, clips, via_handle, policies,
+                                replicas("null")))  # fmt: skip
+        serve.delete("null")
 
         full_ray = RayConfig(app_name="full", num_replicas=1, handle_timeout_s=120,
                              ray_actor_options={"num_cpus": 1})  # fmt: skip
@@ -408,6 +455,10 @@ def _report(
         f"{1000 * gateway:.2f} + Serve {1000 * serve_overhead:.2f} + model "
         f"{1000 * per_audio * speech:.2f} cores; bench took {took:.0f} s"
     )
+    for lv in levels:
+        if lv.model == "null":
+            print(f"path to the model ({lv.engine}, {lv.calls} calls, model answers at once): "
+                  f"p50 {lv.p50:.1f} ms, p95 {lv.p95:.1f} ms")  # fmt: skip
     print(
         f"calls=32 p95_ms={at32.p95:.0f} cores_per_1000_calls={cores:.1f} "
         f"replica_scaling={scaling:.2f}"

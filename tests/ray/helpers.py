@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,25 @@ __all__ = [
 COUNTER_ENV = "CALLSENSE_TEST_COUNTER"
 DELAY_ENV = "CALLSENSE_TEST_DELAY_S"
 FIRST_DELAY_ENV = "CALLSENSE_TEST_FIRST_DELAY_S"
+BUSY_DIR_ENV = "CALLSENSE_TEST_BUSY_DIR"
+
+
+@contextmanager
+def _busy() -> Iterator[None]:
+    """While a forward pass runs, ``$CALLSENSE_TEST_BUSY_DIR/<node id>`` exists: a test can
+    wait until a given node has work in flight before it removes that node."""
+    where = os.environ.get(BUSY_DIR_ENV)
+    if not where:
+        yield
+        return
+    import ray
+
+    marker = Path(where) / ray.get_runtime_context().get_node_id()
+    marker.touch()
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 def _record(clips: Sequence[np.ndarray]) -> None:
@@ -73,9 +93,10 @@ class LoudnessRecognizer(Recognizer):
         _record(clips)
         self.calls += 1
         delay = self.first_delay_s if self.calls == 1 and self.first_delay_s else self.delay_s
-        if delay:
-            time.sleep(delay)
-        return [loudness(c) for c in clips]
+        with _busy():
+            if delay:
+                time.sleep(delay)
+            return [loudness(c) for c in clips]
 
 
 def loudness(clip: np.ndarray) -> Recognition:

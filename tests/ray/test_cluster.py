@@ -27,7 +27,7 @@ SOURCES = (
     "ravdess_03-01-01-01-01-01-01.wav",
     "ravdess_03-01-05-02-02-01-01.wav",
 )
-N_FILES = 20
+N_FILES = 200
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -154,7 +154,7 @@ def test_archive_killed_midway_resumes_without_recognizing_twice(
     first = helpers.read_counter(local_ray)
     local_ray.write_text("")
 
-    rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=240)
+    rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=900)
     assert rerun.returncode == 0, rerun.stderr.decode()[-3000:]
     second = helpers.read_counter(local_ray)
     # only the files without a stored result were recognized again

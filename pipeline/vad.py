@@ -74,8 +74,9 @@ class VadConfig(BaseModel):
     )
     speech_scoring: Literal["channel", "segments"] = Field(
         default="channel",
-        description="silero over the whole channel (best speech/sound marking) or only over "
-        "the segments (about 40% faster VAD on calls with many pauses, weaker on music)",
+        description="silero over the whole channel (best speech/sound marking; runs alongside "
+        "FSMN-VAD) or only over the segments (fewer CPU-seconds on calls with many pauses, "
+        "but after FSMN, so no faster on 2+ cores; weaker on music)",
     )
     max_single_segment_s: float = Field(default=60.0, gt=0, description="VAD-level hard cut")
     fsmn_max_end_silence_s: float | None = Field(

@@ -21,7 +21,7 @@ service process's CPU seconds over wall seconds (2.0 = both cores busy), ``clien
 client process's (it shares the two cores). RSS: the service process's peak sampled during
 each run, and its peak including loading.
 
-    python bench/live.py [--streams 1,4,8] [--call-s 60] [--backend torch] [--quantize int8]
+    python bench/live.py [--streams 1,4,8] [--call-s 60] [--backend onnx] [--quantize int8]
 
 The last line reads ``streams=8 p95_ms=<n> rss_mb=<n>`` (close latency, peak RSS while
 streaming).
@@ -36,6 +36,7 @@ import multiprocessing
 import os
 import random
 import resource
+import subprocess
 import sys
 import tempfile
 import threading
@@ -196,9 +197,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", default="1,4,8")
     parser.add_argument("--call-s", type=float, default=60.0, help="audio seconds per stream")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="onnx")
     parser.add_argument("--quantize", choices=("none", "int8"), default="int8")
-    parser.add_argument("--model-dir", type=Path, help="an existing full-size model dir")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        help="an existing full-size model dir (an ONNX export for --backend onnx); default: "
+        "build one (and export it) in a temporary directory",
+    )
     args = parser.parse_args()
     counts = [int(x) for x in args.streams.split(",")]
 
@@ -213,7 +219,20 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="callsense-bench-live-") as tmp_name:
         tmp = Path(tmp_name)
-        model_dir = args.model_dir or build_model_dir(tmp / "model")
+        model_dir = args.model_dir
+        if model_dir is None:
+            print("# building the full-size random-weight model …", flush=True)
+            model_dir = build_model_dir(tmp / "model")
+            if args.backend == "onnx":
+                # in a child process, so the export's memory peak is not this process's
+                print("# exporting it to ONNX (about a minute) …", flush=True)
+                export = [sys.executable, "-m", "connectors.cli", "model", "export-onnx"]
+                subprocess.run(
+                    [*export, str(model_dir), str(tmp / "onnx"), "--quantize", args.quantize],
+                    check=True,
+                    cwd=ROOT,
+                )
+                model_dir = tmp / "onnx"
         cfg = load_config(
             None,
             model=str(model_dir),

@@ -76,6 +76,11 @@ class Receiver:
             def _handle(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if len(body) < length:
+                    # the sender died between its headers and the end of its body (a kill
+                    # -9 test): nothing was delivered, as a real server would see it
+                    self.close_connection = True
+                    return
                 rec = Recorded(
                     self.command,
                     self.path,

@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench._common import SHARED, build_model_dir, peak_rss_mb, speech_clips  # noqa: E402
+from bench._common import SHARED, peak_rss_mb, speech_clips  # noqa: E402
 
 FRAME = 320  # 20 ms at 16 kHz
 PAUSE_S = 1.5
@@ -221,10 +221,12 @@ def main() -> None:
         tmp = Path(tmp_name)
         model_dir = args.model_dir
         if model_dir is None:
+            # built and exported in child processes: their memory is not the service's
             print("# building the full-size random-weight model …", flush=True)
-            model_dir = build_model_dir(tmp / "model")
+            model_dir = tmp / "model"
+            build = "import sys; from bench._common import build_model_dir as b; b(sys.argv[1])"
+            subprocess.run([sys.executable, "-c", build, str(model_dir)], check=True, cwd=ROOT)
             if args.backend == "onnx":
-                # in a child process, so the export's memory peak is not this process's
                 print("# exporting it to ONNX (about a minute) …", flush=True)
                 export = [sys.executable, "-m", "connectors.cli", "model", "export-onnx"]
                 subprocess.run(

@@ -293,19 +293,14 @@ class FsmnPool:
     def use(self) -> Iterator[Any]:
         """An instance for this thread alone until the block ends.
 
-        torch runs the block on one thread: FSMN's ops are tiny (a 200 ms streaming step
-        takes 4.9 ms on one thread, 6.2 ms on two), and more threads would only compete with
-        the recognizer. torch's thread count is per thread, so the caller's is put back.
+        (FSMN's ops are tiny and would run a little faster on one torch thread, but
+        ``torch.set_num_threads`` also sets the default every new thread starts from, so a
+        recognizer thread starting meanwhile would stay single-threaded: left alone.)
         """
-        import torch
-
         model = self._free.get()
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
         try:
             yield model
         finally:
-            torch.set_num_threads(threads)
             self._free.put(model)
 
 

@@ -69,6 +69,7 @@ def build_recognizer(config: object) -> Recognizer:
             config.model,
             quantize=config.quantize,
             threads=config.ncpu,
+            batch_size=config.onnx_batch,
             use_itn=config.use_itn,
             ban_emo_unk=config.ban_emo_unk,
         )

@@ -59,6 +59,13 @@ class RecognizerConfig(BaseModel):
     batch_size_s: float = Field(
         60.0, gt=0, description="clips are batched up to this many seconds of audio"
     )
+    onnx_batch: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="onnx: clips per forward pass, length-sorted (4 ran 5-10% faster than 1 "
+        "on 2 cores; larger batches pad more); a live call's segments go one at a time",
+    )
     language: Literal["auto", "zh", "en", "yue", "ja", "ko"] = "auto"
     use_itn: bool = True
     ban_emo_unk: bool = False

@@ -85,7 +85,7 @@ class LiveConfig(BaseModel):
         le=16,
         description="recognizer threads; ONNX Runtime runs them concurrently, so a short "
         "segment need not queue behind a long one (the torch backend serializes them). On "
-        "2 cores, 2 workers measured no better than 1 (8-stream p95 379 vs 327 ms)",
+        "2 cores, 2 workers measured no better than 1 (8-stream p95 284 vs 256-280 ms, p50 worse)",
     )
     batch_forward: bool = Field(
         False,

@@ -12,7 +12,9 @@ never logged or stored.
   ``{InstanceId, InitialContactId, Attributes}`` signed with AWS SigV4 (service ``connect``);
   the contact flow branches on the attributes.
 - Genesys Cloud: ``PATCH /api/v2/conversations/calls/{conversationId}/participants/
-  {participantId}/attributes`` JSON ``{"attributes": {...}}`` with a Bearer token.
+  {participantId}/attributes`` JSON ``{"attributes": {...}}`` with a Bearer token: a ready
+  one, or one from the OAuth Client Credentials grant (``POST {login}/oauth/token``, basic
+  auth client id:secret, ``grant_type=client_credentials``).
 - Generic HTTP: the decision as JSON to a URL.
 
 Decision ``params`` a route carries: ``target`` (which configured target), ``queue`` or
@@ -26,6 +28,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 from abc import ABC, abstractmethod
 from base64 import b64encode
 from collections.abc import Mapping
@@ -66,7 +70,7 @@ class _Target(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")
     timeout_s: PositiveFloat = 10.0
 
-    @field_validator("base_url", "url", check_fields=False)
+    @field_validator("base_url", "url", "login_url", check_fields=False)
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -94,7 +98,23 @@ class AmazonConnectTarget(_Target):
 class GenesysTarget(_Target):
     kind: Literal["genesys"]
     base_url: str = "https://api.mypurecloud.com"
-    token_env: str = "GENESYS_ACCESS_TOKEN"
+    token_env: str = Field(
+        "GENESYS_ACCESS_TOKEN", description="a ready access token; used when it is set"
+    )
+    client_id_env: str = Field(
+        "GENESYS_CLIENT_ID", description="OAuth client (Client Credentials grant) id"
+    )
+    client_secret_env: str = "GENESYS_CLIENT_SECRET"
+    login_url: str | None = Field(
+        None,
+        description="the region's login host; default: base_url with api. -> login. "
+        "(https://api.mypurecloud.de -> https://login.mypurecloud.de)",
+    )
+
+    @property
+    def token_url(self) -> str:
+        login = self.login_url or self.base_url.replace("://api.", "://login.", 1)
+        return login.rstrip("/") + "/oauth/token"
 
 
 class HttpTarget(_Target):
@@ -156,13 +176,21 @@ class RoutingAdapter(ABC):
     def build_request(self, decision: Mapping[str, Any]) -> httpx.Request:
         """The vendor request that carries out ``decision`` (credentials from the env)."""
 
+    def authorize(self, client: httpx.Client, *, renew: bool = False) -> bool:
+        """Get what ``build_request`` needs to sign in (most platforms: nothing).
+
+        Returns whether a rejected request (401) is worth one more try with ``renew``.
+        """
+        return False
+
     def send(self, decision: Mapping[str, Any], client: httpx.Client) -> int:
         """Send; return the status. 5xx/429/network are ``RetryableError``, 4xx ``InputError``."""
-        request = self.build_request(decision)
-        try:
-            response = client.send(request)
-        except httpx.TransportError as exc:
-            raise RetryableError(f"{self.target.name}: {type(exc).__name__}") from None
+        renewable = self.authorize(client)
+        response = self._send(self.build_request(decision), client)
+        if response.status_code == 401 and renewable:
+            # an access token revoked or expired early: sign in again, once
+            self.authorize(client, renew=True)
+            response = self._send(self.build_request(decision), client)
         status = response.status_code
         log.info("route %s call %s: HTTP %s", self.target.name, decision.get("call_id"), status)
         if status >= 500 or status in (408, 429):
@@ -170,6 +198,12 @@ class RoutingAdapter(ABC):
         if status >= 400:
             raise InputError(f"{self.target.name}: HTTP {status} (request rejected)")
         return status
+
+    def _send(self, request: httpx.Request, client: httpx.Client) -> httpx.Response:
+        try:
+            return client.send(request)
+        except httpx.TransportError as exc:
+            raise RetryableError(f"{self.target.name}: {type(exc).__name__}") from None
 
 
 class TwilioAdapter(RoutingAdapter):
@@ -239,9 +273,90 @@ class AmazonConnectAdapter(RoutingAdapter):
         )
 
 
+class _GenesysTokens:
+    """Access tokens from Genesys Cloud's Client Credentials grant, shared by the process
+    and renewed a minute before they expire (Genesys issues them for about a day)."""
+
+    RENEW_BEFORE_S = 60.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def get(self, target: GenesysTarget, client: httpx.Client, *, renew: bool = False) -> str:
+        client_id, secret = _env(target.client_id_env), _env(target.client_secret_env)
+        key = (target.token_url, client_id)
+        with self._lock:  # one sign-in at a time; the others wait for its token
+            cached = self._tokens.get(key)
+            if cached and not renew and cached[1] - time.monotonic() > self.RENEW_BEFORE_S:
+                return cached[0]
+            token, lifetime = self._grant(target, client, client_id, secret)
+            self._tokens[key] = (token, time.monotonic() + lifetime)
+            return token
+
+    @staticmethod
+    def _grant(
+        target: GenesysTarget, client: httpx.Client, client_id: str, secret: str
+    ) -> tuple[str, float]:
+        basic = b64encode(f"{client_id}:{secret}".encode()).decode()
+        try:
+            response = client.post(
+                target.token_url,
+                data={"grant_type": "client_credentials"},
+                headers={"Authorization": f"Basic {basic}"},
+                timeout=target.timeout_s,
+            )
+        except httpx.TransportError as exc:
+            raise RetryableError(f"{target.name}: sign-in: {type(exc).__name__}") from None
+        status = response.status_code
+        if status >= 500 or status in (408, 429):
+            raise RetryableError(f"{target.name}: sign-in: HTTP {status}")
+        if status >= 400:
+            raise ConfigError(
+                f"{target.name}: Genesys refused the client credentials in "
+                f"{target.client_id_env}/{target.client_secret_env} (HTTP {status})"
+            )
+        try:
+            body = response.json()
+            token = str(body["access_token"])
+            lifetime = float(body.get("expires_in", 3600))
+        except (ValueError, KeyError, TypeError):
+            raise RetryableError(f"{target.name}: sign-in: unexpected answer") from None
+        log.info("route %s: signed in to Genesys Cloud (token for %.0f s)", target.name, lifetime)
+        return token, lifetime
+
+
+_GENESYS_TOKENS = _GenesysTokens()
+
+
 class GenesysAdapter(RoutingAdapter):
+    """Genesys Cloud: a ready token (``token_env``), or one from the Client Credentials
+    grant with ``client_id_env``/``client_secret_env``, cached until shortly before it
+    expires and renewed once when the API answers 401."""
+
     capabilities = Capabilities(transfer=False, attributes=True)
     target: GenesysTarget
+
+    def __init__(self, target: Any) -> None:
+        super().__init__(target)
+        self._bearer: str | None = None
+
+    def authorize(self, client: httpx.Client, *, renew: bool = False) -> bool:
+        ready = os.environ.get(self.target.token_env)
+        if ready:
+            self._bearer = ready
+            return False
+        if not (
+            os.environ.get(self.target.client_id_env)
+            and os.environ.get(self.target.client_secret_env)
+        ):
+            raise ConfigError(
+                f"Genesys target {self.target.name}: set {self.target.token_env}, or "
+                f"{self.target.client_id_env} and {self.target.client_secret_env} for the "
+                "Client Credentials grant (routing credentials)"
+            )
+        self._bearer = _GENESYS_TOKENS.get(self.target, client, renew=renew)
+        return True
 
     def build_request(self, decision: Mapping[str, Any]) -> httpx.Request:
         params = decision.get("params") or {}
@@ -257,7 +372,7 @@ class GenesysAdapter(RoutingAdapter):
             "PATCH",
             url,
             json={"attributes": _attributes(params, decision)},
-            headers={"Authorization": f"Bearer {_env(self.target.token_env)}"},
+            headers={"Authorization": f"Bearer {self._bearer or _env(self.target.token_env)}"},
             extensions={"timeout": httpx.Timeout(self.target.timeout_s).as_dict()},
         )
 

@@ -147,3 +147,96 @@ def test_routing_config_rejects_unknown_kind_and_bad_url() -> None:
         RoutingConfig.model_validate(
             {"routing": [{"name": "x", "kind": "genesys", "base_url": "ftp://x"}]}
         )
+
+
+def _genesys_platform(receiver: Receiver, *, expires_in: int = 86399) -> list[str]:
+    """The receiver plays Genesys Cloud: its login hands out numbered tokens, its API takes
+    only the newest one. Returns the tokens handed out so far."""
+    issued: list[str] = []
+
+    def respond(req) -> Reply:  # type: ignore[no-untyped-def]
+        if req.path == "/oauth/token":
+            issued.append(f"tok-{len(issued) + 1}")
+            body = {"access_token": issued[-1], "token_type": "bearer", "expires_in": expires_in}
+            return Reply(200, {"content-type": "application/json"}, body=json.dumps(body).encode())
+        ok = issued and req.headers.get("authorization") == f"Bearer {issued[-1]}"
+        return Reply(200 if ok else 401)
+
+    receiver.responder = respond
+    return issued
+
+
+def _genesys_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GENESYS_ACCESS_TOKEN", raising=False)
+    monkeypatch.setenv("GENESYS_CLIENT_ID", "client-7")
+    monkeypatch.setenv("GENESYS_CLIENT_SECRET", "s3cret")
+
+
+def test_genesys_signs_in_with_client_credentials_and_reuses_the_token(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _genesys_env(monkeypatch)
+    issued = _genesys_platform(receiver)
+    cfg = config(kind="genesys", base_url=receiver.url, login_url=receiver.url)
+    for n in range(3):
+        assert route_decision(route(f"conv-{n}", participant_id="p", queue="q"), cfg) == 200
+    login, *patches = receiver.requests
+    assert (login.method, login.path) == ("POST", "/oauth/token")
+    assert (
+        login.headers["authorization"] == "Basic " + base64.b64encode(b"client-7:s3cret").decode()
+    )
+    assert parse_qs(login.body.decode()) == {"grant_type": ["client_credentials"]}
+    assert issued == ["tok-1"]  # one sign-in for three decisions
+    assert [r.headers["authorization"] for r in patches] == ["Bearer tok-1"] * 3
+    assert [r.method for r in patches] == ["PATCH"] * 3
+
+
+def test_genesys_signs_in_again_on_401_and_before_expiry(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _genesys_env(monkeypatch)
+    monkeypatch.setenv("GENESYS_CLIENT_ID", "client-8")  # not the other test's cached token
+    issued = _genesys_platform(receiver)
+    cfg = config(kind="genesys", base_url=receiver.url, login_url=receiver.url)
+    route_decision(route("conv-1", participant_id="p"), cfg)
+    issued.append("tok-revoked-elsewhere")  # the platform now wants a newer token
+    assert route_decision(route("conv-2", participant_id="p"), cfg) == 200
+    paths = [r.path for r in receiver.requests]
+    assert paths.count("/oauth/token") == 2  # the 401 led to one new sign-in, then success
+    assert receiver.requests[-1].headers["authorization"] == f"Bearer {issued[-1]}"
+
+    receiver.requests.clear()
+    short = _genesys_platform(receiver, expires_in=30)  # inside the renewal margin
+    monkeypatch.setenv("GENESYS_CLIENT_ID", "client-9")
+    route_decision(route("conv-3", participant_id="p"), cfg)
+    route_decision(route("conv-4", participant_id="p"), cfg)
+    assert short == ["tok-1", "tok-2"]  # a token about to expire is not reused
+
+
+def test_genesys_credentials_errors_are_clear(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("GENESYS_ACCESS_TOKEN", "GENESYS_CLIENT_ID", "GENESYS_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = config(kind="genesys", base_url=receiver.url, login_url=receiver.url)
+    with pytest.raises(ConfigError, match="GENESYS_ACCESS_TOKEN, or GENESYS_CLIENT_ID"):
+        route_decision(route(participant_id="p"), cfg)
+    assert receiver.requests == []
+    monkeypatch.setenv("GENESYS_CLIENT_ID", "client-x")
+    monkeypatch.setenv("GENESYS_CLIENT_SECRET", "wrong")
+    receiver.script = [Reply(401)]
+    with pytest.raises(ConfigError, match="refused the client credentials") as err:
+        route_decision(route(participant_id="p"), cfg)
+    assert "wrong" not in str(err.value)
+    receiver.script = [Reply(503)]
+    with pytest.raises(RetryableError, match="sign-in: HTTP 503"):
+        route_decision(route(participant_id="p"), cfg)
+
+
+def test_genesys_login_host_follows_the_region() -> None:
+    from connectors.routing import GenesysTarget
+
+    target = GenesysTarget(name="g", kind="genesys", base_url="https://api.mypurecloud.de")
+    assert target.token_url == "https://login.mypurecloud.de/oauth/token"
+    with pytest.raises(ValueError, match="http:// or https://"):
+        GenesysTarget(name="g", kind="genesys", login_url="ftp://login.example")

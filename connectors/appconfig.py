@@ -4,6 +4,7 @@ outbox, routing). One YAML file (``configs/callsense.yaml``) feeds both."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -27,14 +28,20 @@ class AppConfig(CallsenseConfig):
 
     @model_validator(mode="after")
     def _check_connectors(self) -> AppConfig:
-        self.webhooks_config()  # unique endpoint names
-        names = {t.name for t in self.routing}
-        if self.routing_default is not None and self.routing_default not in names:
-            raise ValueError(f"routing_default {self.routing_default!r} is not a routing target")
+        self.webhooks_config()  # unique endpoint names, a known routing_default
         return self
 
     def webhooks_config(self) -> WebhooksConfig:
-        return WebhooksConfig(webhooks=self.webhooks, outbox=self.outbox)
+        return WebhooksConfig(
+            webhooks=self.webhooks,
+            outbox=self.outbox,
+            routing=self.routing,
+            routing_default=self.routing_default,
+        )
+
+    def delivery_endpoints(self) -> list[Any]:
+        """The outbox's endpoints: webhooks and routing targets."""
+        return self.webhooks_config().endpoints()
 
     def routing_config(self) -> RoutingConfig:
         return RoutingConfig(routing=self.routing, default_target=self.routing_default)

@@ -108,7 +108,7 @@ def analyze(
 
     summaries = [r.summary for r in results]
     out_console.print(summary_table(summaries, failed, title="callsense analyze"))
-    if cfg.webhooks:
+    if cfg.delivery_endpoints():
         _deliver(results, cfg, deadline)
     err_console.print(f"outputs in {out}/")
     if failed:

@@ -206,7 +206,7 @@ def replay(
     with sink as fh:
         for call in _calls(transcripts, problems):
             decisions = replay_transcript(call, rules_engine)
-            if app_cfg is not None and app_cfg.webhooks:
+            if app_cfg is not None and app_cfg.delivery_endpoints():
                 delivered.extend(decisions)
             for d in decisions:
                 if fh is not None:
@@ -228,7 +228,7 @@ def replay(
     table.add_row(f"{totals[0]} calls", *map(str, totals[1:]), style="bold")
     (out_console if out is not None else err_console).print(table)
     rules_engine.close()
-    if app_cfg is not None and app_cfg.webhooks:
+    if app_cfg is not None and app_cfg.delivery_endpoints():
         from connectors.cli_webhooks import print_report
         from connectors.outbox import deliver_decisions
 

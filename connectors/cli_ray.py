@@ -65,7 +65,7 @@ def analyze_on_ray(
     out_console.print(
         summary_table(report.summaries, report.failed, title="callsense analyze (engine: ray)")
     )
-    if cfg.webhooks:
+    if cfg.delivery_endpoints():
         from connectors.cli_webhooks import print_report
         from connectors.outbox import deliver_decisions
 

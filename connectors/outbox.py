@@ -6,7 +6,9 @@
 outcome; a process killed mid-send leaves its lease to expire and the next deliverer sends
 again — at-least-once, receivers deduplicate on ``webhook-id``. Ids are derived from the
 decision itself (call, rule, time, policy hash), so enqueueing the same decision twice —
-a replay re-run, a crash between enqueue and exit — adds nothing.
+a replay re-run, a crash between enqueue and exit — adds nothing. Routing targets are
+endpoints too (``connectors.route_delivery``): a ``route`` decision's message is the
+decision, carried out by the platform adapter with the same leases, retries and dead letters.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from connectors.route_delivery import RouteEndpoint
 from connectors.storage import create_schema, make_engine, metadata
 from connectors.templates import PayloadTemplate
 from connectors.webhooks import (
@@ -54,6 +57,7 @@ from connectors.webhooks import (
 
 __all__ = [
     "DeliveryReport",
+    "Endpoint",
     "Outbox",
     "OutboxMessage",
     "decision_id",
@@ -62,6 +66,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+Endpoint = WebhookEndpoint | RouteEndpoint
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
@@ -194,7 +200,7 @@ class Outbox:
     def __init__(
         self,
         engine: Engine,
-        endpoints: Sequence[WebhookEndpoint] = (),
+        endpoints: Sequence[Endpoint] = (),
         *,
         lease_s: float = 60.0,
         concurrency: int = 16,
@@ -202,28 +208,27 @@ class Outbox:
         self.engine = engine
         self.lease_s = lease_s
         self.concurrency = concurrency
-        self._endpoints: dict[str, WebhookEndpoint] = {}
+        self._endpoints: dict[str, Endpoint] = {}
         self._templates: dict[str, PayloadTemplate] = {}
         self._postgres = engine.dialect.name == "postgresql"
         create_schema(engine)
         for ep in endpoints:
             self.add_endpoint(ep)
 
-    def add_endpoint(self, endpoint: WebhookEndpoint) -> None:
+    def add_endpoint(self, endpoint: Endpoint) -> None:
         """Make ``endpoint`` known for delivery (its messages are otherwise left pending)."""
         self._endpoints[endpoint.name] = endpoint
-        self._templates[endpoint.name] = endpoint.payload_template()
+        if isinstance(endpoint, WebhookEndpoint):
+            self._templates[endpoint.name] = endpoint.payload_template()
 
     # -- writing ---------------------------------------------------------------------------
 
-    def enqueue(
-        self, decision: Mapping[str, Any], endpoints: Sequence[WebhookEndpoint]
-    ) -> list[str]:
+    def enqueue(self, decision: Mapping[str, Any], endpoints: Sequence[Endpoint]) -> list[str]:
         """Commit ``decision`` and its messages; return the webhook-ids of the interested ones."""
         return self.enqueue_many([decision], endpoints)
 
     def enqueue_many(
-        self, decisions: Iterable[Mapping[str, Any]], endpoints: Sequence[WebhookEndpoint]
+        self, decisions: Iterable[Mapping[str, Any]], endpoints: Sequence[Endpoint]
     ) -> list[str]:
         """Like ``enqueue`` for many decisions in one transaction (a replay's batch)."""
         for ep in endpoints:
@@ -253,21 +258,25 @@ class Outbox:
                 if not ep.wants(d):
                     continue
                 wid = webhook_id(did, ep.name)
-                tpl = self._templates[ep.name]
-                body = tpl.render(
-                    d,
-                    webhook_id=wid,
-                    decision_id=did,
-                    enqueued_at=enqueued_at,
-                    vars=ep.template_vars,
-                )
+                body: Any = d  # a route carries the decision to its platform adapter
+                content_type = "application/json"
+                if isinstance(ep, WebhookEndpoint):
+                    tpl = self._templates[ep.name]
+                    body = tpl.render(
+                        d,
+                        webhook_id=wid,
+                        decision_id=did,
+                        enqueued_at=enqueued_at,
+                        vars=ep.template_vars,
+                    )
+                    content_type = tpl.spec.content_type
                 msg_rows.append(
                     {
                         "webhook_id": wid,
                         "decision_id": did,
                         "endpoint": ep.name,
                         "payload": _dumps(body),
-                        "content_type": tpl.spec.content_type,
+                        "content_type": content_type,
                         "status": PENDING,
                         "attempts": 0,
                         "next_attempt_at": now,
@@ -309,19 +318,23 @@ class Outbox:
                 ),
             )
             for name, ep in self._endpoints.items()
+            if isinstance(ep, WebhookEndpoint)
         }
         sem = asyncio.Semaphore(self.concurrency)
 
         async def attempt(msg: _Claimed) -> tuple[_Claimed, AttemptResult]:
             ep = self._endpoints[msg.endpoint]
             async with sem:
-                result = await send_once(
-                    clients[msg.endpoint],
-                    ep,
-                    msg.webhook_id,
-                    msg.payload.encode(),
-                    content_type=msg.content_type,
-                )
+                if isinstance(ep, RouteEndpoint):
+                    result = await ep.deliver(json.loads(msg.payload))
+                else:
+                    result = await send_once(
+                        clients[msg.endpoint],
+                        ep,
+                        msg.webhook_id,
+                        msg.payload.encode(),
+                        content_type=msg.content_type,
+                    )
             log.info(
                 "webhook %s to %s: %s%s",
                 msg.webhook_id,
@@ -556,13 +569,14 @@ def deliver_decisions(
     """
     engine = make_engine(db_url or config.outbox.db_url)
     try:
+        endpoints = config.endpoints()
         outbox = Outbox(
             engine,
-            config.webhooks,
+            endpoints,
             lease_s=config.outbox.lease_s,
             concurrency=config.outbox.concurrency,
         )
-        outbox.enqueue_many(decisions, config.webhooks)
+        outbox.enqueue_many(decisions, endpoints)
         return outbox.deliver_pending(
             config.outbox.deadline_s if deadline_s is None else deadline_s
         )

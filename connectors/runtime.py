@@ -116,9 +116,10 @@ class Runtime:
         self.store = CallStore(self.engine)
         self.keys = KeyStore(self.engine)
         self.policies = PolicyStore(self.engine, cfg.policies)
+        self.endpoints = cfg.delivery_endpoints()  # webhooks and routing targets
         self.outbox = Outbox(
             self.engine,
-            cfg.webhooks,
+            self.endpoints,
             lease_s=cfg.outbox.lease_s,
             concurrency=cfg.outbox.concurrency,
         )
@@ -152,7 +153,7 @@ class Runtime:
 
             self.scheduler = CallsenseScheduler(
                 self.outbox,
-                self.cfg.webhooks,
+                self.endpoints,
                 delivery_interval_s=max(60.0, self.settings.delivery_interval_s),
                 retention_days=self.cfg.outbox.retention_days,
                 retention_interval_s=self.cfg.retention.interval_s,
@@ -385,7 +386,7 @@ class Runtime:
     # -- webhooks --------------------------------------------------------------------------
 
     def enqueue_decisions(self, decisions: list[dict[str, Any]]) -> list[str]:
-        """Commit decisions to the outbox for the configured webhooks and wake the sender.
+        """Commit decisions to the outbox for the webhooks and routing targets; wake the sender.
 
         Thread-safe; live sessions call it for each decision as it fires.
         """
@@ -396,9 +397,9 @@ class Runtime:
                     self.scheduler.schedule_sla_followup(
                         d, float(follow_up["after"]), priority=str(follow_up["priority"])
                     )
-        if not decisions or not self.cfg.webhooks:
+        if not decisions or not self.endpoints:
             return []
-        ids = self.outbox.enqueue_many(decisions, self.cfg.webhooks)
+        ids = self.outbox.enqueue_many(decisions, self.endpoints)
         self.wake_delivery()
         return ids
 
@@ -428,7 +429,7 @@ class Runtime:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=interval)
             self._wake.clear()
-            if not self.cfg.webhooks:
+            if not self.endpoints:
                 continue
             try:
                 report = await self.outbox.adeliver_pending(interval)

@@ -20,9 +20,8 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Column, Engine, Float, String, Table, select
 
-from connectors.outbox import Outbox, decision_id, plain_decision
+from connectors.outbox import Endpoint, Outbox, decision_id, plain_decision
 from connectors.storage import create_schema, metadata
-from connectors.webhooks import WebhookEndpoint
 
 __all__ = ["CallsenseScheduler", "resolutions_table"]
 
@@ -48,7 +47,7 @@ class CallsenseScheduler:
     def __init__(
         self,
         outbox: Outbox,
-        endpoints: Sequence[WebhookEndpoint] = (),
+        endpoints: Sequence[Endpoint] = (),
         *,
         delivery_interval_s: float = 5.0,
         delivery_deadline_s: float = 30.0,

@@ -41,6 +41,7 @@ from pydantic import (
     model_validator,
 )
 
+from connectors.routing import RouteTarget
 from connectors.templates import PayloadTemplate, load_template
 from rules.errors import ConfigError
 
@@ -263,12 +264,30 @@ class OutboxSettings(BaseModel):
 
 
 class WebhooksConfig(BaseModel):
-    """The ``webhooks:`` and ``outbox:`` keys of ``configs/callsense.yaml``."""
+    """What leaves through the outbox: the ``webhooks:``, ``outbox:``, ``routing:`` and
+    ``routing_default:`` keys of ``configs/callsense.yaml``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     webhooks: list[WebhookEndpoint] = Field(default_factory=list)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    routing: list[RouteTarget] = Field(default_factory=list)
+    routing_default: str | None = None
+
+    @model_validator(mode="after")
+    def _known_default(self) -> WebhooksConfig:
+        names = {t.name for t in self.routing}
+        if self.routing_default is not None and self.routing_default not in names:
+            raise ValueError(f"routing_default {self.routing_default!r} is not a routing target")
+        return self
+
+    def endpoints(self) -> list[Any]:
+        """Every outbox endpoint: the webhooks, then one per routing target."""
+        from connectors.route_delivery import route_endpoints
+        from connectors.routing import RoutingConfig
+
+        routing = RoutingConfig(routing=self.routing, default_target=self.routing_default)
+        return [*self.webhooks, *route_endpoints(routing)]
 
     @field_validator("webhooks")
     @classmethod
@@ -282,12 +301,13 @@ class WebhooksConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path) -> WebhooksConfig:
-        """Read only ``webhooks:``/``outbox:`` from a config file that may hold other keys."""
+        """Read only the delivery keys from a config file that may hold other keys."""
         from rules.yamlsource import load_yaml, validate_data
 
         src = load_yaml(path)
         data = src.data if isinstance(src.data, dict) else {}
-        src.data = {k: data[k] for k in ("webhooks", "outbox") if k in data}
+        keys = ("webhooks", "outbox", "routing", "routing_default")
+        src.data = {k: data[k] for k in keys if k in data}
         return validate_data(cls, src)
 
 

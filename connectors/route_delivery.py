@@ -1,0 +1,73 @@
+"""Routing targets as outbox endpoints: a ``route`` decision is committed to the outbox with
+the webhooks, then carried out by its platform adapter (``connectors.routing``).
+
+So a route survives what a webhook survives: a platform that is briefly down (5xx, 429,
+network) is retried, a crash between the decision and the request is picked up by the
+next deliverer, and a refused request (4xx, missing credentials) becomes a dead letter
+that ``callsense webhooks failed`` lists. Routes move live calls, so they retry quickly
+(0.5, 1, 2 s) and give up after four attempts: a transfer minutes late is no transfer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from connectors.routing import RouteTarget, RoutingAdapter, RoutingConfig, adapter_for
+from connectors.webhooks import AttemptResult, Outcome, RetryPolicy
+from rules.errors import CallsenseError, RetryableError
+
+__all__ = ["ROUTE_PREFIX", "ROUTE_RETRY", "RouteEndpoint", "route_endpoints"]
+
+ROUTE_PREFIX = "route:"
+ROUTE_RETRY = RetryPolicy(schedule_s=[0.5, 1.0, 2.0])
+
+
+@dataclass(frozen=True, slots=True)
+class RouteEndpoint:
+    """One routing target in the outbox; it receives the ``route`` decisions aimed at it."""
+
+    target: RouteTarget
+    default: bool  # takes the route decisions that name no target
+    retry: RetryPolicy = ROUTE_RETRY
+    adapter: RoutingAdapter = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "adapter", adapter_for(self.target))
+
+    @property
+    def name(self) -> str:
+        """The outbox's endpoint name; cannot clash with a webhook's (no ':' allowed there)."""
+        return ROUTE_PREFIX + self.target.name
+
+    def wants(self, decision: Mapping[str, Any]) -> bool:
+        if decision.get("action") != "route":
+            return False
+        named = (decision.get("params") or {}).get("target")
+        return named == self.target.name if named else self.default
+
+    async def deliver(self, decision: Mapping[str, Any]) -> AttemptResult:
+        """One attempt; never raises: faults become ``RETRY`` or ``DEAD`` with a safe message."""
+        try:
+            status = await asyncio.to_thread(self._send, decision)
+        except RetryableError as exc:
+            return AttemptResult(Outcome.RETRY, None, str(exc))
+        except CallsenseError as exc:  # request refused, bad params, credentials missing
+            return AttemptResult(Outcome.DEAD, None, str(exc))
+        return AttemptResult(Outcome.DELIVERED, status)
+
+    def _send(self, decision: Mapping[str, Any]) -> int:
+        with httpx.Client(follow_redirects=False) as client:
+            return self.adapter.send(decision, client)
+
+
+def route_endpoints(config: RoutingConfig) -> list[RouteEndpoint]:
+    """One endpoint per target; the default one (or the only one) takes untargeted routes."""
+    default = config.default_target
+    if default is None and len(config.routing) == 1:
+        default = config.routing[0].name
+    return [RouteEndpoint(t, default=t.name == default, retry=ROUTE_RETRY) for t in config.routing]

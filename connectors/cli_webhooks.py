@@ -51,7 +51,7 @@ def _outbox(config: Path | None, db: str | None) -> tuple[Outbox, WebhooksConfig
     cfg = _load(config)
     engine = make_engine(db or cfg.outbox.db_url)
     outbox = Outbox(
-        engine, cfg.webhooks, lease_s=cfg.outbox.lease_s, concurrency=cfg.outbox.concurrency
+        engine, cfg.endpoints(), lease_s=cfg.outbox.lease_s, concurrency=cfg.outbox.concurrency
     )
     return outbox, cfg
 

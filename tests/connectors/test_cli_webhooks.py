@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from connectors.cli import app
 from connectors.outbox import Outbox
 from connectors.storage import make_engine
+from connectors.webhooks import WebhooksConfig
 
 from .conftest import Receiver, Reply
 from .helpers import decision, endpoint
@@ -47,4 +48,26 @@ def test_failed_retry_deliver(tmp_path: Path, receiver: Receiver, secret: str) -
     bad.write_text(f"webhooks:\n  - name: t\n    url: gopher://x/\n    secret: {secret}\n")
     broken = runner.invoke(app, ["webhooks", "deliver", "-c", str(bad), "--db", db])
     assert broken.exit_code == 2
+    engine.dispose()
+
+
+def test_a_dead_route_is_listed_retried_and_delivered(tmp_path: Path, receiver: Receiver) -> None:
+    db = f"sqlite:///{tmp_path / 'cs.db'}"
+    config = tmp_path / "callsense.yaml"
+    config.write_text(f"routing:\n  - name: cc\n    kind: http\n    url: {receiver.url}/route\n")
+    cfg = WebhooksConfig.from_file(config)
+    engine = make_engine(db)
+    route = {**decision(4, action="route"), "params": {"queue": "priority"}}
+    (wid,) = Outbox(engine).enqueue(route, cfg.endpoints())
+    receiver.default = Reply(404)
+    runner = CliRunner()
+    first = runner.invoke(app, ["webhooks", "deliver", "-c", str(config), "--db", db])
+    assert first.exit_code == 0 and "1 dead-lettered" in first.output, first.output
+    listed = runner.invoke(app, ["webhooks", "failed", "--db", db], env={"COLUMNS": "250"})
+    assert wid in listed.output and "route:cc" in listed.output and "404" in listed.output
+    receiver.default = Reply(200)
+    assert runner.invoke(app, ["webhooks", "retry", wid, "--db", db]).exit_code == 0
+    second = runner.invoke(app, ["webhooks", "deliver", "-c", str(config), "--db", db])
+    assert second.exit_code == 0 and "1 delivered" in second.output, second.output
+    assert [r.path for r in receiver.requests] == ["/route", "/route"]
     engine.dispose()

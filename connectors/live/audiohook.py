@@ -150,7 +150,11 @@ async def audiohook(websocket: WebSocket) -> None:
                 roles = {i: ROLES[c] for i, c in enumerate(s.media.channels)}
                 fmt = StreamFormat(8000, len(s.media.channels), "mulaw", roles)  # type: ignore[arg-type]
                 s.live = await LiveSession.open(
-                    websocket.app, _call_id(msg.id), fmt, protocol="audiohook"
+                    websocket.app,
+                    _call_id(msg.id),
+                    fmt,
+                    protocol="audiohook",
+                    platform=_genesys_ids(msg.parameters),
                 )
                 await s.send("opened", {"startPaused": False, "media": [s.media.model_dump()]})
             elif s.id is None:
@@ -180,6 +184,18 @@ async def audiohook(websocket: WebSocket) -> None:
         if s.live is not None:
             await s.live.finish(error)
         await close_quietly(websocket, code, error or "")
+
+
+def _genesys_ids(parameters: dict[str, Any]) -> dict[str, str]:
+    """The conversation and the monitored participant, where a Genesys route acts."""
+    ids: dict[str, str] = {}
+    conversation = parameters.get("conversationId")
+    participant = parameters.get("participant")
+    if isinstance(conversation, str) and conversation:
+        ids["conversation_id"] = conversation[:128]
+    if isinstance(participant, dict) and isinstance(participant.get("id"), str):
+        ids["participant_id"] = participant["id"][:128]
+    return ids
 
 
 def _call_id(session_id: str) -> str:

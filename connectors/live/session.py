@@ -16,7 +16,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
@@ -136,6 +136,7 @@ class _Record:
     app: FastAPI
     call_id: str
     protocol: str
+    platform: dict[str, str] = field(default_factory=dict)  # the platform's ids for routes
     stored: bool = False
 
     @property
@@ -170,7 +171,12 @@ class _Record:
             runtime.metrics.utterances_total.inc()
         elif isinstance(event, DecisionEvent):
             await asyncio.to_thread(runtime.store.add_decisions, self.call_id, [event.decision])
-            await asyncio.to_thread(runtime.enqueue_decisions, [event.decision.to_dict()])
+            outgoing = event.decision.to_dict()
+            if outgoing.get("action") == "route" and self.platform:
+                # where the platform adapter must act: the stream's own ids (a policy's
+                # explicit params win)
+                outgoing["params"] = {**self.platform, **(outgoing.get("params") or {})}
+            await asyncio.to_thread(runtime.enqueue_decisions, [outgoing])
             runtime.metrics.decisions_total.labels(event.decision.rule).inc()
 
     async def end(self, result: CallResult | None, error: str | None) -> None:
@@ -196,10 +202,18 @@ class _Record:
 class LiveSession:
     """One call over one connection; see the module doc."""
 
-    def __init__(self, app: FastAPI, call: LiveCall, *, protocol: str, send: Sender | None) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        call: LiveCall,
+        *,
+        protocol: str,
+        send: Sender | None,
+        platform: dict[str, str] | None = None,
+    ) -> None:
         self.call = call
         self.protocol = protocol
-        self.record = _Record(app, call.call_id, protocol)
+        self.record = _Record(app, call.call_id, protocol, dict(platform or {}))
         self.client_gone = asyncio.Event()
         self.gone_reason = ""  # "client too slow" or "client disconnected"
         self.result: CallResult | None = None
@@ -218,14 +232,17 @@ class LiveSession:
         *,
         protocol: str,
         send: Sender | None = None,
+        platform: dict[str, str] | None = None,
     ) -> LiveSession:
+        """``platform``: the contact center's ids of the call (a Genesys conversation and
+        participant, a Twilio CallSid), added to its ``route`` decisions."""
         engine = await live_engine(app)
         orchestrator = None
         runtime = getattr(app.state, "runtime", None)
         if runtime is not None and hasattr(runtime, "orchestrator_for"):
             orchestrator, _ = runtime.orchestrator_for(None, with_tts=False)
         session = cls(app, engine.open(call_id, fmt, orchestrator=orchestrator),
-                      protocol=protocol, send=send)  # fmt: skip
+                      protocol=protocol, send=send, platform=platform)  # fmt: skip
         await session.record.begin(fmt.language)
         await session.call.start()
         session._pump = asyncio.create_task(session._run_pump(), name=f"live-{call_id}-pump")

@@ -119,7 +119,11 @@ async def twilio(websocket: WebSocket) -> None:
                          for t, i in channels.items()}  # fmt: skip
                 fmt = StreamFormat(8000, len(channels), "mulaw", roles)
                 session = await LiveSession.open(
-                    websocket.app, _call_id(start.callSid), fmt, protocol="twilio"
+                    websocket.app,
+                    _call_id(start.callSid),
+                    fmt,
+                    protocol="twilio",
+                    platform={"call_sid": start.callSid},
                 )
                 continue
             if event == "media":

@@ -119,3 +119,31 @@ def twilio_stop(call_sid: str) -> str:
             "stop": {"accountSid": "AC" + "0" * 32, "callSid": call_sid},
         }
     )
+
+
+class AudioHookClient:
+    """The Genesys side of an AudioHook session."""
+
+    def __init__(self, ws: Any, session_id: str) -> None:
+        self.ws, self.id, self.seq, self.serverseq = ws, session_id, 0, 0
+
+    async def send(self, type_: str, **parameters: Any) -> None:
+        self.seq += 1
+        await self.ws.send(
+            json.dumps(
+                {
+                    "version": "2",
+                    "type": type_,
+                    "seq": self.seq,
+                    "serverseq": self.serverseq,
+                    "id": self.id,
+                    "position": "PT0S",
+                    "parameters": parameters,
+                }
+            )
+        )
+
+    async def recv(self) -> dict[str, Any]:
+        msg: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), 30))
+        self.serverseq = msg["seq"]
+        return msg

@@ -17,7 +17,15 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.live.client import Pacer, Received, collect, send_pcm, twilio_messages, twilio_stop
+from tests.live.client import (
+    AudioHookClient,
+    Pacer,
+    Received,
+    collect,
+    send_pcm,
+    twilio_messages,
+    twilio_stop,
+)
 from tests.live.conftest import CallAudio, LiveService
 
 pytestmark = pytest.mark.model
@@ -150,34 +158,6 @@ def test_twilio_media_streams_both_tracks(live_service: LiveService, call_audio:
     assert record is not None and record.status == "done" and record.escalated
     speakers = [u["speaker"] for u in store.utterances(call_sid)]
     assert speakers == [t.speaker for t in call_audio.timeline]
-
-
-class AudioHookClient:
-    """The Genesys side of an AudioHook session."""
-
-    def __init__(self, ws: Any, session_id: str) -> None:
-        self.ws, self.id, self.seq, self.serverseq = ws, session_id, 0, 0
-
-    async def send(self, type_: str, **parameters: Any) -> None:
-        self.seq += 1
-        await self.ws.send(
-            json.dumps(
-                {
-                    "version": "2",
-                    "type": type_,
-                    "seq": self.seq,
-                    "serverseq": self.serverseq,
-                    "id": self.id,
-                    "position": "PT0S",
-                    "parameters": parameters,
-                }
-            )
-        )
-
-    async def recv(self) -> dict[str, Any]:
-        msg: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), 30))
-        self.serverseq = msg["seq"]
-        return msg
 
 
 def test_audiohook_open_stream_close(live_service: LiveService, call_audio: CallAudio) -> None:

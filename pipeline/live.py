@@ -39,6 +39,7 @@ from pipeline.config import CallsenseConfig
 from pipeline.model import CallTranscript, Segment, Speaker, Utterance
 from pipeline.orchestrator import CallRun, Orchestrator, SpokenReply, StageError, TtsStage
 from pipeline.recognizer import LANGUAGES, Recognition, Recognizer
+from pipeline.redact import Redactor
 from pipeline.segmentation import lowest_energy_point
 from pipeline.transcribe import utterance_from
 from pipeline.tts import FallbackTts, OutputFormat
@@ -103,7 +104,7 @@ class StreamFormat:
     channels: int = 1
     encoding: Encoding = "pcm16"
     roles: Mapping[int, Speaker] | None = None
-    language: str = "auto"
+    language: str | None = None  # None: the config's recognizer.language
 
     def __post_init__(self) -> None:
         if self.sample_rate not in (8000, SAMPLE_RATE):
@@ -112,7 +113,7 @@ class StreamFormat:
             raise InputError(f"channels must be 1 or 2 (got {self.channels})")
         if self.encoding not in ("pcm16", "mulaw"):
             raise InputError(f"encoding must be pcm16 or mulaw (got {self.encoding!r})")
-        if self.language not in LANGUAGES:
+        if self.language is not None and self.language not in LANGUAGES:
             raise InputError(f"language must be one of {', '.join(LANGUAGES)}")
         for index in self.roles or {}:
             if not 0 <= index < self.channels:
@@ -476,6 +477,9 @@ class LiveEngine:
     ) -> None:
         self.cfg = cfg
         self.live = live or LiveConfig()
+        # PII is redacted as each utterance is made, before anything sees it (as in batch);
+        # a missing encryption key for the sealed original fails here, at start-up
+        self.redactor = Redactor(cfg.redaction)
         self.vad = vad or StreamingVad(cfg.vad, chunk_s=self.live.vad_chunk_s)
         # TTS runs after a turn's decisions went out, so it is taken out of the stages
         self.tts: FallbackTts | None = None
@@ -563,6 +567,11 @@ class LiveCall:
         if fmt.roles is not None:
             audio_cfg = audio_cfg.model_copy(update={"channels": dict(fmt.roles)})
         self._speakers = [speaker_for(i, fmt.channels, audio_cfg) for i in range(fmt.channels)]
+        if fmt.channels == 1 and fmt.roles and 0 in fmt.roles:
+            # a one-track stream says whose track it is (Twilio's outbound only, an AudioHook
+            # "internal" channel): that beats audio.mono_speaker, which is for mixed calls
+            self._speakers = [fmt.roles[0]]
+        self.language = fmt.language or engine.cfg.recognizer.language
         self._remainder = b""
         self._lock = asyncio.Lock()
         self._events: asyncio.Queue[LiveEvent] = asyncio.Queue()
@@ -658,7 +667,7 @@ class LiveCall:
             if final or seg.ready:
                 out.extend((seg.channel, c) for c in seg.step(final=final))
         out.sort(key=lambda item: (item[1].segment.end, item[0]))
-        futures = [self.engine.worker.submit(c.clip, self.fmt.language) for _, c in out]
+        futures = [self.engine.worker.submit(c.clip, self.language) for _, c in out]
         return [
             _Queued(self._mark(c), self._speakers[ch], future)
             for (ch, c), future in zip(out, futures, strict=True)
@@ -742,7 +751,12 @@ class LiveCall:
             self._error("recognizer", exc, seg.end)
             return
         utterance = utterance_from(
-            seg, recognition, call_id=self.call_id, speaker=item.speaker, cfg=self.engine.cfg
+            seg,
+            recognition,
+            call_id=self.call_id,
+            speaker=item.speaker,
+            cfg=self.engine.cfg,
+            redactor=self.engine.redactor,
         )
         turn = await asyncio.to_thread(self._run.feed, utterance)
         self._state.utterances.append(utterance)

@@ -243,7 +243,7 @@ class LiveSession:
             orchestrator, _ = runtime.orchestrator_for(None, with_tts=False)
         session = cls(app, engine.open(call_id, fmt, orchestrator=orchestrator),
                       protocol=protocol, send=send, platform=platform)  # fmt: skip
-        await session.record.begin(fmt.language)
+        await session.record.begin(session.call.language)
         await session.call.start()
         session._pump = asyncio.create_task(session._run_pump(), name=f"live-{call_id}-pump")
         if send is not None:

@@ -58,7 +58,9 @@ class StartMessage(BaseModel):
     channels: Literal[1, 2] = 1
     encoding: Literal["pcm16", "mulaw"] = "pcm16"
     roles: dict[Literal["0", "1"], Speaker] | None = None
-    language: Literal["auto", "zh", "en", "yue", "ja", "ko"] = "auto"
+    language: Literal["auto", "zh", "en", "yue", "ja", "ko"] | None = Field(
+        None, description="default: the config's recognizer.language"
+    )
     policy: str | None = Field(None, description="reserved: the active policy set is used")
 
     def stream_format(self) -> StreamFormat:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from pipeline.live import (
     _ChannelSegmenter,
     _Upsampler,
 )
+from pipeline.recognizer import Recognition, Recognizer, RecognizerCapabilities
 from pipeline.segmentation import SegmentationConfig
 from pipeline.transcribe import build_transcriber
 
@@ -221,3 +223,68 @@ def test_two_worker_threads_answer_every_request(keyed_recognizer, angry_call) -
     finally:
         worker.close()
     assert worker.stats.clips == len(clips)
+
+
+class _HearsACardNumber(Recognizer):
+    """Says the same rich transcript for every segment and remembers the languages asked:
+    stands in for what the model would hear when a caller reads out a card number."""
+
+    capabilities = RecognizerCapabilities(name="hears-a-card", confidence=False)
+
+    def __init__(self) -> None:
+        self.languages: list[str | None] = []
+
+    def recognize(
+        self, clips: Sequence[np.ndarray], *, language: str | None = "auto"
+    ) -> list[Recognition]:
+        self.languages.append(language)
+        text = "<|en|><|ANGRY|><|Speech|><|withitn|>My card is 4111 1111 1111 1111, charge it."
+        return [Recognition(raw=text) for _ in clips]
+
+
+def test_live_utterances_are_redacted_in_the_configs_language_with_the_tracks_role(
+    cfg: CallsenseConfig, vad: StreamingVad, angry_call: tuple[Path, list]
+) -> None:
+    """A one-track stream (Twilio's outbound track alone) of the agent: the card number never
+    leaves the engine, the config's language is asked for, and the speaker is the agent —
+    so, by the compliance default, no emotion is kept."""
+    from pipeline.analyze import build_orchestrator
+
+    path, _ = angry_call
+    agent = decode(path).channels[1]
+    data = (agent * 32768).round().clip(-32768, 32767).astype("<i2").tobytes()
+    english = cfg.model_copy(
+        update={"recognizer": cfg.recognizer.model_copy(update={"language": "en"})}
+    )
+    recognizer = _HearsACardNumber()
+    engine = LiveEngine(english, recognizer, build_orchestrator(english, with_tts=False), vad=vad)
+
+    async def main() -> list:
+        call = engine.open("one-track", StreamFormat(16000, 1, roles={0: "agent"}))
+        await call.start()
+        events: list = []
+
+        async def read() -> None:
+            async for ev in call.events():
+                events.append(ev)
+
+        reader = asyncio.create_task(read())
+        for i in range(0, len(data), 640):
+            await call.feed(data[i : i + 640])
+        await call.close()
+        await reader
+        return events
+
+    try:
+        events = asyncio.run(main())
+    finally:
+        engine.close()
+    utterances = [e.utterance for e in events if isinstance(e, UtteranceEvent)]
+    assert utterances
+    for u in utterances:
+        assert "4111" not in u.text and "4111" not in u.raw
+        assert u.text == "My card is [CARD], charge it."
+        assert u.speaker == "agent" and u.emotion is None
+    assert set(recognizer.languages) == {"en"}
+    result = events[-1].result
+    assert "4111" not in repr(result.transcript)

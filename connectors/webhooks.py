@@ -237,7 +237,14 @@ class WebhookEndpoint(BaseModel):
         return load_template(self.template)
 
     def wants(self, decision: Mapping[str, Any]) -> bool:
-        """Does this endpoint receive ``decision`` (its actions and rules filters)?"""
+        """Does this endpoint receive ``decision`` (its actions and rules filters)?
+
+        A policy's ``webhook: {endpoint: NAME}`` action goes to that endpoint only.
+        """
+        if decision.get("action") == "webhook":
+            named = (decision.get("params") or {}).get("endpoint")
+            if named and named != self.name:
+                return False
         if self.actions is not None and decision.get("action") not in self.actions:
             return False
         if self.rules is not None:

@@ -237,6 +237,14 @@ class CustomMark(_Strict):
 
 class RouteParams(_Strict):
     queue: Annotated[str, Field(min_length=1)]
+    target: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            description="a routing target from the config (default: routing_default, or the "
+            "only target)",
+        ),
+    ] = None
 
 
 class WebhookParams(_Strict):
@@ -274,7 +282,7 @@ class Route(_Strict):
     route: RouteParams
 
     def decision(self) -> tuple[str, dict[str, Any]]:
-        return "route", self.route.model_dump()
+        return "route", self.route.model_dump(exclude_none=True)
 
 
 class Webhook(_Strict):

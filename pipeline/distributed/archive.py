@@ -51,13 +51,18 @@ class TranscribeActor:
 
     def __init__(self, cfg: CallsenseConfig, factory: str | None, cache_dir: str | None) -> None:
         from pipeline.cache import ResultCache
+        from pipeline.redact import Redactor
         from pipeline.transcribe import Transcriber
         from pipeline.vad import build_vad
 
         cache = ResultCache(cache_dir) if cache_dir is not None else None
         recognizer = resolve_factory(factory)(cfg.recognizer)
         self._transcriber = Transcriber(
-            cfg=cfg, vad=build_vad(cfg.vad), recognizer=recognizer, cache=cache
+            cfg=cfg,
+            vad=build_vad(cfg.vad),
+            recognizer=recognizer,
+            cache=cache,
+            redactor=Redactor(cfg.redaction),  # as local analyze: nothing stored unredacted
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:

@@ -160,3 +160,34 @@ def test_app_config_lists_routing_targets_among_its_endpoints(secret: str) -> No
     assert [e.name for e in cfg.delivery_endpoints()] == ["t", "route:cc"]
     with pytest.raises(ValueError, match="routing_default 'nope'"):
         AppConfig.model_validate({"routing": [], "routing_default": "nope"})
+
+
+def test_a_policy_route_can_name_its_target(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.model import CallTranscript, Utterance
+    from pipeline.policy_stage import replay_transcript
+    from rules.engine import PolicyEngine
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "policy: p\nrules:\n  - id: vip\n    when: {speaker: customer, emotion: ANGRY}\n"
+        "    once: true\n    then:\n      - route: {queue: vip, target: backup}\n"
+    )
+    engine = PolicyEngine.load([policy])
+    utt = Utterance(
+        call_id="c1", channel=0, speaker="customer", start=0.0, end=2.0, source="speech", lang="en",
+        emotion="ANGRY", event="Speech", text="no", raw="<|en|><|ANGRY|><|Speech|>no",
+    )  # fmt: skip
+    (d,) = replay_transcript(CallTranscript(call_id="c1", utterances=(utt,), duration=2.0), engine)
+    engine.close()
+    assert d.to_dict()["params"] == {"queue": "vip", "target": "backup"}
+    config = RoutingConfig.model_validate(
+        {
+            "routing": [
+                {"name": "cc", "kind": "http", "url": "http://127.0.0.1:9/a"},
+                {"name": "backup", "kind": "http", "url": "http://127.0.0.1:9/b"},
+            ],
+            "default_target": "cc",
+        }
+    )
+    cc, backup = route_endpoints(config)
+    assert backup.wants(d.to_dict()) and not cc.wants(d.to_dict())

@@ -208,3 +208,22 @@ def test_retry_after_forms() -> None:
     date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now + 30))
     assert 28 <= (parse_retry_after(date, now) or 0) <= 31
     assert parse_retry_after("soon") is None
+
+
+def test_a_policy_webhook_action_goes_to_the_endpoint_it_names(secret: str) -> None:
+    cfg = WebhooksConfig.model_validate(
+        {
+            "webhooks": [
+                {"name": name, "url": f"https://{name}.example.com/h", "secret": secret,
+                 "actions": ["webhook", "escalate"]}
+                for name in ("crm", "tickets")
+            ]
+        }
+    )  # fmt: skip
+    crm, tickets = cfg.webhooks
+    named = {"action": "webhook", "rule": "r", "params": {"endpoint": "tickets"}}
+    assert (crm.wants(named), tickets.wants(named)) == (False, True)
+    unnamed = {"action": "webhook", "rule": "r", "params": {}}
+    assert crm.wants(unnamed) and tickets.wants(unnamed)
+    escalate = {"action": "escalate", "rule": "r", "params": {"endpoint": "tickets"}}
+    assert crm.wants(escalate)  # only the webhook action is addressed by name

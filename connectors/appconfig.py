@@ -12,6 +12,7 @@ from connectors.retention import RetentionConfig
 from connectors.routing import RouteTarget, RoutingConfig
 from connectors.webhooks import OutboxSettings, WebhookEndpoint, WebhooksConfig
 from pipeline.config import CallsenseConfig, load_config
+from pipeline.live import LiveConfig
 
 __all__ = ["AppConfig", "load_app_config"]
 
@@ -22,6 +23,7 @@ class AppConfig(CallsenseConfig):
     routing: list[RouteTarget] = Field(default_factory=list)
     routing_default: str | None = None
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    live: LiveConfig = Field(default_factory=LiveConfig)
     max_calls: int | None = Field(
         None, ge=1, description="live calls this process takes; beyond, WebSockets get 1013"
     )

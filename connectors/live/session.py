@@ -85,7 +85,10 @@ async def live_engine(app: FastAPI) -> LiveEngine:
         if not runtime.ready:
             raise ProtocolError("the models are still loading; retry shortly", CLOSE_NOT_READY)
         recognizer = runtime.transcriber.recognizer
-        engine = await asyncio.to_thread(LiveEngine, runtime.cfg, recognizer, runtime.orchestrator)
+        live = getattr(runtime.cfg, "live", None)  # the config's ``live:`` section
+        engine = await asyncio.to_thread(
+            LiveEngine, runtime.cfg, recognizer, runtime.orchestrator, live=live
+        )
         app.state.live_engine = engine
         return engine
 

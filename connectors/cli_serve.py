@@ -112,11 +112,27 @@ def serve(
     _DrainingServer(config, drain_timeout_s=drain_timeout).run()
 
 
-def _store(db: str | None) -> KeyStore:
+KeysConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The service's YAML config: its outbox.db_url is the database `serve` uses "
+        "(default: $CALLSENSE_CONFIG).",
+    ),
+]
+
+
+def _store(db: str | None, config: Path | None = None) -> KeyStore:
+    """The key table of the database ``serve`` would use: ``--db``, else the config's
+    ``outbox.db_url``, else $CALLSENSE_DB_URL, else ./callsense.db."""
+    from connectors.appconfig import load_app_config
     from connectors.auth import KeyStore
     from connectors.storage import make_engine
 
     try:
+        if db is None:
+            db = load_app_config(config).outbox.db_url
         return KeyStore(make_engine(db))
     except CallsenseError as exc:
         fail(exc)
@@ -126,9 +142,10 @@ def _store(db: str | None) -> KeyStore:
 def keys_create(
     name: Annotated[str, typer.Argument(help="Who or what uses the key (A-Z a-z 0-9 _ . -).")],
     db: DbOpt = None,
+    config: KeysConfigOpt = None,
 ) -> None:
     """Create an API key and print it once; only its hash is stored."""
-    store = _store(db)
+    store = _store(db, config)
     try:
         key = store.create(name)
     except CallsenseError as exc:
@@ -138,7 +155,7 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(db: DbOpt = None) -> None:
+def keys_list(db: DbOpt = None, config: KeysConfigOpt = None) -> None:
     """API keys by name (never the keys themselves)."""
     import datetime as dt
 
@@ -148,15 +165,15 @@ def keys_list(db: DbOpt = None) -> None:
     table = Table(title="API keys")
     for col in ("name", "id", "created", "revoked"):
         table.add_column(col)
-    for k in _store(db).list():
+    for k in _store(db, config).list():
         table.add_row(escape(k.name), k.key_id, when(k.created_at), when(k.revoked_at))
     out_console.print(table)
 
 
 @keys_app.command("revoke")
-def keys_revoke(name: str, db: DbOpt = None) -> None:
+def keys_revoke(name: str, db: DbOpt = None, config: KeysConfigOpt = None) -> None:
     """Revoke a key: requests with it are refused from now on."""
-    if not _store(db).revoke(name):
+    if not _store(db, config).revoke(name):
         fail(f"no active key named {name!r}")
     err_console.print(f"key {escape(name)} revoked")
 

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -28,6 +28,9 @@ from rules.loader import load_policies
 from rules.model import Decision
 from rules.schema import Policy
 from rules.testing import PolicyTestFile, run_policy_tests
+
+if TYPE_CHECKING:
+    from pipeline.nlu.chain import IntentClassifier
 
 __all__ = ["register"]
 
@@ -196,6 +199,7 @@ def replay(
         default = [shipped("policies/default.yaml")]
         policy = list(app_cfg.policies) if app_cfg is not None else default
     rules_engine = _engine(policy, engine)
+    intents = _intents(app_cfg)
     delivered: list[Decision] = []
     problems: list[ReplayProblem] = []
     table = Table(title="replay")
@@ -205,7 +209,7 @@ def replay(
     sink = out.open("w", encoding="utf-8") if out is not None else nullcontext(None)
     with sink as fh:
         for call in _calls(transcripts, problems):
-            decisions = replay_transcript(call, rules_engine)
+            decisions = replay_transcript(call, rules_engine, intents=intents)
             if app_cfg is not None and app_cfg.delivery_endpoints():
                 delivered.extend(decisions)
             for d in decisions:
@@ -240,6 +244,19 @@ def replay(
         raise typer.Exit(1)
 
 
+def _intents(app_cfg: Any) -> IntentClassifier:
+    """The NLU the service would run before the rules (the config's intents, or the shipped
+    ones), so a replay's ``intent:`` conditions see what a live call's would."""
+    from pipeline.config import CallsenseConfig
+    from pipeline.nlu.chain import IntentClassifier
+
+    cfg = app_cfg if app_cfg is not None else CallsenseConfig()
+    try:
+        return IntentClassifier.load(cfg.intents)
+    except CallsenseError as exc:
+        fail(exc)
+
+
 def _key(d: Decision) -> str:
     seqs = ",".join(str(e.seq) for e in d.evidence)
     return f"{d.rule} {d.action} at={d.at:g} {json.dumps(d.params, sort_keys=True)} [{seqs}]"
@@ -254,11 +271,12 @@ def diff(
 ) -> None:
     """Backtest: which calls' decisions change between two policy versions, and how."""
     before, after = _engine([old], engine), _engine([new], engine)
+    intents = _intents(None)
     total = changed = 0
     for call in _calls(calls, []):
         total += 1
-        a = [_key(d) for d in replay_transcript(call, before)]
-        b = [_key(d) for d in replay_transcript(call, after)]
+        a = [_key(d) for d in replay_transcript(call, before, intents=intents)]
+        b = [_key(d) for d in replay_transcript(call, after, intents=intents)]
         if a == b:
             continue
         changed += 1

@@ -36,7 +36,8 @@ from pipeline.analyze import CallResult
 from pipeline.cache import ResultCache
 from pipeline.compliance import apply_emotion_policy
 from pipeline.model import CallTranscript
-from pipeline.orchestrator import Orchestrator, RulesStage, TtsStage
+from pipeline.nlu.chain import IntentClassifier
+from pipeline.orchestrator import NluStage, Orchestrator, RulesStage, TtsStage
 from pipeline.policy_stage import PolicyStage
 from pipeline.recognizer import Recognizer
 from pipeline.redact import Redactor
@@ -275,6 +276,15 @@ class Runtime:
                 engine = PolicyEngine(policy_set, backend=self.cfg.policy_engine)
                 self._engines[key] = engine
             return engine
+
+    def intent_classifier(self) -> IntentClassifier | None:
+        """The NLU stage's classifier (None until the models are loaded)."""
+        if self._orchestrator is None:
+            return None
+        for stage in self._orchestrator.stages:
+            if isinstance(stage, NluStage):
+                return stage.classifier
+        return None
 
     def orchestrator_for(
         self, policy: str | None = None, *, with_tts: bool = True

@@ -223,22 +223,23 @@ def list_policies(runtime: RuntimeDep) -> list[PolicyInfo]:
 
 @router.post("/diff", response_model=DiffReport)
 def diff_policies(body: DiffIn, runtime: RuntimeDep) -> DiffReport:
-    """Replay stored calls' utterances through two policies; list the calls whose decisions
-    differ. Intents are not replayed: rules on ``intent:`` see none."""
+    """Replay stored calls' utterances through two policies (after the service's NLU, as a
+    live call); list the calls whose decisions differ."""
     try:
         old = _engine(runtime, body.old, "old")
         new = _engine(runtime, body.new, "new")
     except ConfigError as err:
         raise _config_problem(err) from None
     changed: list[CallDiff] = []
+    intents = runtime.intent_classifier()
     ids = runtime.store.done_call_ids(body.limit)
     try:
         for call_id in ids:
             transcript = runtime.store.transcript(call_id)
             if transcript is None:
                 continue
-            before = {_key(d): d for d in replay_transcript(transcript, old)}
-            after = {_key(d): d for d in replay_transcript(transcript, new)}
+            before = {_key(d): d for d in replay_transcript(transcript, old, intents=intents)}
+            after = {_key(d): d for d in replay_transcript(transcript, new, intents=intents)}
             if before.keys() != after.keys():
                 changed.append(
                     CallDiff(

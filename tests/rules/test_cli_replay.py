@@ -114,3 +114,39 @@ def test_policy_diff_names_the_calls_that_change(tmp_path: Path) -> None:
     result = runner.invoke(app, ["policy", "diff", str(DEFAULT), str(new), "--calls", str(calls)])
     assert "a: 1 -> 0 decision(s)" in result.stdout
     assert "1 of 2 call(s) change" in result.stdout
+
+
+INTENT_POLICY = """\
+policy: human
+rules:
+  - id: wants-a-human
+    when: {speaker: customer, intent: speak_to_human}
+    once: true
+    then:
+      - escalate: {priority: high, reason: asked for a person}
+"""
+
+
+def test_replay_and_diff_run_the_nlu_before_the_rules(tmp_path: Path) -> None:
+    """As in a live call, the shipped intents classify each utterance first, so a policy
+    on ``intent:`` fires in a replay and shows up in a backtest."""
+    policy = tmp_path / "human.yaml"
+    policy.write_text(INTENT_POLICY, encoding="utf-8")
+    calls = tmp_path / "calls.jsonl"
+    ask = "<|en|><|NEUTRAL|><|Speech|><|withitn|>Can I speak to a real person, please?"
+    lines = [
+        _line("h", 0, "<|en|><|NEUTRAL|><|Speech|><|withitn|>Hello."),
+        _line("h", 2, ask),
+        _line("h", 4, ask, "agent"),  # NLU listens to customers only
+        _line("n", 0, "<|en|><|NEUTRAL|><|Speech|><|withitn|>Thanks, bye."),
+    ]
+    calls.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "decisions.jsonl"
+    result = runner.invoke(app, ["replay", str(calls), "--policy", str(policy), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    decisions = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [(d["call_id"], d["rule"], d["at"]) for d in decisions] == [("h", "wants-a-human", 3.5)]
+
+    diff = runner.invoke(app, ["policy", "diff", str(DEFAULT), str(policy), "--calls", str(calls)])
+    assert diff.exit_code == 0, diff.output
+    assert "h: 0 -> 1 decision(s)" in diff.stdout

@@ -111,8 +111,10 @@ def load_config(
     env = os.environ if environ is None else environ
     path = path or env.get(ENV_CONFIG) or None
     if path is not None:
-        cfg = validate_data(schema, load_yaml(path))
+        src = load_yaml(path)
         base = Path(path).resolve().parent
+        _resolve_file_keys(src.data, base)
+        cfg = validate_data(schema, src)
         cfg = cfg.model_copy(
             update={
                 "policies": [_resolve_path(p, base) for p in cfg.policies],
@@ -154,6 +156,45 @@ def _resolve(value: str, base: Path) -> str:
     if not Path(value).is_absolute() and candidate.exists():
         return str(candidate)
     return value
+
+
+def _resolve_file_keys(data: object, base: Path) -> None:
+    """Other file and directory keys, made relative to the config file before validation
+    (a webhook's ``ca_file`` is checked while it loads): cache dirs, piper voice dirs, a
+    webhook's template file and CA bundle, a relative SQLite ``outbox.db_url``."""
+    if not isinstance(data, dict):
+        return
+
+    def fix(holder: object, key: str) -> None:
+        if isinstance(holder, dict) and isinstance(holder.get(key), str) and holder[key]:
+            value = holder[key]
+            if not Path(value).expanduser().is_absolute() and not value.startswith("~"):
+                holder[key] = str(base / value)
+
+    fix(data.get("cache"), "dir")
+    tts = data.get("tts")
+    if isinstance(tts, dict):
+        fix(tts.get("cache"), "dir")
+        for engine in tts.get("engines") or []:
+            if isinstance(engine, dict) and isinstance(engine.get("voice_dirs"), list):
+                dirs = engine["voice_dirs"]
+                for i, d in enumerate(dirs):
+                    if isinstance(d, str) and d and not Path(d).is_absolute() and d[:1] != "~":
+                        dirs[i] = str(base / d)
+    for hook in data.get("webhooks") or []:
+        if not isinstance(hook, dict):
+            continue
+        fix(hook, "ca_file")
+        template = hook.get("template")
+        if isinstance(template, str) and ("/" in template or template.endswith((".yaml", ".yml"))):
+            fix(hook, "template")
+    outbox = data.get("outbox")
+    if isinstance(outbox, dict) and isinstance(outbox.get("db_url"), str):
+        url = outbox["db_url"]
+        prefix = "sqlite:///"
+        rest = url[len(prefix) :] if url.startswith(prefix) else ""
+        if rest and rest != ":memory:" and not rest.startswith("/"):
+            outbox["db_url"] = prefix + str(base / rest)
 
 
 def _resolve_path(value: Path, base: Path) -> Path:

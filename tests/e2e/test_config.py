@@ -42,3 +42,43 @@ def test_unknown_key_and_duplicate_webhook_names(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="unique"):
         load_app_config(cfg)
+
+
+def test_relative_file_keys_are_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve -c /etc/callsense/callsense.yaml` from any directory finds the files the
+    config names next to it."""
+    import shutil
+
+    from connectors.templates import BUILTIN_DIR
+
+    etc = tmp_path / "etc"
+    (etc / "tpl").mkdir(parents=True)
+    shutil.copy(BUILTIN_DIR / "generic.yaml", etc / "tpl" / "mine.yaml")
+    (etc / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n", encoding="ascii")
+    config = etc / "callsense.yaml"
+    config.write_text(
+        "cache: {dir: cache}\n"
+        "tts:\n  engines:\n    - {engine: piper, voice_dirs: [voices, /opt/voices]}\n"
+        "webhooks:\n"
+        "  - name: t\n    url: https://tickets.example.com/h\n"
+        "    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
+        "    template: tpl/mine.yaml\n    ca_file: ca.pem\n"
+        "  - name: z\n    url: https://z.example.com/h\n"
+        "    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n    template: zendesk\n"
+        "outbox: {db_url: 'sqlite:///data/callsense.db'}\n",
+        encoding="utf-8",
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_app_config(config)
+    assert cfg.cache.dir == etc / "cache"
+    assert cfg.tts.engines[0].voice_dirs == [etc / "voices", Path("/opt/voices")]
+    mine, zendesk = cfg.webhooks
+    assert Path(mine.template) == etc / "tpl" / "mine.yaml"
+    assert mine.ca_file == etc / "ca.pem"
+    assert zendesk.template == "zendesk"  # a built-in name stays a name
+    assert cfg.outbox.db_url == f"sqlite:///{etc}/data/callsense.db"
+    mine.payload_template()  # the file loads from here

@@ -54,6 +54,32 @@ def segment_stream(
     return out + seg.step(final=True)
 
 
+def run_call(engine: LiveEngine, call_id: str, fmt: StreamFormat, data: bytes, chunk: int) -> list:
+    """Feed ``data`` in ``chunk``-byte messages, close, and return every event; closes the
+    engine."""
+
+    async def main() -> list:
+        call = engine.open(call_id, fmt)
+        await call.start()
+        events: list = []
+
+        async def read() -> None:
+            async for ev in call.events():
+                events.append(ev)
+
+        reader = asyncio.create_task(read())
+        for i in range(0, len(data), chunk):
+            await call.feed(data[i : i + chunk])
+        await call.close()
+        await reader
+        return events
+
+    try:
+        return asyncio.run(main())
+    finally:
+        engine.close()
+
+
 def test_live_segments_match_the_batch_pipeline(
     cfg: CallsenseConfig, vad: StreamingVad, angry_call: tuple[Path, list]
 ) -> None:
@@ -149,26 +175,8 @@ def test_call_events_come_in_order_and_end_with_the_summary(
     data = pcm.astype("<i2").tobytes()
     engine = LiveEngine(cfg, keyed_recognizer, build_orchestrator(cfg, with_tts=False), vad=vad)
 
-    async def main() -> list:
-        call = engine.open("unit-call", StreamFormat(16000, 2))
-        await call.start()
-        events: list = []
-
-        async def read() -> None:
-            async for ev in call.events():
-                events.append(ev)
-
-        reader = asyncio.create_task(read())
-        for i in range(0, len(data), 1283):  # odd sizes: frames split across messages
-            await call.feed(data[i : i + 1283])
-        await call.close()
-        await reader
-        return events
-
-    try:
-        events = asyncio.run(main())
-    finally:
-        engine.close()
+    # odd sizes: frames split across messages
+    events = run_call(engine, "unit-call", StreamFormat(16000, 2), data, 1283)
     utterances = [e.utterance for e in events if isinstance(e, UtteranceEvent)]
     assert [u.speaker for u in utterances] == [t.speaker for t in timeline]
     assert [u.end for u in utterances] == sorted(u.end for u in utterances)
@@ -259,26 +267,7 @@ def test_live_utterances_are_redacted_in_the_configs_language_with_the_tracks_ro
     recognizer = _HearsACardNumber()
     engine = LiveEngine(english, recognizer, build_orchestrator(english, with_tts=False), vad=vad)
 
-    async def main() -> list:
-        call = engine.open("one-track", StreamFormat(16000, 1, roles={0: "agent"}))
-        await call.start()
-        events: list = []
-
-        async def read() -> None:
-            async for ev in call.events():
-                events.append(ev)
-
-        reader = asyncio.create_task(read())
-        for i in range(0, len(data), 640):
-            await call.feed(data[i : i + 640])
-        await call.close()
-        await reader
-        return events
-
-    try:
-        events = asyncio.run(main())
-    finally:
-        engine.close()
+    events = run_call(engine, "one-track", StreamFormat(16000, 1, roles={0: "agent"}), data, 640)
     utterances = [e.utterance for e in events if isinstance(e, UtteranceEvent)]
     assert utterances
     for u in utterances:

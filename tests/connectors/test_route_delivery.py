@@ -4,6 +4,7 @@ adapter against a real loopback server, retried on 5xx, dead-lettered when refus
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from connectors.routing import RoutingConfig
 from connectors.storage import make_engine
 from connectors.webhooks import RetryPolicy, WebhooksConfig
 
-from .conftest import Receiver, Reply
+from .conftest import Receiver, Recorded, Reply
 from .helpers import decision
 
 
@@ -54,7 +55,7 @@ def test_routes_and_webhooks_leave_through_one_outbox(
     cfg = delivery_config(receiver, secret)
 
     # the platform is down for the first route request, then takes it
-    def respond(req):  # type: ignore[no-untyped-def]
+    def respond(req: Recorded) -> Reply:
         if req.path == "/route" and sum(r.path == "/route" for r in receiver.requests) == 1:
             return Reply(503)
         return Reply(200)
@@ -162,7 +163,7 @@ def test_app_config_lists_routing_targets_among_its_endpoints(secret: str) -> No
         AppConfig.model_validate({"routing": [], "routing_default": "nope"})
 
 
-def test_a_policy_route_can_name_its_target(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_policy_route_can_name_its_target(tmp_path: Path) -> None:
     from pipeline.model import CallTranscript, Utterance
     from pipeline.policy_stage import replay_transcript
     from rules.engine import PolicyEngine

@@ -14,7 +14,7 @@ from botocore.credentials import Credentials
 from connectors.routing import RoutingConfig, route_decision
 from rules.errors import ConfigError, InputError, RetryableError
 
-from .conftest import Receiver, Reply
+from .conftest import Receiver, Recorded, Reply
 
 
 def route(call_id: str = "CA123", **params: object) -> dict[str, object]:
@@ -154,7 +154,7 @@ def _genesys_platform(receiver: Receiver, *, expires_in: int = 86399) -> list[st
     only the newest one. Returns the tokens handed out so far."""
     issued: list[str] = []
 
-    def respond(req) -> Reply:  # type: ignore[no-untyped-def]
+    def respond(req: Recorded) -> Reply:
         if req.path == "/oauth/token":
             issued.append(f"tok-{len(issued) + 1}")
             body = {"access_token": issued[-1], "token_type": "bearer", "expires_in": expires_in}

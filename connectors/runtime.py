@@ -184,7 +184,9 @@ class Runtime:
         try:
             self._orchestrator = build_orchestrator(self.cfg)
             if self.load_models:
-                self._transcriber = build_transcriber(self.cfg, recognizer=_remote_recognizer())
+                self._transcriber = build_transcriber(
+                    _service_tuned(self.cfg), recognizer=_remote_recognizer()
+                )
         except Exception as exc:  # reported by /readyz and failed jobs
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("loading models failed: %s", self.load_error)
@@ -482,6 +484,15 @@ def _reply_row(item: Any) -> dict[str, Any]:
         "engine": item.engine,
         "duration_s": item.duration_s,
     }
+
+
+def _service_tuned(cfg: AppConfig) -> AppConfig:
+    """The service shares its cores with live calls' streaming VAD: ONNX Runtime's idle
+    threads do not spin here unless the config says ``recognizer.onnx_spinning: true``."""
+    if cfg.recognizer.onnx_spinning is not None:
+        return cfg
+    recognizer = cfg.recognizer.model_copy(update={"onnx_spinning": False})
+    return cfg.model_copy(update={"recognizer": recognizer})
 
 
 def _remote_recognizer() -> Recognizer | None:

@@ -79,7 +79,9 @@ class CallsenseConfig(BaseModel):
     def results_fingerprint(self) -> dict[str, Any]:
         """The settings that change a transcript (the result cache's key includes them)."""
         return {
-            "recognizer": self.recognizer.model_dump(mode="json", exclude={"ncpu", "device"}),
+            "recognizer": self.recognizer.model_dump(
+                mode="json", exclude={"ncpu", "device", "onnx_spinning"}
+            ),
             "vad": self.vad.model_dump(mode="json", exclude={"device"}),
             "segmentation": self.segmentation.model_dump(mode="json"),
             "audio": self.audio.model_dump(mode="json", exclude={"timeout_s", "ffmpeg", "ffprobe"}),

@@ -70,6 +70,7 @@ def build_recognizer(config: object) -> Recognizer:
             quantize=config.quantize,
             threads=config.ncpu,
             batch_size=config.onnx_batch,
+            spinning=config.onnx_spinning is not False,
             use_itn=config.use_itn,
             ban_emo_unk=config.ban_emo_unk,
         )

@@ -66,6 +66,12 @@ class RecognizerConfig(BaseModel):
         description="onnx: clips per forward pass, length-sorted (4 ran 5-10% faster than 1 "
         "on 2 cores; larger batches pad more); a live call's segments go one at a time",
     )
+    onnx_spinning: bool | None = Field(
+        None,
+        description="onnx: idle threads spin for the next work (fastest batch throughput); "
+        "default: on for batch commands, off in callsense serve, where live calls' VAD needs "
+        "the cores",
+    )
     language: Literal["auto", "zh", "en", "yue", "ja", "ko"] = "auto"
     use_itn: bool = True
     ban_emo_unk: bool = False

@@ -211,3 +211,32 @@ def test_cli_export_onnx(fixed_dirs, tmp_path):
     missing = runner.invoke(app, ["model", "export-onnx", str(tmp_path / "nope"), str(out_dir)])
     assert missing.exit_code == 2
     assert "model.pt: missing" in missing.output
+
+
+def test_the_service_turns_thread_spinning_off_and_batch_work_keeps_it(random_dirs) -> None:
+    """Spinning threads give batch work its best RTF but take the cores a live call's VAD
+    needs: `callsense serve` turns it off unless the config asks for it."""
+    from connectors.appconfig import AppConfig
+    from connectors.runtime import _service_tuned
+    from pipeline.recognizer import build_recognizer
+
+    _, onnx_dir = random_dirs
+    cfg = AppConfig.model_validate(
+        {"recognizer": {"model": str(onnx_dir), "backend": "onnx", "quantize": "int8"}}
+    )
+
+    def spinning(c: AppConfig) -> str:
+        rec = build_recognizer(c.recognizer)
+        options = rec._session.get_session_options()  # type: ignore[attr-defined]
+        try:
+            return options.get_session_config_entry("session.intra_op.allow_spinning")
+        except RuntimeError:  # not set: ONNX Runtime's default
+            return "default"
+
+    assert spinning(cfg) == "default"  # analyze/transcribe: ONNX Runtime's default, spinning
+    assert spinning(_service_tuned(cfg)) == "0"
+    forced = cfg.model_copy(
+        update={"recognizer": cfg.recognizer.model_copy(update={"onnx_spinning": True})}
+    )
+    assert _service_tuned(forced).recognizer.onnx_spinning is True
+    assert cfg.results_fingerprint() == _service_tuned(cfg).results_fingerprint()  # same cache

@@ -134,6 +134,28 @@ def test_upsampler_is_continuous_across_frames() -> None:
     np.testing.assert_allclose(whole[100:n], ref[100:n], atol=1e-4)
 
 
+def submit_at_once(
+    worker: RecognizerWorker, clips: list[np.ndarray], done_order: list[int] | None = None
+) -> list[str]:
+    """One caller thread per clip, all submitting at the same moment (as concurrent calls
+    do); the answers in clip order, and in ``done_order`` the order they came back."""
+    futures: list = [None] * len(clips)
+    barrier = threading.Barrier(len(clips))
+
+    def caller(i: int) -> None:
+        barrier.wait()
+        futures[i] = worker.submit(clips[i], "auto")
+        if done_order is not None:
+            futures[i].add_done_callback(lambda _f, i=i: done_order.append(i))
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(len(clips))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [f.result(timeout=60).raw for f in futures]
+
+
 def test_worker_batches_requests_from_many_callers(
     keyed_recognizer, angry_call: tuple[Path, list]
 ) -> None:
@@ -145,19 +167,7 @@ def test_worker_batches_requests_from_many_callers(
     alone = [keyed_recognizer.recognize([c])[0].raw for c in clips]
     worker = RecognizerWorker(keyed_recognizer, max_batch=8, max_wait_s=0.2)
     try:
-        futures: list = [None] * len(clips)
-        barrier = threading.Barrier(len(clips))
-
-        def caller(i: int) -> None:
-            barrier.wait()
-            futures[i] = worker.submit(clips[i], "auto")
-
-        threads = [threading.Thread(target=caller, args=(i,)) for i in range(len(clips))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        results = [f.result(timeout=60).raw for f in futures]
+        results = submit_at_once(worker, clips)
     finally:
         worker.close()
     assert results == alone
@@ -197,20 +207,7 @@ def test_worker_without_batched_forward_answers_shortest_first(
     worker = RecognizerWorker(keyed_recognizer, max_batch=8, max_wait_s=0.2, batch_forward=False)
     done_order: list[int] = []
     try:
-        barrier = threading.Barrier(len(clips))
-        futures: list = [None] * len(clips)
-
-        def caller(i: int) -> None:
-            barrier.wait()
-            futures[i] = worker.submit(clips[i], "auto")
-            futures[i].add_done_callback(lambda _f, i=i: done_order.append(i))
-
-        threads = [threading.Thread(target=caller, args=(i,)) for i in range(len(clips))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        results = [f.result(timeout=60).raw for f in futures]
+        results = submit_at_once(worker, clips, done_order)
     finally:
         worker.close()
     assert results == alone

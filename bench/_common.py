@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tools import shared_assets
+
 __all__ = [
     "FULL_SIZE",
     "SENSEVOICE_FILES",
@@ -27,9 +29,9 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-TESTDATA = SHARED / "testdata"
-SENSEVOICE_FILES = SHARED / "sensevoice"
+SHARED = shared_assets.shared_root()
+TESTDATA = shared_assets.testdata()
+SENSEVOICE_FILES = shared_assets.sensevoice_files()
 
 FULL_SIZE: dict[str, int] = {
     "output_size": 512,

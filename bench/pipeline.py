@@ -51,8 +51,6 @@ BACK = ("nlu", "rules", "dialogue", "tts")
 # issue 9's "whole batch pipeline": what a decision needs, without the reply stages
 DECISION_STAGES = ("decode", "vad", "segmentation", "recognizer", "rules")
 
-ASTERISK_EN = Path("/usr/share/asterisk/sounds/en")
-ASTERISK_MOH = Path("/usr/share/asterisk/moh")
 CUSTOMER_FILES = (
     "ravdess_03-01-05-01-01-01-01.wav",
     "speechbrain_spk1_snt1.wav",
@@ -97,19 +95,19 @@ def loadavg() -> str:
 def build_long_call(out: Path, minutes: float) -> tuple[Path, float]:
     """A stereo call of about ``minutes`` made of real recordings; returns (path, seconds)."""
     from tests.calls import build_call
-    from tools.make_test_model import ClipRef
+    from tools.make_test_model import MOH_FILES, MOH_PREFIX, PROMPT_PREFIX, ClipRef
 
-    moh = sorted(ASTERISK_MOH.glob("*.wav"))
+    moh = [f"{MOH_PREFIX}{name}" for name in MOH_FILES]
     turns: list[tuple[str, ClipRef]] = []
     total, i = 0.0, 0
     gap, target = 1.2, minutes * 60.0
     durations: dict[str, float] = {}
     while True:
-        agent = ClipRef(str(ASTERISK_EN / f"{AGENT_PROMPTS[i % len(AGENT_PROMPTS)]}.wav"))
+        agent = ClipRef(f"{PROMPT_PREFIX}{AGENT_PROMPTS[i % len(AGENT_PROMPTS)]}.wav")
         customer = ClipRef(CUSTOMER_FILES[i % len(CUSTOMER_FILES)])
         step = [("agent", agent), ("customer", customer)]
-        if moh and i % 12 == 6:  # the agent puts the caller on hold now and then
-            step.append(("agent", ClipRef(str(moh[(i // 12) % len(moh)]), 5.0, 20.0)))
+        if i % 12 == 6:  # the agent puts the caller on hold now and then
+            step.append(("agent", ClipRef(moh[(i // 12) % len(moh)], 5.0, 20.0)))
         for speaker, ref in step:
             seconds = durations.get(ref.file + str(ref.start))
             if seconds is None:

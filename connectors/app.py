@@ -20,14 +20,17 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.appconfig import AppConfig
 from connectors.auth import require_api_key
+from connectors.live import routers as live_routers
 from connectors.routers import calls, health, policies, predict, webhooks
 from connectors.routers.common import Problem, problem_response
 from connectors.runtime import NotReadyError, Runtime, ServiceSettings
+from connectors.web.router import router as web_router
 from rules.errors import ConfigError, InputError, RetryableError
 
 __all__ = ["RequestIdFilter", "create_app", "request_id_var"]
@@ -127,20 +130,20 @@ def _install_handlers(app: FastAPI) -> None:
         return problem_response(request, 503, "Service Unavailable", str(exc), headers=headers)
 
 
-def _optional_routers(app: FastAPI) -> None:
-    """Live streaming and the web UI come from their own packages, included when present."""
-    try:
-        from connectors.live import routers as live_routers
-    except ImportError:  # TODO(lead): connectors.live lands with the live-streaming work
-        live_routers = []
-    for router in live_routers:
-        app.include_router(router)  # WebSocket routes check keys themselves (check_ws_key)
-    try:
-        from connectors.web.router import router as web_router
-    except ImportError:  # TODO(lead): connectors.web lands with the web UI work
-        web_router = None
-    if web_router is not None:
-        app.include_router(web_router)  # the page is public; its API calls carry a key
+def _api_docs(app: FastAPI, settings: ServiceSettings) -> None:
+    """The API's own description: public only when asked for, since it maps every route.
+
+    Closed (the default), ``/openapi.json`` answers with a key (for client generators) and
+    the browser pages are not served: a browser cannot add the key to their requests.
+    """
+    if settings.docs_public:
+        app.openapi_url, app.docs_url, app.redoc_url = "/openapi.json", "/docs", "/redoc"
+        app.setup()
+        return
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_api_key)])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
 
 def create_app(
@@ -170,6 +173,9 @@ def create_app(
             await asyncio.to_thread(runtime.stop)
 
     app = FastAPI(
+        openapi_url=None,  # set by _api_docs
+        docs_url=None,
+        redoc_url=None,
         title="callsense",
         summary="Customer-service calls in, escalation decisions out.",
         version="0.1.0",
@@ -187,5 +193,8 @@ def create_app(
     keyed = [Depends(require_api_key)]
     for module in (calls, policies, webhooks, predict):
         app.include_router(module.router, dependencies=keyed)
-    _optional_routers(app)
+    for router in live_routers:
+        app.include_router(router)  # WebSocket routes check keys themselves (check_ws_key)
+    app.include_router(web_router)  # the page is public; its API calls carry a key
+    _api_docs(app, settings)
     return app

@@ -63,6 +63,13 @@ def serve(
     metrics_public: Annotated[
         bool, typer.Option(help="Serve /metrics without an API key.")
     ] = False,
+    docs_public: Annotated[
+        bool,
+        typer.Option(
+            help="Serve the API docs (/docs, /redoc, /openapi.json) without an API key; "
+            "by default /openapi.json needs a key and /docs, /redoc are off."
+        ),
+    ] = False,
     drain_timeout: Annotated[
         float,
         typer.Option(help="On SIGTERM, how long running live calls may go on before exit."),
@@ -78,7 +85,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API, live streams and web UI (uvicorn). Needs no config file.
 
-    Every route but /healthz and /readyz needs an API key: create one with
+    Every route but /healthz, /readyz and the web page needs an API key: create one with
     `callsense keys create NAME`. Models load in the background; /readyz answers 200 once
     they are ready. Ctrl-C lets the running call finish before exiting.
     """
@@ -93,7 +100,11 @@ def serve(
         cfg = load_app_config(config, model=model, vad_model=vad_model)
         extra = {"gateway_id": gateway_id} if gateway_id else {}
         settings = ServiceSettings(
-            data_dir=data_dir, max_upload_mb=max_upload_mb, metrics_public=metrics_public, **extra
+            data_dir=data_dir,
+            max_upload_mb=max_upload_mb,
+            metrics_public=metrics_public,
+            docs_public=docs_public,
+            **extra,
         )
         app = create_app(cfg, db_url=db, settings=settings)
     except CallsenseError as exc:

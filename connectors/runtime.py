@@ -61,6 +61,11 @@ class ServiceSettings(BaseModel):
     max_upload_mb: float = Field(200.0, gt=0, description="larger uploads get 413")
     queue_size: int = Field(64, ge=1, description="call jobs waiting; beyond: 503")
     metrics_public: bool = Field(False, description="serve /metrics without an API key")
+    docs_public: bool = Field(
+        False,
+        description="serve /docs, /redoc and /openapi.json without an API key; otherwise "
+        "/openapi.json needs a key and the browser pages (which cannot send one) are off",
+    )
     delivery_interval_s: float = Field(2.0, gt=0, description="outbox polling interval")
     scheduler: bool = Field(True, description="run APScheduler jobs (SLA, retention)")
     shutdown_timeout_s: float = Field(30.0, ge=0, description="wait for the running job")

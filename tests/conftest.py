@@ -1,4 +1,8 @@
-"""Shared test fixtures: where ../shared lives and what its test recordings are."""
+"""Shared test fixtures: where ../shared lives and what its test recordings are.
+
+The shared assets are found through ``tools.shared_assets`` only; a run without them stops
+before collection with one line naming what is missing and where it was expected.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-TESTDATA = SHARED / "testdata"
-SENSEVOICE_FILES = SHARED / "sensevoice"
-FSMN_VAD_DIR = SHARED / "fsmn-vad"
-
 if str(ROOT) not in sys.path:  # so tests can import tools/
     sys.path.insert(0, str(ROOT))
+
+from tools import shared_assets  # noqa: E402
+
+SHARED = shared_assets.shared_root()
+TESTDATA = shared_assets.testdata()
+SENSEVOICE_FILES = shared_assets.sensevoice_files()
+FSMN_VAD_DIR = shared_assets.fsmn_vad_dir()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    absent = shared_assets.missing()
+    if absent:
+        pytest.exit(shared_assets.missing_message(absent), returncode=4)
 
 
 def manifest_rows() -> list[dict[str, str]]:

@@ -49,6 +49,7 @@ if __package__ in (None, ""):  # run as a script: make the repo's packages impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.quiet import import_funasr
+from tools import shared_assets, system_assets
 
 __all__ = [
     "CALL_MODEL_CLASSES",
@@ -60,6 +61,7 @@ __all__ = [
     "build_call_model",
     "build_fixed_model",
     "build_keyed_model",
+    "clip_path",
     "decode_audio",
     "load_clip",
     "main",
@@ -67,12 +69,21 @@ __all__ = [
     "white_noise",
 ]
 
-DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "sensevoice"
-DEFAULT_VAD_SOURCE = DEFAULT_SOURCE.parent / "fsmn-vad"
+DEFAULT_SOURCE = shared_assets.sensevoice_files()
+DEFAULT_VAD_SOURCE = shared_assets.fsmn_vad_dir()
 VAD_FILES = ("config.yaml", "configuration.json", "am.mvn", "model.pt")
-TESTDATA = DEFAULT_SOURCE.parent / "testdata"
-ASTERISK_EN = Path("/usr/share/asterisk/sounds/en")
-ASTERISK_MOH = Path("/usr/share/asterisk/moh")
+TESTDATA = shared_assets.testdata()
+# Clip names under these prefixes are Debian's asterisk sounds, found by tools.system_assets.
+PROMPT_PREFIX = "asterisk-prompts/"
+MOH_PREFIX = "asterisk-moh/"
+# The WAV files of Debian's asterisk-moh-opsound-wav, named so a missing one is an error.
+MOH_FILES = (
+    "macroform-cold_day.wav",
+    "macroform-robot_dity.wav",
+    "macroform-the_simplicity.wav",
+    "manolo_camp-morning_coffee.wav",
+    "reno_project-system.wav",
+)
 COPIED_FILES = ("am.mvn", "chn_jpn_yue_eng_ko_spectok.bpe.model", "configuration.json")
 SAMPLE_RATE = 16000
 
@@ -197,8 +208,8 @@ def build_keyed_model(
 
 
 # The keyed model of callsense's tests: two voices of a call, hold music, and "nothing".
-# Relative file names are in ../shared/testdata; absolute ones come from Debian's asterisk
-# sound packages.
+# Plain file names are in ../shared/testdata; PROMPT_PREFIX and MOH_PREFIX names are Debian's
+# asterisk sounds; absolute paths are used as they are.
 @dataclass(frozen=True, slots=True)
 class ClipRef:
     """A training or held-out clip: a file, optionally a piece of it (seconds)."""
@@ -213,16 +224,15 @@ def _ravdess(actor: int, *codes: str) -> tuple[ClipRef, ...]:
 
 
 def _prompts(*names: str) -> tuple[ClipRef, ...]:
-    return tuple(ClipRef(str(ASTERISK_EN / f"{n}.wav")) for n in names)
+    return tuple(ClipRef(f"{PROMPT_PREFIX}{n}.wav") for n in names)
 
 
 def _music(
     offsets: Sequence[int], moh_offsets: Sequence[int], length: float
 ) -> tuple[ClipRef, ...]:
     vibe = "librosa_Kevin_MacLeod_-_Vibe_Ace.ogg"
-    moh = sorted(ASTERISK_MOH.glob("*.wav")) if ASTERISK_MOH.is_dir() else []
     return tuple(ClipRef(vibe, float(s), length) for s in offsets) + tuple(
-        ClipRef(str(m), float(s), length) for m in moh for s in moh_offsets
+        ClipRef(f"{MOH_PREFIX}{m}", float(s), length) for m in MOH_FILES for s in moh_offsets
     )
 
 
@@ -284,12 +294,26 @@ def telephone(audio: np.ndarray) -> np.ndarray:
     return np.frombuffer(back.stdout, dtype=np.float32).copy()
 
 
-def load_clip(ref: ClipRef, testdata: str | Path = TESTDATA) -> np.ndarray:
-    """Decode a CALL_MODEL_* clip (relative names are under ``testdata``)."""
+def clip_path(ref: ClipRef, testdata: str | Path = TESTDATA) -> Path:
+    """Where a clip's file is on this machine (a missing Debian file names its package)."""
+    if ref.file.startswith(PROMPT_PREFIX):
+        return system_assets.asterisk_prompts() / ref.file.removeprefix(PROMPT_PREFIX)
+    if ref.file.startswith(MOH_PREFIX):
+        moh = {p.name: p for p in system_assets.music_on_hold()}
+        name = ref.file.removeprefix(MOH_PREFIX)
+        if name not in moh:
+            raise system_assets.MissingSystemAsset(
+                f"{name} is not among the music-on-hold files: install the Debian package "
+                "asterisk-moh-opsound-wav"
+            )
+        return moh[name]
     path = Path(ref.file)
-    if not path.is_absolute():
-        path = Path(testdata) / path
-    return decode_audio(path, start=ref.start, duration=ref.duration)
+    return path if path.is_absolute() else Path(testdata) / path
+
+
+def load_clip(ref: ClipRef, testdata: str | Path = TESTDATA) -> np.ndarray:
+    """Decode a CALL_MODEL_* clip."""
+    return decode_audio(clip_path(ref, testdata), start=ref.start, duration=ref.duration)
 
 
 def build_call_model(

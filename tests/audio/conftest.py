@@ -15,11 +15,10 @@ import pytest
 
 from pipeline.vad import FsmnVad, SileroVad, VadConfig
 from tests.conftest import FSMN_VAD_DIR
+from tools import system_assets
 
-ASTERISK = Path("/usr/share/asterisk/sounds/en")
-MOH = Path("/usr/share/asterisk/moh")
-CUSTOMER_PROMPT = ASTERISK / "conf-invalid.wav"
-AGENT_PROMPT = ASTERISK / "vm-repeat.wav"
+CUSTOMER_PROMPT = "conf-invalid.wav"
+AGENT_PROMPT = "vm-repeat.wav"
 CUSTOMER_AT = 0.5
 AGENT_AT = 6.0
 CALL_S = 10.0
@@ -41,13 +40,19 @@ class BuiltCall:
     agent: tuple[float, float]
 
 
+def asterisk_prompt(name: str) -> Path:
+    """One of Debian's asterisk prompts; a missing one fails naming the package to install."""
+    path = system_assets.asterisk_prompts() / name
+    if not path.is_file():
+        pytest.fail(f"{path} missing: reinstall Debian's asterisk-core-sounds-en-wav")
+    return path
+
+
 def _build_call(out: Path, *codec_args: str) -> BuiltCall:
-    for prompt in (CUSTOMER_PROMPT, AGENT_PROMPT):
-        if not prompt.is_file():
-            pytest.fail(f"{prompt} missing: install Debian's asterisk-core-sounds-en-wav")
+    customer, agent = asterisk_prompt(CUSTOMER_PROMPT), asterisk_prompt(AGENT_PROMPT)
     ms_c, ms_a = int(CUSTOMER_AT * 1000), int(AGENT_AT * 1000)
     ffmpeg(
-        "-i", str(CUSTOMER_PROMPT), "-i", str(AGENT_PROMPT),
+        "-i", str(customer), "-i", str(agent),
         "-filter_complex",
         f"[0]adelay={ms_c},apad=whole_dur={CALL_S}[c];"
         f"[1]adelay={ms_a},apad=whole_dur={CALL_S}[a];"
@@ -56,8 +61,8 @@ def _build_call(out: Path, *codec_args: str) -> BuiltCall:
     )  # fmt: skip
     return BuiltCall(
         path=out,
-        customer=(CUSTOMER_AT, CUSTOMER_AT + wav_seconds(CUSTOMER_PROMPT)),
-        agent=(AGENT_AT, AGENT_AT + wav_seconds(AGENT_PROMPT)),
+        customer=(CUSTOMER_AT, CUSTOMER_AT + wav_seconds(customer)),
+        agent=(AGENT_AT, AGENT_AT + wav_seconds(agent)),
     )
 
 

@@ -34,8 +34,9 @@ from pipeline.audio import (
     speaker_for,
 )
 from rules.errors import InputError
-from tests.audio.conftest import ASTERISK, MOH, BuiltCall, ffmpeg, wav_seconds
+from tests.audio.conftest import BuiltCall, asterisk_prompt, ffmpeg, wav_seconds
 from tests.conftest import TESTDATA, manifest_rows
+from tools.make_test_model import MOH_FILES, MOH_PREFIX, ClipRef, clip_path
 
 ROWS = manifest_rows()
 
@@ -120,7 +121,8 @@ def test_mulaw_call_sounds_like_the_pcm_call(stereo_call: BuiltCall, mulaw_call:
 
 def test_more_than_two_channels_decode_and_extra_ones_are_unknown(tmp_path: Path) -> None:
     out = tmp_path / "four.wav"
-    prompts = sorted(ASTERISK.glob("*.wav"))[:4]
+    names = ("activated.wav", "conf-invalid.wav", "demo-instruct.wav", "vm-repeat.wav")
+    prompts = [asterisk_prompt(n) for n in names]
     inputs = [arg for p in prompts for arg in ("-i", str(p))]
     ffmpeg(*inputs, "-filter_complex", "[0][1][2][3]amerge=inputs=4[o]", "-map", "[o]", str(out))
     audio = decode(out)
@@ -137,12 +139,24 @@ def test_more_than_two_channels_decode_and_extra_ones_are_unknown(tmp_path: Path
     assert speaker_for(0, 2, mono) == "agent" and speaker_for(1, 2, mono) == "customer"
 
 
-ASTERISK_SAMPLE = sorted(ASTERISK.glob("*.wav"))[::40] + sorted(MOH.glob("*.wav"))[:1]
+# A fixed sample of Debian's prompts and hold music: a missing file fails, never shrinks the list.
+ASTERISK_SAMPLE = (
+    "activated.wav",
+    "conf-invalid.wav",
+    "confbridge-inc-list-vol-out.wav",
+    "demo-instruct.wav",
+    "is.wav",
+    "screen-callee-options.wav",
+    "uppercase.wav",
+    "vm-last.wav",
+    "vm-repeat.wav",
+)
 
 
-@pytest.mark.skipif(not ASTERISK_SAMPLE, reason="asterisk sounds not installed (see .ci/run)")
-@pytest.mark.parametrize("path", ASTERISK_SAMPLE, ids=[p.name for p in ASTERISK_SAMPLE])
-def test_debian_asterisk_sounds_decode_to_their_header_length(path: Path) -> None:
+@pytest.mark.parametrize("name", [*ASTERISK_SAMPLE, MOH_FILES[0]])
+def test_debian_asterisk_sounds_decode_to_their_header_length(name: str) -> None:
+    moh = name in MOH_FILES
+    path = clip_path(ClipRef(f"{MOH_PREFIX}{name}")) if moh else asterisk_prompt(name)
     audio = decode(path)
     assert audio.source_sample_rate == 8000
     assert audio.duration == pytest.approx(wav_seconds(path), abs=0.002)
@@ -349,7 +363,7 @@ def _ffmpeg_raw(src: Path, *args: str) -> bytes:
 
 
 def test_mulaw_to_float_matches_ffmpegs_g711_decoder() -> None:
-    src = ASTERISK / "conf-invalid.wav"
+    src = asterisk_prompt("conf-invalid.wav")
     law = _ffmpeg_raw(src, "-f", "mulaw")
     reference = np.frombuffer(
         subprocess.run(

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from tools import system_assets
+
 ROOT = Path(__file__).resolve().parents[2]
-PG_BIN = Path(os.environ.get("CALLSENSE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,7 @@ class PostgresCluster:
     """A throwaway cluster; ``new_database()`` gives a fresh psycopg URL per test."""
 
     def __init__(self) -> None:
+        self.bin = system_assets.postgres_bin()  # fails naming the package when absent
         self.dir = Path(tempfile.mkdtemp(prefix="callsense-pg-"))
         shutil.chown(self.dir, "postgres", "postgres")
         self.data = self.dir / "data"
@@ -168,7 +170,7 @@ class PostgresCluster:
         self._counter = itertools.count()
         self._as_postgres(
             [
-                *(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres"),
+                *(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres"),
                 *("--auth=trust", "-E", "UTF8", "--no-sync"),
             ]
         )
@@ -178,7 +180,7 @@ class PostgresCluster:
         )
         self._as_postgres(
             [
-                *(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", opts),
+                *(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts),
                 *("-w", "-t", "60", "-l", str(self.dir / "log"), "start"),
             ]
         )
@@ -205,26 +207,14 @@ class PostgresCluster:
     def stop(self) -> None:
         try:
             self._as_postgres(
-                [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
+                [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
             )
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def postgres_missing_reason() -> str | None:
-    if not (PG_BIN / "initdb").exists():
-        return (
-            f"PostgreSQL server binaries not found at {PG_BIN} (apt-get install postgresql; "
-            "or set CALLSENSE_PG_BIN)"
-        )
-    return None
-
-
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PostgresCluster]:
-    reason = postgres_missing_reason()
-    if reason:
-        pytest.skip(reason)
     cluster = PostgresCluster()
     yield cluster
     cluster.stop()

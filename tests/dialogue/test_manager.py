@@ -176,8 +176,25 @@ def _problems(text: str, **kw: object) -> list[str]:
     return info.value.problems
 
 
-def test_minimal_flow_loads() -> None:
-    DialogueManager.from_text(MINIMAL, "flow.yaml")
+def test_minimal_flow_loads_and_runs() -> None:
+    dm = DialogueManager.from_text(MINIMAL, "flow.yaml")
+    assert dm.template_names == {
+        "greeting",
+        "disclosure",
+        "deescalate",
+        "handoff",
+        "closing",
+        "bye",
+    }
+    session = dm.open("c", "zh")
+    assert [(r.template, r.text) for r in session.start()] == [
+        ("greeting", "你好"),
+        ("disclosure", "d"),
+    ]
+    assert session.on_utterance(utt("hmm"), None) == []  # no transition matches
+    out = session.on_utterance(utt("cancel it", start=5.0), Intent("cancel", 0.9, "keywords"))
+    assert [(r.template, r.text, r.at) for r in out] == [("bye", "bye", 7.0)]
+    assert session.state == "open" and not session.ended
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ subprocess, so threads overlap).
 from __future__ import annotations
 
 import random
-import shutil
 import struct
 import time
 from collections.abc import Callable
@@ -36,8 +35,6 @@ from pipeline.audio import (
 )
 from tests.conftest import TESTDATA
 from tests.fuzz.conftest import FuzzReport
-
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
 CFG = AudioConfig(timeout_s=10.0)
 CASE_LIMIT_S = 20.0  # ffprobe + ffmpeg, each bounded by timeout_s

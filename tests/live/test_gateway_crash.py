@@ -4,7 +4,6 @@ call gets its decisions and summary (issue 10's durability promise)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from connectors.runtime import LIVE_RECOVERED
 from tests.live.client import Pacer, send_pcm
@@ -38,18 +38,21 @@ def test_killed_gateway_recovers_its_live_call_on_restart(
                 await ws.send(start_message("crash-call"))
                 await send_pcm(ws, call_audio.pcm8k[:cut], STEREO_8K_FRAME, Pacer(speed=4.0))
                 # wait until the gateway has stored the three angry utterances, then kill it
+                angry: list[dict] = []
                 deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
+                while len(angry) < 3 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.2)
                     body = httpx.get(f"{gw.base}/v1/calls/crash-call", headers=gw.headers).json()
                     angry = [u for u in body.get("utterances", []) if u["emotion"] == "ANGRY"]
-                    if len(angry) >= 3:
-                        break
-                    await asyncio.sleep(0.2)
+                assert len(angry) >= 3, f"only {len(angry)} angry utterances stored in 60 s"
                 os.kill(server.pid, signal.SIGKILL)
+                with pytest.raises(ConnectionClosed):  # the connection dies with the server
+                    async with asyncio.timeout(30):
+                        while True:
+                            await ws.recv()
 
-        with contextlib.suppress(Exception):  # the connection dies with the server
-            asyncio.run(stream())
-        server.wait(30)
+        asyncio.run(stream())
+        assert server.wait(30) == -signal.SIGKILL
     finally:
         stop(server)
 

@@ -21,7 +21,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
 )
 
-ray = pytest.importorskip("ray", reason="Ray is an extra: pip install 'callsense[ray]'")
+import ray
 
 
 def pytest_configure(config: pytest.Config) -> None:

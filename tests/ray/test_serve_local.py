@@ -12,14 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ray import serve
 
 from pipeline.distributed.admission import Admission, Refused
 from pipeline.distributed.config import RayConfig, load_ray_config, resolve_factory
 from pipeline.sensevoice import RecognizerConfig
 from rules.errors import ConfigError, InputError, RetryableError
 from tests.ray import helpers
-
-serve = pytest.importorskip("ray.serve")
 
 FACTORY = "tests.ray.helpers:loudness_factory"
 

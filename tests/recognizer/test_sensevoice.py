@@ -151,7 +151,8 @@ def test_forced_tags_are_confident(fixed_recognizer: SenseVoiceRecognizer) -> No
 
 def test_nearly_tied_tags_are_not_confident(tmp_path: Path) -> None:
     """Tie the emotion logits of ANGRY and NEUTRAL, and three event logits, at runtime."""
-    torch = pytest.importorskip("torch")
+    import torch
+
     out = build_fixed_model(tmp_path / "m", vad_source=None)
     rec = SenseVoiceRecognizer(RecognizerConfig(model=str(out)))
     tok = rec._tag_ids

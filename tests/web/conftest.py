@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import threading
 import time
@@ -14,9 +13,10 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from tools import system_assets
+
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -63,11 +63,11 @@ def serve(app, *, timeout: float = 30.0) -> Iterator[str]:  # app: an ASGI app
 
 @pytest.fixture(scope="session")
 def browser():  # -> playwright.sync_api.Browser
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt install chromium)")
-    with playwright_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    from playwright.sync_api import sync_playwright
+
+    chromium = system_assets.program("chromium")  # a missing browser fails, never skips
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             yield b
         finally:

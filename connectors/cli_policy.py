@@ -171,10 +171,19 @@ def replay(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="write decisions here (JSONL)")
     ] = None,
-    engine: EngineOpt = DEFAULT_BACKEND,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            help=f"rules backend: {' or '.join(BACKENDS)} "
+            f"(default: the config's policy_engine, else {DEFAULT_BACKEND})",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="config with policies and webhook endpoints"),
+        typer.Option(
+            "--config", "-c", help="config with policies, policy_engine and webhook endpoints"
+        ),
     ] = None,
     deadline: Annotated[
         float | None,
@@ -198,6 +207,8 @@ def replay(
     if not policy:
         default = [shipped("policies/default.yaml")]
         policy = list(app_cfg.policies) if app_cfg is not None else default
+    if engine is None:
+        engine = app_cfg.policy_engine if app_cfg is not None else DEFAULT_BACKEND
     rules_engine = _engine(policy, engine)
     intents = _intents(app_cfg)
     delivered: list[Decision] = []

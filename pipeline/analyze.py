@@ -70,7 +70,7 @@ def build_orchestrator(cfg: CallsenseConfig, *, with_tts: bool = True) -> Orches
     audit = {
         "policy_hash": engine.policy_hash,
         "policies": [str(p) for p in cfg.policies],
-        "config_hash": config_fingerprint(cfg.model_dump(mode="json")),
+        "config_hash": config_fingerprint(cfg.decisions_fingerprint()),
         "model": cfg.recognizer.model,
     }
     return Orchestrator(stages, audit=audit)

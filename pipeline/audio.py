@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.signal import resample_poly
+from scipy.signal import firwin, lfilter, resample_poly
 
 from pipeline.model import Speaker
 from rules.errors import CallsenseError, InputError
@@ -47,12 +47,14 @@ __all__ = [
     "NotAudioError",
     "TruncatedAudioError",
     "UnsupportedCodecError",
+    "Upsampler",
     "ZeroLengthAudioError",
     "decode",
     "mulaw_to_float",
     "pcm16_to_float",
     "resample",
     "speaker_for",
+    "upsample_8k",
 ]
 
 SAMPLE_RATE = 16000
@@ -202,12 +204,15 @@ def _decode_path(path: Path, label: str, cfg: AudioConfig) -> DecodedAudio:
     if declared is None:
         declared = probe.declared_duration
 
+    # 8 kHz telephony is upsampled here as a live stream of it is (``Upsampler``), so a
+    # recording and its stream give the same samples; ffmpeg resamples every other rate
+    rate = 8000 if probe.sample_rate == 8000 else SAMPLE_RATE
     cmd = [
         cfg.ffmpeg, "-nostdin", "-hide_banner", "-v", "warning",
         "-i", str(path),
         "-map", f"0:{probe.stream_index}",
         "-t", f"{cfg.max_duration_s + 1.0:.3f}",
-        "-ar", str(SAMPLE_RATE), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
+        "-ar", str(rate), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
     ]  # fmt: skip
     proc = _run(cmd, label, cfg, what="decoding")
     stderr = proc.stderr.decode("utf-8", "replace")
@@ -225,7 +230,7 @@ def _decode_path(path: Path, label: str, cfg: AudioConfig) -> DecodedAudio:
         # need finite samples in [-1, 1] (clipping is what a phone line would do too)
         data = np.clip(np.nan_to_num(data, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
     frames = data.size // n_ch
-    duration = frames / SAMPLE_RATE
+    duration = frames / rate
     if duration > cfg.max_duration_s:  # the header did not say; the samples did
         raise AudioTooLongError(
             label,
@@ -247,7 +252,10 @@ def _decode_path(path: Path, label: str, cfg: AudioConfig) -> DecodedAudio:
     if frames == 0:
         raise ZeroLengthAudioError(label, "the audio stream holds no samples; check the recording")
     block = data[: frames * n_ch].reshape(frames, n_ch)
-    channels = tuple(block[:, i].copy() for i in range(n_ch))  # owned, writable
+    if rate == SAMPLE_RATE:
+        channels = tuple(block[:, i].copy() for i in range(n_ch))  # owned, writable
+    else:
+        channels = tuple(upsample_8k(block[:, i]) for i in range(n_ch))
     return DecodedAudio(
         channels=channels,
         sample_rate=SAMPLE_RATE,
@@ -381,6 +389,44 @@ def _codec_from_probe_text(stderr: str) -> str | None:
 def _hms(seconds: float) -> str:
     s = round(seconds)
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class Upsampler:
+    """8 kHz -> 16 kHz, continuous across frames: the one upsampler of telephony audio, for
+    a recording (all at once) and a live stream (frame by frame), so both give the VAD and
+    the model the same samples. A polyphase filter applied per 20 ms frame would ring at
+    every frame edge; this keeps its state. The filter is scipy ``resample_poly``'s for 1:2
+    (Kaiser 5.0, cutoff at 8 kHz's Nyquist, 41 taps); its delay is dropped so times stay
+    exact, and ``flush`` gives the delayed last samples at the end of the audio."""
+
+    _TAPS = 41  # 2 * 10 * max(up, down) + 1, as resample_poly
+
+    def __init__(self) -> None:
+        taps = firwin(self._TAPS, 0.5, window=("kaiser", 5.0))
+        self.taps = (2.0 * taps).astype(np.float64)
+        self.state = np.zeros(self._TAPS - 1)
+        self.skip = (self._TAPS - 1) // 2
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        up = np.zeros(2 * x.size, dtype=np.float64)
+        up[::2] = x
+        y, self.state = lfilter(self.taps, 1.0, up, zi=self.state)
+        if self.skip:
+            drop = min(self.skip, y.size)
+            y = y[drop:]
+            self.skip -= drop
+        # the filter overshoots a full-scale edge a little; the models want [-1, 1]
+        return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+    def flush(self) -> np.ndarray:
+        """The samples still inside the filter, so the output is twice the input's length."""
+        return self(np.zeros((self._TAPS - 1) // 4, dtype=np.float32))
+
+
+def upsample_8k(samples: np.ndarray) -> np.ndarray:
+    """A whole 8 kHz channel at 16 kHz (``Upsampler`` over all of it)."""
+    up = Upsampler()
+    return np.concatenate((up(samples), up.flush()))
 
 
 # --- raw PCM, for live streams ------------------------------------------------------------

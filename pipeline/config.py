@@ -76,6 +76,17 @@ class CallsenseConfig(BaseModel):
     dialogue: Path = Field(shipped("dialogue.yaml"), description="dialogue flow")
     tts: TtsConfig = Field(default_factory=TtsConfig)
 
+    def decisions_fingerprint(self) -> dict[str, Any]:
+        """The settings that change a call's decisions (the audit's ``config_hash``): the
+        transcript's, and how it is read. Not where results are cached or sent."""
+        return {
+            **self.results_fingerprint(),
+            "compliance": self.compliance.model_dump(mode="json"),
+            "policy_engine": self.policy_engine,
+            "intents": str(self.intents),
+            "dialogue": str(self.dialogue),
+        }
+
     def results_fingerprint(self) -> dict[str, Any]:
         """The settings that change a transcript (the result cache's key includes them)."""
         return {

@@ -31,20 +31,19 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.signal import firwin, lfilter
 
 from pipeline.analyze import CallResult, build_orchestrator
-from pipeline.audio import mulaw_to_float, speaker_for
+from pipeline.audio import Upsampler, mulaw_to_float, speaker_for
 from pipeline.config import CallsenseConfig
 from pipeline.model import CallTranscript, Segment, Speaker, Utterance
 from pipeline.orchestrator import CallRun, Orchestrator, SpokenReply, StageError, TtsStage
 from pipeline.recognizer import LANGUAGES, Recognition, Recognizer
 from pipeline.redact import Redactor
-from pipeline.segmentation import lowest_energy_point
+from pipeline.segmentation import ChannelAudio, Segmenter
 from pipeline.transcribe import utterance_from
 from pipeline.tts import FallbackTts, OutputFormat
-from pipeline.vad import FsmnPool, SpeechScorer, VadConfig
-from rules.errors import ConfigError, InputError
+from pipeline.vad import StreamingVad
+from rules.errors import InputError
 from rules.model import Decision
 
 __all__ = [
@@ -58,7 +57,6 @@ __all__ = [
     "RecognizerWorker",
     "ReplyEvent",
     "StreamFormat",
-    "StreamingVad",
     "UtteranceEvent",
 ]
 
@@ -293,92 +291,53 @@ class RecognizerWorker:
                 r.future.set_result(result)
 
 
-# --- streaming VAD -------------------------------------------------------------------------
-
-
-class StreamingVad:
-    """FunASR FSMN-VAD in streaming mode: one loaded model, one cache per channel.
-
-    ``step`` returns funasr's boundary pairs in ms from the channel's first sample:
-    ``(beg, -1)`` speech started, ``(-1, end)`` it ended, ``(beg, end)`` both in this step.
-    """
-
-    def __init__(self, cfg: VadConfig, *, chunk_s: float = 0.2) -> None:
-        if cfg.engine != "fsmn":
-            raise ConfigError(
-                f"live streaming needs vad.engine 'fsmn' (got {cfg.engine!r})", field="vad.engine"
-            )
-        self.chunk_ms = round(chunk_s * 1000)
-        self._models = FsmnPool(cfg)
-        self.scorer = SpeechScorer(cfg.speech_prob_threshold)
-
-    def step(
-        self, cache: dict[str, Any], samples: np.ndarray, *, final: bool
-    ) -> list[tuple[int, int]]:
-        x = np.require(samples, np.float32, ["C", "W"])
-        with self._models.use() as model:
-            out = model.generate(
-                input=x, cache=cache, is_final=final, chunk_size=self.chunk_ms, disable_pbar=True
-            )
-        if not out:
-            return []
-        return [(int(a), int(b)) for a, b in out[0].get("value", [])]
-
-
-class _Upsampler:
-    """8 kHz -> 16 kHz across frame boundaries (a polyphase filter applied per 20 ms frame
-    would ring at every frame edge). Same filter as ``pipeline.audio.resample`` (scipy's
-    ``resample_poly`` default: Kaiser 5.0, cutoff at 8 kHz's Nyquist), so a live call's
-    samples match a recording's. The filter's delay is dropped, so times stay exact."""
-
-    _TAPS = 41  # 2 * 10 * max(up, down) + 1, as resample_poly
-
-    def __init__(self) -> None:
-        taps = firwin(self._TAPS, 0.5, window=("kaiser", 5.0))
-        self.taps = (2.0 * taps).astype(np.float64)
-        self.state = np.zeros(self._TAPS - 1)
-        self.skip = (self._TAPS - 1) // 2
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        up = np.zeros(2 * x.size, dtype=np.float64)
-        up[::2] = x
-        y, self.state = lfilter(self.taps, 1.0, up, zi=self.state)
-        if self.skip:
-            drop = min(self.skip, y.size)
-            y = y[drop:]
-            self.skip -= drop
-        return y.astype(np.float32)
+# --- one channel's audio -----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class _Closed:
-    """A segment VAD closed, with its audio and the stream position when it closed."""
+    """A segment ready to recognize: its audio, the channel audio around it (for marking
+    it speech or sound) and the stream position when it was closed."""
 
     segment: Segment
     clip: np.ndarray
+    context: ChannelAudio
     closed_at: float
 
 
+_MARK_CONTEXT_S = 0.6  # audio kept before a segment: silero's 0.5 s warm-up, frame-aligned
+
+
 class _ChannelSegmenter:
-    """One channel: buffers 16 kHz audio, steps the VAD, applies min/max/pad rules."""
+    """One channel of a live call: buffers its 16 kHz audio, steps the streaming VAD and
+    hands the spans to the same ``Segmenter`` a recording goes through."""
 
     def __init__(self, channel: int, vad: StreamingVad, cfg: CallsenseConfig) -> None:
         self.channel = channel
         self.vad = vad
-        self.seg = cfg.segmentation
+        self.segmenter = Segmenter(cfg.segmentation, channel)
+        self.scores = vad.scorer.channel_scores()  # channel mode: silero as audio arrives
         self.cache: dict[str, Any] = {}
         self.pending: list[np.ndarray] = []
         self.pending_n = 0
         self.buf = np.zeros(0, dtype=np.float32)
         self.buf_start = 0  # absolute sample index of buf[0]
         self.fed = 0  # samples given to the VAD so far
-        self.open_start: float | None = None
-        self.prev_end = 0.0
         self.chunk = int(vad.chunk_ms * SAMPLE_RATE / 1000)
+        self.finished = False
 
     @property
     def position(self) -> float:
         return (self.fed + self.pending_n) / SAMPLE_RATE
+
+    def earliest_end(self) -> float:
+        """No segment this channel closes later ends before this."""
+        if self.finished:
+            return float("inf")
+        heard = self.fed / SAMPLE_RATE
+        return self.segmenter.earliest_end(
+            settled=heard - self.vad.lag_s, lasting=heard - self.vad.end_lag_s
+        )
 
     def add(self, samples: np.ndarray) -> None:
         if samples.size:
@@ -400,61 +359,45 @@ class _ChannelSegmenter:
         self.pending_n = rest.size
         self.buf = np.concatenate((self.buf, now)) if self.buf.size else now.copy()
         self.fed += now.size
-        out: list[_Closed] = []
-        if now.size or final:
-            spans = self.vad.step(self.cache, now, final=final) if now.size else []
-            for beg, end in spans:
-                if beg >= 0:
-                    self.open_start = beg / 1000.0
-                if end >= 0 and self.open_start is not None:
-                    out.extend(self._close(self.open_start, end / 1000.0))
-                    self.open_start = None
-        out.extend(self._cut_long())
-        if final and self.open_start is not None:
-            out.extend(self._close(self.open_start, self.fed / SAMPLE_RATE))
-            self.open_start = None
+        if self.scores is not None:
+            self.scores.feed(now)
+        audio = ChannelAudio(self.buf, self.buf_start / SAMPLE_RATE)
+        seg = self.segmenter
+        out: list[Segment] = []
+        for beg, end in self.vad.step(self.cache, now, final=final) if now.size or final else []:
+            if beg >= 0:
+                out += seg.opened(beg / 1000.0, audio)
+            if end >= 0:
+                out += seg.closed(end / 1000.0, audio)
+        if final:
+            out += seg.finish(audio)
+            self.finished = True
+            if self.scores is not None:
+                self.scores.finish()
+        else:
+            heard = audio.position
+            out += seg.advance(
+                audio, settled=heard - self.vad.lag_s, lasting=heard - self.vad.end_lag_s
+            )
+        closed = [self._cut(s, audio) for s in out]
         self._trim()
-        return out
+        return closed
 
-    def _cut_long(self) -> list[_Closed]:
-        out: list[_Closed] = []
-        cfg = self.seg
-        pos = self.fed / SAMPLE_RATE
-        while self.open_start is not None and pos - self.open_start >= cfg.max_utterance_s:
-            start = self.open_start
-            hi = start + cfg.max_utterance_s
-            lo = max(start + cfg.min_utterance_s, hi - cfg.split_search_s)
-            offset = self.buf_start / SAMPLE_RATE
-            cut = offset + lowest_energy_point(self.buf, lo - offset, hi - offset, SAMPLE_RATE)
-            if cut <= start:
-                cut = hi
-            out.extend(self._close(start, cut, pad_end=False))
-            self.open_start = cut
-        return out
-
-    def _close(self, start: float, end: float, *, pad_end: bool = True) -> list[_Closed]:
-        cfg = self.seg
-        if end - start < cfg.min_utterance_s:
-            return []  # a blip: nothing to recognize
-        pos = self.fed / SAMPLE_RATE
-        lo_limit = max(self.buf_start / SAMPLE_RATE, self.prev_end)
-        padded_start = max(lo_limit, start - min(cfg.pad_s, (start - self.prev_end) / 2))
-        padded_end = min(pos, end + cfg.pad_s) if pad_end else end
-        self.prev_end = end
-        a = max(0, round(padded_start * SAMPLE_RATE) - self.buf_start)
-        b = max(a, round(padded_end * SAMPLE_RATE) - self.buf_start)
+    def _cut(self, seg: Segment, audio: ChannelAudio) -> _Closed:
+        a = max(0, round(seg.start * SAMPLE_RATE) - self.buf_start)
+        b = max(a, round(seg.end * SAMPLE_RATE) - self.buf_start)
+        c = max(0, a - round(_MARK_CONTEXT_S * SAMPLE_RATE))
+        context = ChannelAudio(self.buf[c:b], (self.buf_start + c) / SAMPLE_RATE)
         clip = np.ascontiguousarray(self.buf[a:b])
-        segment = Segment(
-            channel=self.channel, start=round(padded_start, 4), end=round(padded_end, 4)
-        )
-        return [_Closed(segment, clip, closed_at=round(pos, 4))]
+        return _Closed(seg, clip, context, closed_at=round(audio.position, 4))
 
     def _trim(self) -> None:
-        """Keep only the audio an open or next segment may still need."""
-        keep_from = self.fed / SAMPLE_RATE - max(1.0, self.seg.pad_s)
-        if self.open_start is not None:
-            keep_from = min(keep_from, self.open_start - self.seg.pad_s)
-        drop = int(keep_from * SAMPLE_RATE) - self.buf_start
+        """Keep only the audio a pending or next segment may still need."""
+        needed = self.segmenter.earliest_pending
+        keep_from = self.fed / SAMPLE_RATE - max(1.0, self.segmenter.cfg.pad_s)
+        if needed is not None:
+            keep_from = min(keep_from, needed)
+        drop = int((keep_from - _MARK_CONTEXT_S) * SAMPLE_RATE) - self.buf_start
         if drop > 0:
             self.buf = self.buf[drop:]
             self.buf_start += drop
@@ -489,7 +432,7 @@ class LiveEngine:
                 self.tts = stage.tts
             else:
                 stages.append(stage)
-        self.orchestrator = Orchestrator(stages)
+        self.orchestrator = Orchestrator(stages, audit=orchestrator.audit)
         self.worker = RecognizerWorker(
             recognizer,
             max_batch=self.live.max_batch,
@@ -517,7 +460,10 @@ class LiveEngine:
         stage, if any, is ignored (the engine's TTS speaks replies)."""
         stages = None
         if orchestrator is not None:
-            stages = Orchestrator([s for s in orchestrator.stages if not isinstance(s, TtsStage)])
+            stages = Orchestrator(
+                [s for s in orchestrator.stages if not isinstance(s, TtsStage)],
+                audit=orchestrator.audit,
+            )
         return LiveCall(self, call_id, fmt or StreamFormat(), stages)
 
     def close(self) -> None:
@@ -561,7 +507,7 @@ class LiveCall:
             _ChannelSegmenter(i, engine.vad, engine.cfg) for i in range(fmt.channels)
         ]
         self._upsamplers = [
-            _Upsampler() if fmt.sample_rate != SAMPLE_RATE else None for _ in range(fmt.channels)
+            Upsampler() if fmt.sample_rate != SAMPLE_RATE else None for _ in range(fmt.channels)
         ]
         audio_cfg = engine.cfg.audio
         if fmt.roles is not None:
@@ -576,6 +522,7 @@ class LiveCall:
         self._lock = asyncio.Lock()
         self._events: asyncio.Queue[LiveEvent] = asyncio.Queue()
         self._pending: asyncio.Queue[_Queued | None] = asyncio.Queue()
+        self._held: list[_Queued] = []  # closed, waiting for their turn (see _enqueue)
         self._replies: asyncio.Queue[tuple[SpokenReply, ...] | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._state = _State()
@@ -656,35 +603,38 @@ class LiveCall:
         """Step the VAD of channels with a whole chunk pending (caller holds ``_lock``)."""
         if not any(s.ready for s in self._segmenters):
             return
-        queued = await asyncio.to_thread(self._step_all, False)
-        self._enqueue(queued)
+        self._enqueue(*await asyncio.to_thread(self._step_all, False))
 
-    def _step_all(self, final: bool) -> list[_Queued]:
+    def _step_all(self, final: bool) -> tuple[list[_Queued], float]:
         """VAD step; each closed segment goes to the recognizer at once, and is marked
-        speech or sound while the recognizer works on it (the mark is off the latency path)."""
+        speech or sound while the recognizer works on it (the mark is off the latency path).
+        Also: no segment any channel closes later ends before the returned time."""
         out: list[tuple[int, _Closed]] = []
         for seg in self._segmenters:
             if final or seg.ready:
                 out.extend((seg.channel, c) for c in seg.step(final=final))
         out.sort(key=lambda item: (item[1].segment.end, item[0]))
         futures = [self.engine.worker.submit(c.clip, self.language) for _, c in out]
-        return [
+        queued = [
             _Queued(self._mark(c), self._speakers[ch], future)
             for (ch, c), future in zip(out, futures, strict=True)
         ]
+        return queued, min(seg.earliest_end() for seg in self._segmenters)
 
     def _mark(self, closed: _Closed) -> _Closed:
-        """speech or sound, from silero over the clip (as the batch VAD marks its segments)."""
-        seg = closed.segment
-        local = Segment(channel=seg.channel, start=0.0, end=closed.clip.size / SAMPLE_RATE)
-        marked = self.engine.vad.scorer.mark([local], closed.clip)[0]
-        return replace(
-            closed, segment=replace(seg, source=marked.source, speech_prob=marked.speech_prob)
-        )
+        """speech or sound, scored as a recording's segments are (``pipeline.speech_scoring``)."""
+        scores = self._segmenters[closed.segment.channel].scores
+        marked = self.engine.vad.scorer.mark([closed.segment], closed.context, scores)[0]
+        return replace(closed, segment=marked)
 
-    def _enqueue(self, queued: Sequence[_Queued]) -> None:
-        for item in queued:
-            self._pending.put_nowait(item)
+    def _enqueue(self, queued: Sequence[_Queued], frontier: float) -> None:
+        """Hand segments to the stages in the order they end, as a recording's utterances
+        are: one waits while another channel may still close one that ends earlier (only
+        while both speak at once; in turn-taking the bound is already past)."""
+        self._held.extend(queued)
+        self._held.sort(key=lambda q: (q.closed.segment.end, q.closed.segment.channel))
+        while self._held and self._held[0].closed.segment.end <= frontier:
+            self._pending.put_nowait(self._held.pop(0))
 
     async def close(self) -> CallResult:
         """Flush open segments, finish every pending result, close the stages; idempotent."""
@@ -695,10 +645,14 @@ class LiveCall:
             await self.start()
         try:
             async with self._lock:
-                queued = await asyncio.to_thread(self._step_all, True)
-            self._enqueue(queued)
+                for channel, up in enumerate(self._upsamplers):
+                    if up is not None:  # the filter's last samples, as a recording has them
+                        self._segmenters[channel].add(up.flush())
+                queued, _ = await asyncio.to_thread(self._step_all, True)
+            self._enqueue(queued, float("inf"))
         except Exception as exc:
             self._error("vad", exc, self.position)
+            self._enqueue([], float("inf"))
         self._pending.put_nowait(None)
         await self._tasks[0]
         duration = round(self.position, 3)
@@ -710,7 +664,7 @@ class LiveCall:
             self._replies.put_nowait(turn.replies)
         self._replies.put_nowait(None)
         await self._tasks[1]
-        utterances = tuple(sorted(self._state.utterances, key=lambda u: (u.start, u.channel)))
+        utterances = tuple(self._state.utterances)  # in the order the stages took them
         transcript = CallTranscript(
             call_id=self.call_id,
             utterances=utterances,

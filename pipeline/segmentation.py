@@ -1,31 +1,43 @@
-"""From VAD segments to utterances: one utterance per segment, within length limits, padded.
+"""From VAD spans to utterances, incrementally: one ``Segmenter`` per channel for batch and live.
+
+Batch feeds a channel's VAD spans and then calls ``finish``; a live call feeds each span as
+the streaming VAD closes it. The rules only look back, or forward as far as the audio
+already received, so the same spans give the same utterances whichever way they come, and
+a recording and its live stream count the same utterances (and reach the same decisions).
 
 Separate utterances are never merged into longer blocks (SenseVoice's ``merge_vad`` would
 join them into 15 s chunks): the rules count utterances, and "three consecutive ANGRY
 utterances" must see three. The only joining is a fragment shorter than
-``min_utterance_s`` that almost touches a neighbour (gap <= ``merge_gap_s``), which is a
-piece of that neighbour cut off by the VAD; a short fragment standing alone is dropped.
+``min_utterance_s`` followed within ``merge_gap_s`` by the next span: it is that span's
+onset cut off by the VAD and is joined to it. A short fragment with no span that close after
+it is dropped (an utterance already handed on is never changed).
 
-Segments longer than ``max_utterance_s`` are cut at the quietest point (lowest short-time
+A span longer than ``max_utterance_s`` is cut at the quietest point (lowest short-time
 energy, i.e. a pause between words) within ``split_search_s`` before the length limit,
-repeatedly, so each piece is as long as allowed and no cut lands mid-word if a pause exists.
+repeatedly, never leaving a tail shorter than ``min_utterance_s``; a live span still open
+is cut once the VAD guarantees it runs ``min_utterance_s`` past the limit, which gives the
+same cut.
+
+Each utterance gets ``pad_s`` of audio after its end (up to the end of the audio) and up to
+``pad_s`` before its start, never reaching into the previous utterance's padding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.audio import SAMPLE_RATE
-from pipeline.model import Segment, Source
+from pipeline.model import Segment
 
-__all__ = ["SegmentationConfig", "lowest_energy_point", "plan"]
+__all__ = ["ChannelAudio", "SegmentationConfig", "Segmenter", "lowest_energy_point", "plan"]
 
 _HOP_S = 0.01  # energy is compared on a 10 ms grid
 _WINDOW_S = 0.05  # over 50 ms windows, so a pause wins over one zero crossing
+_EPS = 1e-9
 
 
 class SegmentationConfig(BaseModel):
@@ -58,6 +70,171 @@ class SegmentationConfig(BaseModel):
         return self
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelAudio:
+    """The part of one channel's 16 kHz audio a segmenter may read: ``samples`` start at
+    ``offset`` seconds; ``position`` (their end) is how far the channel has been heard."""
+
+    samples: np.ndarray
+    offset: float = 0.0
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def position(self) -> float:
+        return self.offset + self.samples.size / self.sample_rate
+
+    def quietest(self, lo: float, hi: float) -> float:
+        """``lowest_energy_point`` in absolute seconds."""
+        return self.offset + lowest_energy_point(
+            self.samples, lo - self.offset, hi - self.offset, self.sample_rate
+        )
+
+
+class Segmenter:
+    """One channel's VAD spans in (in time order), utterances to recognize out, each as
+    soon as no later audio can change it. See the module doc for the rules."""
+
+    def __init__(self, cfg: SegmentationConfig | None = None, channel: int = 0) -> None:
+        self.cfg = cfg or SegmentationConfig()
+        self.channel = channel
+        self._fragment: tuple[float, float] | None = None  # short, waiting for a neighbour
+        self._open: float | None = None  # start of a span the VAD has not closed yet
+        self._tail: tuple[float, float] | None = None  # waiting for its end padding
+        self._padded_end = 0.0  # end of the last utterance handed on, padding included
+        self._seen_end = 0.0  # end of the last span taken (later spans start after it)
+
+    @property
+    def earliest_pending(self) -> float | None:
+        """The earliest time still needed (audio before it may be dropped)."""
+        times = [t[0] for t in (self._fragment, self._tail) if t is not None]
+        if self._open is not None:
+            times.append(self._open)
+        return min(times) - self.cfg.pad_s if times else None
+
+    def earliest_end(self, *, settled: float, lasting: float) -> float:
+        """No utterance handed on later ends before this (``settled`` and ``lasting`` as
+        for ``advance``): lets a live call hand utterances of several channels to the
+        rules in the order they end, as a recording's are."""
+        if self._tail is not None:
+            return self._tail[1]
+        if self._open is not None:  # a piece of it, or all of it, ends after this
+            return max(self._open + self.cfg.min_utterance_s, lasting)
+        # a span not reported yet starts after ``settled``; alone it needs the minimum length
+        return settled + (0.0 if self._fragment is not None else self.cfg.min_utterance_s)
+
+    def opened(self, start: float, audio: ChannelAudio) -> list[Segment]:
+        """The VAD says a span began at ``start`` (streaming only)."""
+        out = self._release_tail(audio)
+        self._open = self._begin(start)
+        return out + self.advance(audio)
+
+    def span(self, start: float, end: float, audio: ChannelAudio) -> list[Segment]:
+        """A closed VAD span (a recording's VAD gives whole spans)."""
+        return self._take(self._begin(start), end, audio)
+
+    def closed(self, end: float, audio: ChannelAudio) -> list[Segment]:
+        """The span ``opened`` last ended at ``end`` (streaming)."""
+        if self._open is None:
+            return self._release_tail(audio)
+        start, self._open = self._open, None
+        return self._take(start, end, audio)
+
+    def advance(
+        self, audio: ChannelAudio, *, settled: float | None = None, lasting: float | None = None
+    ) -> list[Segment]:
+        """More audio was heard. ``settled``: no span the VAD reports later starts before it
+        (lets a lone short fragment go). ``lasting``: the open span lasts at least until then;
+        once that is ``min_utterance_s`` past its length limit, it is cut as a closed one is."""
+        out = self._release_tail(audio)
+        fragment = self._fragment
+        if (
+            fragment is not None
+            and settled is not None
+            and settled > fragment[1] + self.cfg.merge_gap_s
+        ):
+            self._fragment = None
+        cfg = self.cfg
+        while (
+            self._open is not None
+            and lasting is not None
+            and lasting - self._open >= cfg.max_utterance_s + cfg.min_utterance_s
+        ):
+            start = self._open
+            cut = self._cut(start, start + cfg.max_utterance_s, audio)
+            out.append(self._emit(start, cut, cut))
+            self._open = cut
+        return out
+
+    def finish(self, audio: ChannelAudio) -> list[Segment]:
+        """The end of the channel: an open span closes there, a waiting fragment is dropped."""
+        out = self.closed(audio.position, audio)
+        self._fragment = None
+        if self._tail is not None:
+            a, b = self._tail
+            self._tail = None
+            out.append(self._emit(a, b, min(audio.position, b + self.cfg.pad_s)))
+        return out
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _take(self, start: float, end: float, audio: ChannelAudio) -> list[Segment]:
+        out = self._release_tail(audio)
+        end = min(end, audio.position)
+        self._seen_end = max(self._seen_end, end)
+        if end - start < self.cfg.min_utterance_s - _EPS:
+            if end > start:
+                self._fragment = (start, end)
+            return out
+        pieces = self._cuts(start, end, audio)
+        for a, b in pieces[:-1]:
+            out.append(self._emit(a, b, b))
+        self._tail = pieces[-1]
+        return out + self._release_tail(audio)
+
+    def _begin(self, start: float) -> float:
+        """Where a new span starts: never inside what was taken already, and at a waiting
+        fragment's start when that fragment ends within ``merge_gap_s`` of it."""
+        start = max(start, self._seen_end, 0.0)
+        if self._fragment is not None:
+            frag_start, frag_end = self._fragment
+            self._fragment = None
+            if start - frag_end <= self.cfg.merge_gap_s + _EPS:
+                return frag_start
+        return start
+
+    def _cuts(self, start: float, end: float, audio: ChannelAudio) -> list[tuple[float, float]]:
+        cfg = self.cfg
+        pieces = []
+        while end - start > cfg.max_utterance_s:
+            cut = self._cut(
+                start, min(start + cfg.max_utterance_s, end - cfg.min_utterance_s), audio
+            )
+            pieces.append((start, cut))
+            start = cut
+        pieces.append((start, end))
+        return pieces
+
+    def _cut(self, start: float, hi: float, audio: ChannelAudio) -> float:
+        cfg = self.cfg
+        limit = start + cfg.max_utterance_s
+        lo = min(hi, max(start + cfg.min_utterance_s, limit - cfg.split_search_s))
+        cut = audio.quietest(lo, hi)
+        return cut if cut > start else hi
+
+    def _release_tail(self, audio: ChannelAudio) -> list[Segment]:
+        if self._tail is None or audio.position < self._tail[1] + self.cfg.pad_s - _EPS:
+            return []
+        a, b = self._tail
+        self._tail = None
+        return [self._emit(a, b, b + self.cfg.pad_s)]
+
+    def _emit(self, start: float, end: float, padded_end: float) -> Segment:
+        padded_start = max(0.0, self._padded_end, start - self.cfg.pad_s)
+        padded_start = min(padded_start, start)
+        self._padded_end = padded_end
+        return Segment(self.channel, round(padded_start, 4), round(padded_end, 4))
+
+
 def plan(
     segments: Sequence[Segment],
     samples: np.ndarray,
@@ -65,25 +242,17 @@ def plan(
     *,
     sample_rate: int = SAMPLE_RATE,
 ) -> list[Segment]:
-    """The utterances to recognize for one channel: ``samples`` is that channel's audio.
-
-    Pieces of a split segment keep its ``source`` and ``speech_prob``.
-    """
-    cfg = cfg or SegmentationConfig()
+    """The utterances to recognize for one channel (``samples``: that channel's audio):
+    its VAD spans fed to a ``Segmenter`` in time order, then ``finish``."""
     channels = {s.channel for s in segments}
     if len(channels) > 1:
         raise ValueError(f"plan() takes one channel's segments (got channels {sorted(channels)})")
-    total = samples.size / sample_rate
-    segs = sorted(
-        (replace(s, start=max(0.0, s.start), end=min(total, s.end)) for s in segments),
-        key=lambda s: s.start,
-    )
-    segs = _no_overlap([s for s in segs if s.end > s.start])
-    segs = _absorb_short(segs, cfg)
-    pieces: list[Segment] = []
-    for seg in segs:
-        pieces.extend(_split(seg, samples, sample_rate, cfg))
-    return _pad(pieces, total, cfg.pad_s)
+    segmenter = Segmenter(cfg, channels.pop() if channels else 0)
+    audio = ChannelAudio(samples, 0.0, sample_rate)
+    out: list[Segment] = []
+    for seg in sorted(segments, key=lambda s: s.start):
+        out += segmenter.span(seg.start, seg.end, audio)
+    return out + segmenter.finish(audio)
 
 
 def lowest_energy_point(samples: np.ndarray, lo: float, hi: float, sample_rate: int) -> float:
@@ -110,77 +279,3 @@ def lowest_energy_point(samples: np.ndarray, lo: float, hi: float, sample_rate: 
     longest = int(np.argmax(ends - starts))
     mid = (quiet[starts[longest]] + quiet[ends[longest]]) // 2
     return float(centres[mid] / sample_rate)
-
-
-def _no_overlap(segs: list[Segment]) -> list[Segment]:
-    """Overlapping VAD spans (possible with some engines) are cut at the later start."""
-    out: list[Segment] = []
-    for seg in segs:
-        if out and seg.start < out[-1].end:
-            out[-1] = replace(out[-1], end=seg.start)
-            if out[-1].end <= out[-1].start:
-                out.pop()
-        out.append(seg)
-    return out
-
-
-def _absorb_short(segs: list[Segment], cfg: SegmentationConfig) -> list[Segment]:
-    out = list(segs)
-    i = 0
-    while i < len(out):
-        seg = out[i]
-        if seg.duration >= cfg.min_utterance_s:
-            i += 1
-            continue
-        gap_prev = seg.start - out[i - 1].end if i > 0 else float("inf")
-        gap_next = out[i + 1].start - seg.end if i + 1 < len(out) else float("inf")
-        if min(gap_prev, gap_next) > cfg.merge_gap_s:
-            del out[i]  # a lone blip: nothing to recognize
-            continue
-        if gap_prev <= gap_next:
-            out[i - 1] = _join(out[i - 1], seg)
-            del out[i]
-            i -= 1  # the joined segment may still be short
-            i = max(i, 0)
-        else:
-            out[i + 1] = _join(seg, out[i + 1])
-            del out[i]
-    return out
-
-
-def _join(a: Segment, b: Segment) -> Segment:
-    """a then b as one segment: speech if either part is, probability weighted by length."""
-    prob = None
-    if a.speech_prob is not None and b.speech_prob is not None:
-        prob = (a.speech_prob * a.duration + b.speech_prob * b.duration) / (a.duration + b.duration)
-    source: Source = "speech" if "speech" in (a.source, b.source) else "sound"
-    return Segment(a.channel, a.start, b.end, source=source, speech_prob=prob)
-
-
-def _split(
-    seg: Segment, samples: np.ndarray, sample_rate: int, cfg: SegmentationConfig
-) -> list[Segment]:
-    pieces = []
-    rest = seg
-    while rest.duration > cfg.max_utterance_s:
-        limit = rest.start + cfg.max_utterance_s
-        # never leave a tail shorter than min_utterance_s
-        hi = min(limit, rest.end - cfg.min_utterance_s)
-        lo = min(hi, max(rest.start + cfg.min_utterance_s, limit - cfg.split_search_s))
-        cut = lowest_energy_point(samples, lo, hi, sample_rate)
-        pieces.append(replace(rest, end=cut))
-        rest = replace(rest, start=cut)
-    pieces.append(rest)
-    return pieces
-
-
-def _pad(segs: list[Segment], total: float, pad: float) -> list[Segment]:
-    """Add ``pad`` each side; neighbours share a gap narrower than 2*pad at its middle."""
-    out = []
-    for i, seg in enumerate(segs):
-        before = seg.start - segs[i - 1].end if i > 0 else float("inf")
-        after = segs[i + 1].start - seg.end if i + 1 < len(segs) else float("inf")
-        start = max(0.0, seg.start - min(pad, before / 2))
-        end = min(total, seg.end + min(pad, after / 2))
-        out.append(replace(seg, start=round(start, 4), end=round(end, 4)))
-    return out

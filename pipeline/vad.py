@@ -5,13 +5,10 @@ The default engine is FunASR's FSMN-VAD, because it lets non-speech sounds throu
 given those spans. silero-vad is kept as an option; it is a speech detector and drops most
 of them (see tests/audio/test_vad_manifest.py for the numbers on ../shared/testdata).
 
-Each segment is then marked ``speech`` or ``sound`` from silero's frame probabilities,
-weighted by frame energy, so the loud part of a segment decides and the silence FSMN-VAD
-keeps around an utterance does not dilute it. The threshold leans toward ``speech``
-(silero scores shouted, angry speech lower than calm speech, and calling speech a sound
-would hide it from the rules); the orchestrator also overrides ``source`` with SenseVoice's
-own event tag when the recognizer says a segment holds no speech. Without the silero-vad
-package, segments are left ``speech`` with ``speech_prob=None``.
+A VAD finds raw spans (``spans``); ``segments`` turns them into the utterances to
+recognize (``pipeline.segmentation``) and marks each ``speech`` or ``sound``
+(``pipeline.speech_scoring``). ``StreamingVad`` is FSMN-VAD for live calls, one cache per
+channel, feeding the same segmenter and scorer.
 """
 
 from __future__ import annotations
@@ -22,10 +19,10 @@ import os
 import queue
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -33,8 +30,16 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.audio import SAMPLE_RATE, resample
-from pipeline.model import Segment, Source
+from pipeline.model import Segment
 from pipeline.quiet import import_funasr, quiet
+from pipeline.segmentation import ChannelAudio, SegmentationConfig, plan
+from pipeline.speech_scoring import (
+    FRAME,
+    ChannelScores,
+    SpeechScorer,
+    silero_available,
+    silero_model,
+)
 from rules.errors import ConfigError
 
 __all__ = [
@@ -43,7 +48,7 @@ __all__ = [
     "FsmnPool",
     "FsmnVad",
     "SileroVad",
-    "SpeechScorer",
+    "StreamingVad",
     "Vad",
     "VadCapabilities",
     "VadConfig",
@@ -53,9 +58,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_FSMN_MODEL = "fsmn-vad"  # funasr's alias of iic/speech_fsmn_vad_zh-cn-16k-common-pytorch
-_SILERO_FRAME = 512  # samples per silero-vad frame at 16 kHz (32 ms)
-_SILERO_CONTEXT = 64  # samples of the previous frame each silero frame sees
-_WARMUP_FRAMES = 16  # 0.5 s of context before a segment when scoring it alone
 
 
 class VadConfig(BaseModel):
@@ -99,148 +101,48 @@ class VadCapabilities:
 
 
 class Vad(ABC):
-    """Finds the segments of one channel; loads its model once and is shared by all calls."""
+    """Finds the spans of one channel; loads its model once and is shared by all calls."""
 
     capabilities: ClassVar[VadCapabilities]
 
     def __init__(self, cfg: VadConfig | None = None) -> None:
         self.cfg = cfg or VadConfig()
+        self.scorer = SpeechScorer(
+            self.cfg.speech_prob_threshold, per_segment=self.cfg.speech_scoring == "segments"
+        )
 
     @abstractmethod
+    def spans(self, samples: np.ndarray, *, channel: int = 0) -> list[Segment]:
+        """Raw spans of 16 kHz mono ``samples`` in time order (not yet marked)."""
+
     def segments(
-        self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, *, channel: int = 0
+        self,
+        samples: np.ndarray,
+        sample_rate: int = SAMPLE_RATE,
+        *,
+        channel: int = 0,
+        segmentation: SegmentationConfig | None = None,
     ) -> list[Segment]:
-        """Segments of ``samples`` (mono float32) in time order, marked speech or sound."""
-
-
-@functools.cache
-def _silero_model() -> Any:
-    """silero-vad's model (weights ship in its wheel), loaded once per process.
-
-    The ONNX copy when onnxruntime is there: same probabilities (within 1e-6), several
-    times faster than the TorchScript one on a busy 2-core machine.
-    """
-    from silero_vad import load_silero_vad
-
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return load_silero_vad()
-    return load_silero_vad(onnx=True)
+        """Segments of ``samples`` in time order, marked speech or sound; with
+        ``segmentation``, the utterances to recognize (``pipeline.segmentation``)."""
+        samples = _at_16k(samples, sample_rate)
+        scores = None
+        if self.scorer.channel_scores() is not None:
+            # silero over the channel does not need the VAD's spans: score while it runs
+            scores = _scoring_pool().submit(ChannelScores.of, samples)
+        found = self.spans(samples, channel=channel)
+        if segmentation is not None:
+            found = plan(found, samples, segmentation)
+        if not found and scores is not None:
+            scores.cancel()
+        audio = ChannelAudio(samples)
+        return self.scorer.mark(found, audio, scores.result() if found and scores else None)
 
 
 @functools.cache
 def _scoring_pool() -> ThreadPoolExecutor:
     """Threads that score channels with silero while FSMN-VAD segments them."""
     return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="callsense-silero")
-
-
-def _silero_available() -> bool:
-    try:
-        import silero_vad  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-class SpeechScorer:
-    """Speech probability of a span: silero frame probabilities, weighted by frame energy."""
-
-    def __init__(self, threshold: float = 0.5) -> None:
-        self.threshold = threshold
-        self._lock = threading.Lock()
-        self.available = _silero_available()
-        if not self.available:
-            log.warning("silero-vad not installed: VAD segments are all marked 'speech'")
-
-    def frame_probs(self, samples: np.ndarray) -> np.ndarray:
-        """One probability per 32 ms frame of 16 kHz ``samples``."""
-        import torch
-
-        if samples.size == 0:
-            return np.zeros(0, dtype=np.float32)
-        model = _silero_model()
-        session = getattr(model, "session", None)
-        if session is not None:
-            return _onnx_frame_probs(session, samples)
-        x = torch.from_numpy(np.array(samples, dtype=np.float32))
-        with self._lock, torch.inference_mode():
-            probs = model.audio_forward(x, SAMPLE_RATE)
-        out: np.ndarray = probs[0].numpy().astype(np.float32)
-        return out
-
-    def mark(
-        self,
-        segments: Sequence[Segment],
-        samples: np.ndarray,
-        *,
-        per_segment: bool = False,
-        scoring: Future[np.ndarray] | None = None,
-    ) -> list[Segment]:
-        """Fill ``speech_prob`` and ``source`` for segments of the 16 kHz channel ``samples``.
-
-        ``per_segment`` scores only the segments (each after 0.5 s of context), not the
-        silence between them. ``scoring``: the channel's ``frame_probs``, already under way.
-        """
-        if not segments or not self.available:
-            return list(segments)
-        if per_segment:
-            return [self._mark_one(seg, samples) for seg in segments]
-        probs = scoring.result() if scoring is not None else self.frame_probs(samples)
-        n = min(probs.size, samples.size // _SILERO_FRAME + 1)
-        if n == 0:
-            return list(segments)
-        padded = np.zeros(n * _SILERO_FRAME, dtype=np.float32)
-        take = min(samples.size, padded.size)
-        padded[:take] = samples[:take]
-        energy = np.mean(padded.reshape(n, _SILERO_FRAME) ** 2, axis=1) + 1e-10
-        out = []
-        for seg in segments:
-            a = min(int(seg.start * SAMPLE_RATE) // _SILERO_FRAME, n - 1)
-            b = max(a + 1, min(n, -(-int(seg.end * SAMPLE_RATE) // _SILERO_FRAME)))
-            w = energy[a:b]
-            prob = float(np.sum(probs[a:b] * w) / np.sum(w))
-            source: Source = "speech" if prob >= self.threshold else "sound"
-            out.append(replace(seg, speech_prob=round(prob, 4), source=source))
-        return out
-
-    def _mark_one(self, seg: Segment, samples: np.ndarray) -> Segment:
-        a = max(0, int(seg.start * SAMPLE_RATE) // _SILERO_FRAME * _SILERO_FRAME)
-        b = min(samples.size, -(-int(seg.end * SAMPLE_RATE) // _SILERO_FRAME) * _SILERO_FRAME)
-        n = (b - a) // _SILERO_FRAME
-        if n < 1:
-            return seg
-        warm = min(a, _WARMUP_FRAMES * _SILERO_FRAME) // _SILERO_FRAME  # lets the state settle
-        start = a - warm * _SILERO_FRAME
-        chunk = np.ascontiguousarray(samples[start : a + n * _SILERO_FRAME], dtype=np.float32)
-        probs = self.frame_probs(chunk)[warm : warm + n]
-        span = samples[a : a + probs.size * _SILERO_FRAME]
-        weights = np.mean(span.reshape(-1, _SILERO_FRAME) ** 2, axis=1) + 1e-10
-        prob = float(np.sum(probs * weights) / np.sum(weights))
-        source: Source = "speech" if prob >= self.threshold else "sound"
-        return replace(seg, speech_prob=round(prob, 4), source=source)
-
-
-def _onnx_frame_probs(session: Any, samples: np.ndarray) -> np.ndarray:
-    """silero's ONNX graph run frame by frame with the state kept here, not in its wrapper.
-
-    Same numbers as the wrapper's ``audio_forward`` (each frame sees the previous 64
-    samples, the recurrent state carries over), about 20% faster, and with no shared state
-    several threads can score channels at once.
-    """
-    n = -(-samples.size // _SILERO_FRAME)
-    padded = np.zeros(_SILERO_CONTEXT + n * _SILERO_FRAME, dtype=np.float32)
-    padded[_SILERO_CONTEXT : _SILERO_CONTEXT + samples.size] = samples
-    state = np.zeros((2, 1, 128), dtype=np.float32)
-    rate = np.array(SAMPLE_RATE, dtype=np.int64)
-    out = np.empty(n, dtype=np.float32)
-    run = session.run
-    for i in range(n):
-        a = i * _SILERO_FRAME
-        window = padded[None, a : a + _SILERO_CONTEXT + _SILERO_FRAME]
-        prob, state = run(None, {"input": window, "state": state, "sr": rate})
-        out[i] = prob[0, 0]
-    return out
 
 
 class FsmnPool:
@@ -312,28 +214,14 @@ class FsmnVad(Vad):
     def __init__(self, cfg: VadConfig | None = None) -> None:
         super().__init__(cfg)
         self._models = FsmnPool(self.cfg)
-        self.scorer = SpeechScorer(self.cfg.speech_prob_threshold)
 
-    def segments(
-        self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, *, channel: int = 0
-    ) -> list[Segment]:
-        samples = _at_16k(samples, sample_rate)
+    def spans(self, samples: np.ndarray, *, channel: int = 0) -> list[Segment]:
         if samples.size < SAMPLE_RATE // 100:  # less than one 10 ms frame
             return []
-        per_segment = self.cfg.speech_scoring == "segments"
-        scoring = None
-        if self.scorer.available and not per_segment:
-            # silero over the channel does not need FSMN's segments: score while FSMN runs
-            scoring = _scoring_pool().submit(self.scorer.frame_probs, samples)
         with self._models.use() as model, quiet():
             result = model.generate(input=samples, disable_pbar=True)
-        spans = result[0]["value"] if result else []
-        segs = [
-            Segment(channel=channel, start=s / 1000.0, end=e / 1000.0) for s, e in spans if e > s
-        ]
-        if not segs and scoring is not None:
-            scoring.cancel()
-        return self.scorer.mark(segs, samples, per_segment=per_segment, scoring=scoring)
+        found = result[0]["value"] if result else []
+        return [Segment(channel, s / 1000.0, e / 1000.0) for s, e in found if e > s]
 
 
 class SileroVad(Vad):
@@ -343,22 +231,18 @@ class SileroVad(Vad):
 
     def __init__(self, cfg: VadConfig | None = None) -> None:
         super().__init__(cfg or VadConfig(engine="silero"))
-        if not _silero_available():
+        if not silero_available():
             raise ImportError(
                 "vad.engine 'silero' needs the silero-vad package: pip install 'callsense[silero]'"
             )
-        self._model = _silero_model()
+        self._model = silero_model()
         self._lock = threading.Lock()
-        self.scorer = SpeechScorer(self.cfg.speech_prob_threshold)
 
-    def segments(
-        self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, *, channel: int = 0
-    ) -> list[Segment]:
+    def spans(self, samples: np.ndarray, *, channel: int = 0) -> list[Segment]:
         import torch
         from silero_vad import get_speech_timestamps
 
-        samples = _at_16k(samples, sample_rate)
-        if samples.size < _SILERO_FRAME:
+        if samples.size < FRAME:
             return []
         with self._lock, torch.inference_mode():
             stamps = get_speech_timestamps(
@@ -370,11 +254,65 @@ class SileroVad(Vad):
                 min_silence_duration_ms=int(self.cfg.silero_min_silence_s * 1000),
                 max_speech_duration_s=self.cfg.max_single_segment_s,
             )
-        segs = [
-            Segment(channel=channel, start=t["start"] / SAMPLE_RATE, end=t["end"] / SAMPLE_RATE)
-            for t in stamps
-        ]
-        return self.scorer.mark(segs, samples, per_segment=self.cfg.speech_scoring == "segments")
+        return [Segment(channel, t["start"] / SAMPLE_RATE, t["end"] / SAMPLE_RATE) for t in stamps]
+
+
+class StreamingVad:
+    """FSMN-VAD for live calls: one pool of loaded models, one cache per channel.
+
+    ``step`` returns funasr's boundary pairs in ms from the channel's first sample:
+    ``(beg, -1)`` speech started, ``(-1, end)`` it ended, ``(beg, end)`` both in this step.
+    ``lag_s``: FSMN reports a span's start only after enough speech and dates it back (its
+    decision window, the look-back, a chunk in flight): no span it reports later starts more
+    than this before the heard audio. ``end_lag_s``: it reports an end only after
+    ``max_end_silence`` of silence, so an open span lasts at least until the heard audio
+    less this.
+    """
+
+    def __init__(self, cfg: VadConfig, *, chunk_s: float = 0.2) -> None:
+        if cfg.engine != "fsmn":
+            raise ConfigError(
+                f"live streaming needs vad.engine 'fsmn' (got {cfg.engine!r})", field="vad.engine"
+            )
+        self.cfg = cfg
+        self.chunk_ms = round(chunk_s * 1000)
+        self._models = FsmnPool(cfg)
+        self.scorer = SpeechScorer(
+            cfg.speech_prob_threshold, per_segment=cfg.speech_scoring == "segments"
+        )
+        self.lag_s = _fsmn_start_lag_s(cfg) + chunk_s + 0.5  # 0.5 s to spare
+        # funasr's own schedule (None) waits at most 2 s of silence
+        silence = cfg.fsmn_max_end_silence_s or 2.0
+        self.end_lag_s = silence + chunk_s + 0.2
+
+    def step(
+        self, cache: dict[str, Any], samples: np.ndarray, *, final: bool
+    ) -> list[tuple[int, int]]:
+        x = np.require(samples, np.float32, ["C", "W"])
+        with self._models.use() as model:
+            out = model.generate(
+                input=x, cache=cache, is_final=final, chunk_size=self.chunk_ms, disable_pbar=True
+            )
+        if not out:
+            return []
+        return [(int(a), int(b)) for a, b in out[0].get("value", [])]
+
+
+def _fsmn_start_lag_s(cfg: VadConfig) -> float:
+    """How far back FSMN may date a span's start: its decision window, the speech it needs
+    to decide and its look-back (from the model's config.yaml; funasr's defaults for a hub
+    model not on disk). Measured on ../shared/testdata with 0.2 s chunks: at most 0.63 s
+    behind the heard audio, against 0.75 s from this plus the chunk."""
+    conf: dict[str, Any] = {}
+    path = Path(cfg.model).expanduser() / "config.yaml"
+    if path.is_file():
+        import yaml
+
+        conf = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("model_conf", {})
+    window = float(conf.get("window_size_ms", 200))
+    lookback = float(conf.get("lookback_time_start_point", 200))
+    to_speech = float(conf.get("sil_to_speech_time_thres", 150))
+    return (window + lookback + to_speech) / 1000.0
 
 
 def _at_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -194,6 +194,22 @@ class DurableMatcher:
             _dre.retract_fact(handle, text)
         return held
 
+    def state(self) -> dict[str, Any] | None:
+        """durable-rules' own record of the state every fact goes to (``sid`` "0"): None
+        before the first fact, after ``close`` and for a program without conditions."""
+        handle = self._handle
+        if handle is None:
+            return None
+        with self._lock:
+            try:
+                text = _dre.get_state(handle, "0")
+            except _dre.error as exc:
+                if "error code: 309" not in str(exc):  # 309: no fact has created it yet
+                    raise
+                return None
+        state: dict[str, Any] = json.loads(text)
+        return state
+
     def close(self) -> None:
         # The ruleset is not deleted: durable-rules' native memory handling is fragile (see
         # tests/rules/test_durable_defects.py); one ruleset per engine is a bounded cost.

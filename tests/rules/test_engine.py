@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from rules.backends import DurableMatcher, PythonMatcher
 from rules.engine import BACKENDS, PolicyEngine
 from rules.errors import InputError
 from rules.model import Observation
@@ -61,6 +62,21 @@ def test_observe_after_close_is_an_input_error() -> None:
     session.close(10.0)
     with pytest.raises(InputError):
         session.observe(_angry("c", 0))
+
+
+def test_the_durable_backend_matches_inside_durable_rules() -> None:
+    """Its facts go to one durable-rules state, which the C engine holds from the first fact
+    on; the python backend has no such thing."""
+    engine = PolicyEngine.from_text(DEFAULT, backend="durable")
+    assert isinstance(engine.matcher, DurableMatcher)
+    assert engine.matcher.state() is None  # no fact yet
+    [d] = engine.run("c", [_angry("c", i) for i in range(3)])
+    assert d.rule == "angry-streak"
+    state = engine.matcher.state()
+    assert state is not None and state["sid"] == "0"
+    engine.close()
+    assert engine.matcher.state() is None
+    assert isinstance(PolicyEngine.from_text(DEFAULT).matcher, PythonMatcher)
 
 
 def test_unknown_backend_is_refused() -> None:

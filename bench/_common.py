@@ -76,7 +76,7 @@ def build_model_dir(
     """
     import torch
 
-    from pipeline.quiet import import_funasr
+    from callsense.pipeline.quiet import import_funasr
 
     import_funasr()
     from funasr.models.sense_voice.model import SenseVoiceSmall

@@ -211,10 +211,10 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from connectors.app import create_app
-    from connectors.appconfig import AppConfig
-    from connectors.runtime import ServiceSettings
-    from pipeline.config import CacheConfig, load_config
+    from callsense.connectors.app import create_app
+    from callsense.connectors.appconfig import AppConfig
+    from callsense.connectors.runtime import ServiceSettings
+    from callsense.pipeline.config import CacheConfig, load_config
     from tests.service.server import running, wait_ready
 
     with tempfile.TemporaryDirectory(prefix="callsense-bench-live-") as tmp_name:
@@ -228,7 +228,7 @@ def main() -> None:
             subprocess.run([sys.executable, "-c", build, str(model_dir)], check=True, cwd=ROOT)
             if args.backend == "onnx":
                 print("# exporting it to ONNX (about a minute) …", flush=True)
-                export = [sys.executable, "-m", "connectors.cli", "model", "export-onnx"]
+                export = [sys.executable, "-m", "callsense.connectors.cli", "model", "export-onnx"]
                 subprocess.run(
                     [*export, str(model_dir), str(tmp / "onnx"), "--quantize", args.quantize],
                     check=True,

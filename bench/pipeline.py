@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._common import SHARED, TESTDATA, build_model_dir  # noqa: E402
-from pipeline.orchestrator import CallStage, Stage, Turn  # noqa: E402
+from callsense.pipeline.orchestrator import CallStage, Stage, Turn  # noqa: E402
 
 # name -> (recognizer backend, quantize, vad.speech_scoring)
 VARIANTS = {
@@ -184,10 +184,10 @@ class Variant:
 
 def run_once(variant: Variant, call: Path) -> Times:
     """The stages of ``Transcriber.transcribe_file`` then the orchestrator, each timed."""
-    from pipeline.audio import decode, speaker_for
-    from pipeline.model import CallTranscript
-    from pipeline.segmentation import plan
-    from pipeline.transcribe import _clip, utterance_from
+    from callsense.pipeline.audio import decode, speaker_for
+    from callsense.pipeline.model import CallTranscript
+    from callsense.pipeline.segmentation import plan
+    from callsense.pipeline.transcribe import _clip, utterance_from
 
     tr = variant.transcriber
     cfg = tr.cfg  # type: ignore[attr-defined]
@@ -243,7 +243,7 @@ def prepare_models(workdir: Path, names: list[str]) -> dict[str, Path]:
     if any(VARIANTS[n][0] == "onnx" for n in names):
         onnx = workdir / "onnx"
         if not (onnx / "model.int8.onnx").is_file():
-            from pipeline.sensevoice_onnx import export_onnx
+            from callsense.pipeline.sensevoice_onnx import export_onnx
 
             print(f"exporting it to ONNX (fp32 + signed int8) in {onnx} …", flush=True)
             export_onnx(model, onnx, quantize="int8")
@@ -254,9 +254,9 @@ def prepare_models(workdir: Path, names: list[str]) -> dict[str, Path]:
 def load_variant(name: str, dirs: dict[str, Path], workdir: Path) -> Variant:
     import numpy as np
 
-    from connectors.appconfig import load_app_config
-    from pipeline.analyze import build_orchestrator
-    from pipeline.transcribe import build_transcriber
+    from callsense.connectors.appconfig import load_app_config
+    from callsense.pipeline.analyze import build_orchestrator
+    from callsense.pipeline.transcribe import build_transcriber
 
     backend, quantize, scoring = VARIANTS[name]
     cfg = load_app_config(None, model=str(dirs[backend]), vad_model=str(SHARED / "fsmn-vad"))
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     dirs = prepare_models(workdir, names)
     call_path = workdir / f"call-{args.minutes:g}min.wav"
     if call_path.is_file():
-        from pipeline.audio import decode
+        from callsense.pipeline.audio import decode
 
         call_s = decode(call_path).duration
     else:

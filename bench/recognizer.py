@@ -60,7 +60,7 @@ class _Worker:
         if variant.startswith("torch"):
             self._load_torch(workdir / "model", threads, int8=variant.endswith("int8"))
         else:
-            from pipeline.sensevoice_onnx import SenseVoiceOnnxRecognizer
+            from callsense.pipeline.sensevoice_onnx import SenseVoiceOnnxRecognizer
 
             quantize = "int8" if variant.endswith("int8") else "none"
             kw = {"quantize": quantize, "threads": threads, "use_itn": True}
@@ -111,7 +111,7 @@ class _Worker:
         import torch
         from funasr.utils.load_utils import extract_fbank
 
-        from pipeline.sensevoice_onnx import TEXTNORM_QUERY, _export_module
+        from callsense.pipeline.sensevoice_onnx import TEXTNORM_QUERY, _export_module
 
         wrapper = _export_module(self.am.model)
         out = []
@@ -151,7 +151,7 @@ def worker_main(variant: str, workdir: Path, threads: int) -> None:
 
 def prepare_main(workdir: Path) -> None:
     """Build the full-size random model, export fp32 and int8 ONNX (own process: ~3 GB peak)."""
-    from pipeline.sensevoice_onnx import export_onnx
+    from callsense.pipeline.sensevoice_onnx import export_onnx
 
     t0 = time.perf_counter()
     build_model_dir(workdir / "model", seed=0, dither=0.0)

@@ -21,8 +21,8 @@ sys.path.insert(0, str(ROOT))
 
 import durable_rules_engine as dre  # noqa: E402
 
-from rules.engine import BACKENDS, DEFAULT_BACKEND, PolicyEngine  # noqa: E402
-from rules.model import Observation  # noqa: E402
+from callsense.rules.engine import BACKENDS, DEFAULT_BACKEND, PolicyEngine  # noqa: E402
+from callsense.rules.model import Observation  # noqa: E402
 
 DEFAULT = ROOT / "configs" / "policies" / "default.yaml"
 SESSIONS = 10_000

@@ -55,13 +55,13 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 from bench._common import build_model_dir, speech_clips  # noqa: E402
-from pipeline.config import CallsenseConfig  # noqa: E402
-from pipeline.model import Segment, TagConfidence  # noqa: E402
-from pipeline.policy_stage import CallPolicy  # noqa: E402
-from pipeline.recognizer import Recognition, Recognizer, RecognizerCapabilities  # noqa: E402
-from pipeline.sensevoice import RecognizerConfig  # noqa: E402
-from pipeline.transcribe import utterance_from  # noqa: E402
-from rules.engine import PolicyEngine  # noqa: E402
+from callsense.pipeline.config import CallsenseConfig  # noqa: E402
+from callsense.pipeline.model import Segment, TagConfidence  # noqa: E402
+from callsense.pipeline.policy_stage import CallPolicy  # noqa: E402
+from callsense.pipeline.recognizer import Recognition, Recognizer, RecognizerCapabilities  # noqa: E402
+from callsense.pipeline.sensevoice import RecognizerConfig  # noqa: E402
+from callsense.pipeline.transcribe import utterance_from  # noqa: E402
+from callsense.rules.engine import PolicyEngine  # noqa: E402
 
 REPLAY_ENV = "CALLSENSE_BENCH_REPLAY_S_PER_AUDIO_S"
 SR = 16000
@@ -313,13 +313,13 @@ def main() -> None:
     policies = PolicyEngine.load([ROOT / "configs" / "policies" / "default.yaml"])
 
     # calibration: the full model's CPU-seconds per second of audio on one core
-    from pipeline.recognizer import build_recognizer
+    from callsense.pipeline.recognizer import build_recognizer
 
     full_cfg = RecognizerConfig(model=str(args.model_dir), ncpu=1)
     if args.backend == "onnx":
         onnx_dir = args.model_dir / "onnx"
         if not (onnx_dir / "model.int8.onnx").exists():
-            from pipeline.sensevoice_onnx import export_onnx
+            from callsense.pipeline.sensevoice_onnx import export_onnx
 
             print(f"exporting the int8 ONNX model to {onnx_dir} …", flush=True)
             export_onnx(args.model_dir, onnx_dir, quantize="int8")
@@ -360,8 +360,8 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from pipeline.distributed.config import RayConfig
-    from pipeline.distributed.serve_recognizer import RemoteRecognizer, build_app
+    from callsense.pipeline.distributed.config import RayConfig
+    from callsense.pipeline.distributed.serve_recognizer import RemoteRecognizer, build_app
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              _node_ip_address="127.0.0.1")  # fmt: skip

@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from connectors.outbox import Outbox  # noqa: E402
-from connectors.storage import make_engine  # noqa: E402
-from connectors.webhooks import WebhookEndpoint  # noqa: E402
+from callsense.connectors.outbox import Outbox  # noqa: E402
+from callsense.connectors.storage import make_engine  # noqa: E402
+from callsense.connectors.webhooks import WebhookEndpoint  # noqa: E402
 
 RECEIVER = """
 import sys

@@ -24,14 +24,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connectors.appconfig import AppConfig
-from connectors.auth import require_api_key
-from connectors.live import routers as live_routers
-from connectors.routers import calls, health, policies, predict, webhooks
-from connectors.routers.common import Problem, problem_response
-from connectors.runtime import NotReadyError, Runtime, ServiceSettings
-from connectors.web.router import router as web_router
-from rules.errors import ConfigError, InputError, RetryableError
+from callsense.connectors.appconfig import AppConfig
+from callsense.connectors.auth import require_api_key
+from callsense.connectors.live import routers as live_routers
+from callsense.connectors.routers import calls, health, policies, predict, webhooks
+from callsense.connectors.routers.common import Problem, problem_response
+from callsense.connectors.runtime import NotReadyError, Runtime, ServiceSettings
+from callsense.connectors.web.router import router as web_router
+from callsense.core.errors import ConfigError, InputError, RetryableError
 
 __all__ = ["RequestIdFilter", "create_app", "request_id_var"]
 
@@ -155,10 +155,9 @@ def create_app(
 ) -> FastAPI:
     """The service app; ``load_models=False`` skips the recognizer (transcripts only)."""
     cfg = config or AppConfig()
-    if settings is None:
-        section = getattr(cfg, "server", None)  # a future ``server:`` config section
-        settings = ServiceSettings.model_validate(section or {}, from_attributes=True)
-    runtime = Runtime(cfg, db_url=db_url, settings=settings, load_models=load_models)
+    runtime = Runtime(
+        cfg, db_url=db_url, settings=settings or ServiceSettings(), load_models=load_models
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -184,7 +183,7 @@ def create_app(
     )
     app.state.runtime = runtime
     # live calls pass this gate: at most max_calls, none while draining for a shutdown
-    from pipeline.distributed.admission import Admission
+    from callsense.pipeline.distributed.admission import Admission
 
     app.state.admission = Admission(cfg.max_calls or 1_000_000)
     app.add_middleware(RequestIdMiddleware)

@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from connectors.retention import RetentionConfig
-from connectors.routing import RouteTarget, RoutingConfig
-from connectors.webhooks import OutboxSettings, WebhookEndpoint, WebhooksConfig
-from pipeline.config import CallsenseConfig, load_config
-from pipeline.live import LiveConfig
+from callsense.connectors.retention import RetentionConfig
+from callsense.connectors.routing import RouteTarget, RoutingConfig
+from callsense.connectors.webhooks import OutboxSettings, WebhookEndpoint, WebhooksConfig
+from callsense.pipeline.config import CallsenseConfig, load_config
+from callsense.pipeline.live import LiveConfig
 
 __all__ = ["AppConfig", "load_app_config"]
 

@@ -24,8 +24,8 @@ from fastapi import Depends, HTTPException, Request, WebSocket
 from sqlalchemy import Column, Engine, Float, String, Table, delete, select, update
 from starlette.requests import HTTPConnection
 
-from connectors.storage import create_schema, metadata
-from rules.errors import InputError
+from callsense.connectors.storage import create_schema, metadata
+from callsense.core.errors import InputError
 
 __all__ = [
     "ApiKey",

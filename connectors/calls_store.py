@@ -37,11 +37,11 @@ from sqlalchemy import (
     update,
 )
 
-from connectors.storage import create_schema, metadata
-from pipeline.model import CallTranscript, Utterance
-from pipeline.records import record_from_utterance, utterance_from_record
-from rules.errors import InputError
-from rules.model import Decision
+from callsense.connectors.storage import create_schema, metadata
+from callsense.core.errors import InputError
+from callsense.pipeline.model import CallTranscript, Utterance
+from callsense.pipeline.records import record_from_utterance, utterance_from_record
+from callsense.rules.model import Decision
 
 __all__ = [
     "CALL_ID_RE",

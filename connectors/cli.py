@@ -17,7 +17,7 @@ app = typer.Typer(
 
 def _register_commands() -> None:
     """Each command module exposes ``register(app)``; the list is explicit, no import magic."""
-    from connectors import (
+    from callsense.connectors import (
         cli_analyze,
         cli_bench,
         cli_dialogue,

@@ -9,11 +9,18 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from connectors.batch_table import summary_table
-from connectors.cli_ray import RayConfigOpt, analyze_on_ray
-from connectors.cli_transcribe import ConfigOpt, ModelOpt, VadModelOpt
-from connectors.console import err_console, fail, find_audio, out_console, progress, setup_logging
-from rules.errors import CallsenseError
+from callsense.connectors.batch_table import summary_table
+from callsense.connectors.cli_ray import RayConfigOpt, analyze_on_ray
+from callsense.connectors.cli_transcribe import ConfigOpt, ModelOpt, VadModelOpt
+from callsense.connectors.console import (
+    err_console,
+    fail,
+    find_audio,
+    out_console,
+    progress,
+    setup_logging,
+)
+from callsense.core.errors import CallsenseError
 
 __all__ = ["register"]
 
@@ -48,10 +55,10 @@ def analyze(
     replies/*.wav}. Decisions go to the configured webhooks before the command exits.
     """
     setup_logging(verbose)
-    from connectors.appconfig import load_app_config
-    from pipeline.analyze import CallResult, build_orchestrator, write_call_outputs
-    from pipeline.records import error_record
-    from pipeline.transcribe import build_transcriber, call_id_for
+    from callsense.connectors.appconfig import load_app_config
+    from callsense.pipeline.analyze import CallResult, build_orchestrator, write_call_outputs
+    from callsense.pipeline.records import error_record
+    from callsense.pipeline.transcribe import build_transcriber, call_id_for
 
     try:
         cfg = load_app_config(config, model=model, vad_model=vad_model)
@@ -116,10 +123,10 @@ def analyze(
 
 
 def _deliver(results: list[object], cfg: object, deadline: float | None) -> None:
-    from connectors.appconfig import AppConfig
-    from connectors.cli_webhooks import print_report
-    from connectors.outbox import deliver_decisions
-    from pipeline.analyze import CallResult
+    from callsense.connectors.appconfig import AppConfig
+    from callsense.connectors.cli_webhooks import print_report
+    from callsense.connectors.outbox import deliver_decisions
+    from callsense.pipeline.analyze import CallResult
 
     assert isinstance(cfg, AppConfig)
     decisions = [d.to_dict() for r in results if isinstance(r, CallResult) for d in r.decisions]

@@ -30,9 +30,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from connectors.cli_transcribe import ConfigOpt, ModelOpt, VadModelOpt
-from connectors.console import err_console, fail, find_audio, out_console, progress, setup_logging
-from rules.errors import CallsenseError, ConfigError, InputError
+from callsense.connectors.cli_transcribe import ConfigOpt, ModelOpt, VadModelOpt
+from callsense.connectors.console import (
+    err_console,
+    fail,
+    find_audio,
+    out_console,
+    progress,
+    setup_logging,
+)
+from callsense.core.errors import CallsenseError, ConfigError, InputError
 
 __all__ = [
     "Reference",
@@ -65,7 +72,7 @@ class Reference(BaseModel):
 
 
 def _vocabulary() -> dict[str, frozenset[str]]:
-    from pipeline.richtext import EMOTIONS, EVENTS, LANGS
+    from callsense.core.richtext import EMOTIONS, EVENTS, LANGS
 
     return {"lang": frozenset(LANGS), "emotion": frozenset(EMOTIONS), "event": frozenset(EVENTS)}
 
@@ -323,8 +330,8 @@ def accuracy(
     written only to the --json report, never to logs.
     """
     setup_logging(verbose)
-    from connectors.appconfig import load_app_config
-    from pipeline.config import load_config
+    from callsense.connectors.appconfig import load_app_config
+    from callsense.pipeline.config import load_config
 
     try:
         cfg = load_app_config(config, model=model, vad_model=vad_model)
@@ -372,10 +379,10 @@ def _inputs(
 def _evaluate(
     cfg: Any, fast: Any, files: list[Path], refs: dict[str, Reference], base: Path | None
 ) -> dict[str, Any]:
-    from pipeline.audio import decode, speaker_for
-    from pipeline.recognizer import build_recognizer
-    from pipeline.transcribe import Transcriber, _clip, utterance_from
-    from pipeline.vad import build_vad
+    from callsense.pipeline.audio import decode, speaker_for
+    from callsense.pipeline.recognizer import build_recognizer
+    from callsense.pipeline.transcribe import Transcriber, _clip, utterance_from
+    from callsense.pipeline.vad import build_vad
 
     try:
         with err_console.status("loading models…"):

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from rules.errors import ConfigError
+from callsense.core.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -30,7 +30,7 @@ def dialogue_test(
     ] = None,
 ) -> None:
     """Run dialogue tests; exit 1 if any fails, 2 if a file is misconfigured."""
-    from pipeline.dialogue.testing import run_test_file
+    from callsense.pipeline.dialogue.testing import run_test_file
 
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
@@ -68,7 +68,7 @@ def intents_classify(
     config: Annotated[Path, typer.Option(help="intents config")] = DEFAULT_INTENTS,
 ) -> None:
     """Print the intent the configured hook chain finds (exit 1: none, 2: bad config)."""
-    from pipeline.nlu.chain import IntentClassifier
+    from callsense.pipeline.nlu.chain import IntentClassifier
 
     err = Console(stderr=True, highlight=False)
     try:

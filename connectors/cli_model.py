@@ -31,12 +31,12 @@ def export_onnx(
     Needs the fp32 checkpoint once (about 3 GB of memory for SenseVoiceSmall); the ONNX
     backend then loads only the exported file.
     """
-    from rules.errors import InputError
+    from callsense.core.errors import InputError
 
     if quantize not in ("none", "int8"):
         raise typer.BadParameter("choose none or int8", param_hint="--quantize")
     mode: Literal["none", "int8"] = "int8" if quantize == "int8" else "none"
-    from pipeline.sensevoice_onnx import export_onnx as run_export
+    from callsense.pipeline.sensevoice_onnx import export_onnx as run_export
 
     try:
         written = run_export(model_dir, out_dir, quantize=mode)

@@ -16,21 +16,21 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from configs import shipped
-from connectors.console import err_console, fail, out_console
-from pipeline.model import CallTranscript
-from pipeline.policy_stage import replay_transcript
-from pipeline.replay import ReplayProblem, read_transcripts
-from rules.engine import BACKENDS, DEFAULT_BACKEND, PolicyEngine
-from rules.errors import CallsenseError, ConfigError, InputError
-from rules.lint import emotion_uses, lint
-from rules.loader import load_policies
-from rules.model import Decision
-from rules.schema import Policy
-from rules.testing import PolicyTestFile, run_policy_tests
+from callsense.configs import shipped
+from callsense.connectors.console import err_console, fail, out_console
+from callsense.core.errors import CallsenseError, ConfigError, InputError
+from callsense.pipeline.model import CallTranscript
+from callsense.pipeline.policy_stage import replay_transcript
+from callsense.pipeline.replay import ReplayProblem, read_transcripts
+from callsense.rules.engine import BACKENDS, DEFAULT_BACKEND, PolicyEngine
+from callsense.rules.lint import emotion_uses, lint
+from callsense.rules.loader import load_policies
+from callsense.rules.model import Decision
+from callsense.rules.schema import Policy
+from callsense.rules.testing import PolicyTestFile, run_policy_tests
 
 if TYPE_CHECKING:
-    from pipeline.nlu.chain import IntentClassifier
+    from callsense.pipeline.nlu.chain import IntentClassifier
 
 __all__ = ["register"]
 
@@ -73,7 +73,7 @@ def check(
     try:
         policy_set = load_policies(files)
         if config is not None:
-            from connectors.appconfig import load_app_config
+            from callsense.connectors.appconfig import load_app_config
 
             if not load_app_config(config).compliance.emotion:
                 problems = emotion_uses(policy_set)
@@ -196,7 +196,7 @@ def replay(
     processed, and the exit code is then 1. With ``--config`` naming webhook endpoints, the
     decisions are delivered (durable outbox) before the command exits.
     """
-    from connectors.appconfig import AppConfig, load_app_config
+    from callsense.connectors.appconfig import AppConfig, load_app_config
 
     app_cfg: AppConfig | None = None
     if config is not None:
@@ -244,8 +244,8 @@ def replay(
     (out_console if out is not None else err_console).print(table)
     rules_engine.close()
     if app_cfg is not None and app_cfg.delivery_endpoints():
-        from connectors.cli_webhooks import print_report
-        from connectors.outbox import deliver_decisions
+        from callsense.connectors.cli_webhooks import print_report
+        from callsense.connectors.outbox import deliver_decisions
 
         report = deliver_decisions(
             [d.to_dict() for d in delivered], app_cfg.webhooks_config(), deadline_s=deadline
@@ -258,8 +258,8 @@ def replay(
 def _intents(app_cfg: Any) -> IntentClassifier:
     """The NLU the service would run before the rules (the config's intents, or the shipped
     ones), so a replay's ``intent:`` conditions see what a live call's would."""
-    from pipeline.config import CallsenseConfig
-    from pipeline.nlu.chain import IntentClassifier
+    from callsense.pipeline.config import CallsenseConfig
+    from callsense.pipeline.nlu.chain import IntentClassifier
 
     cfg = app_cfg if app_cfg is not None else CallsenseConfig()
     try:

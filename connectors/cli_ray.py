@@ -12,10 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
-from connectors.batch_table import summary_table
-from connectors.cli_transcribe import ConfigOpt, ModelOpt
-from connectors.console import err_console, fail, out_console, setup_logging
-from rules.errors import CallsenseError
+from callsense.connectors.batch_table import summary_table
+from callsense.connectors.cli_transcribe import ConfigOpt, ModelOpt
+from callsense.connectors.console import err_console, fail, out_console, setup_logging
+from callsense.core.errors import CallsenseError
 
 __all__ = ["ENV_RAY_CONFIG", "RayConfigOpt", "analyze_on_ray", "register"]
 
@@ -53,8 +53,8 @@ def analyze_on_ray(
 ) -> None:
     """``callsense analyze --engine ray``: the archive runner, then the same table/webhooks."""
     _require_ray()
-    from pipeline.distributed.archive import run_archive
-    from pipeline.distributed.config import load_ray_config
+    from callsense.pipeline.distributed.archive import run_archive
+    from callsense.pipeline.distributed.config import load_ray_config
 
     try:
         ray_cfg = load_ray_config(ray_config)
@@ -66,8 +66,8 @@ def analyze_on_ray(
         summary_table(report.summaries, report.failed, title="callsense analyze (engine: ray)")
     )
     if cfg.delivery_endpoints():
-        from connectors.cli_webhooks import print_report
-        from connectors.outbox import deliver_decisions
+        from callsense.connectors.cli_webhooks import print_report
+        from callsense.connectors.outbox import deliver_decisions
 
         delivery = deliver_decisions(report.decisions, cfg.webhooks_config(), deadline_s=deadline)
         print_report(delivery, err_console)
@@ -94,9 +94,9 @@ def serve_model(
     """
     setup_logging(verbose)
     _require_ray()
-    from connectors.appconfig import load_app_config
-    from pipeline.distributed.config import load_ray_config
-    from pipeline.distributed.serve_recognizer import deploy
+    from callsense.connectors.appconfig import load_app_config
+    from callsense.pipeline.distributed.config import load_ray_config
+    from callsense.pipeline.distributed.serve_recognizer import deploy
 
     try:
         cfg = load_app_config(config, model=model)

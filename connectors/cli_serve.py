@@ -11,12 +11,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from connectors.cli_transcribe import ConfigOpt, ModelOpt, VadModelOpt
-from connectors.console import err_console, fail, out_console
-from rules.errors import CallsenseError
+from callsense.connectors.cli_transcribe import ConfigOpt, ModelOpt, VadModelOpt
+from callsense.connectors.console import err_console, fail, out_console
+from callsense.core.errors import CallsenseError
 
 if TYPE_CHECKING:
-    from connectors.auth import KeyStore
+    from callsense.connectors.auth import KeyStore
 
 __all__ = ["register"]
 
@@ -35,7 +35,7 @@ keys_app = typer.Typer(help="API keys of the HTTP service.", no_args_is_help=Tru
 
 
 def _setup_logging(verbose: bool) -> None:
-    from connectors.app import RequestIdFilter
+    from callsense.connectors.app import RequestIdFilter
 
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
@@ -92,9 +92,9 @@ def serve(
     _setup_logging(verbose)
     import uvicorn
 
-    from connectors.app import create_app
-    from connectors.appconfig import load_app_config
-    from connectors.runtime import ServiceSettings
+    from callsense.connectors.app import create_app
+    from callsense.connectors.appconfig import load_app_config
+    from callsense.connectors.runtime import ServiceSettings
 
     try:
         cfg = load_app_config(config, model=model, vad_model=vad_model)
@@ -137,9 +137,9 @@ KeysConfigOpt = Annotated[
 def _store(db: str | None, config: Path | None = None) -> KeyStore:
     """The key table of the database ``serve`` would use: ``--db``, else the config's
     ``outbox.db_url``, else $CALLSENSE_DB_URL, else ./callsense.db."""
-    from connectors.appconfig import load_app_config
-    from connectors.auth import KeyStore
-    from connectors.storage import make_engine
+    from callsense.connectors.appconfig import load_app_config
+    from callsense.connectors.auth import KeyStore
+    from callsense.connectors.storage import make_engine
 
     try:
         if db is None:

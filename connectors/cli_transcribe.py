@@ -11,8 +11,15 @@ from typing import IO, Annotated
 import typer
 from rich.markup import escape
 
-from connectors.console import err_console, fail, find_audio, out_console, progress, setup_logging
-from rules.errors import CallsenseError
+from callsense.connectors.console import (
+    err_console,
+    fail,
+    find_audio,
+    out_console,
+    progress,
+    setup_logging,
+)
+from callsense.core.errors import CallsenseError
 
 __all__ = ["register"]
 
@@ -64,9 +71,9 @@ def transcribe(
     is 1 if any file failed.
     """
     setup_logging(verbose)
-    from connectors.appconfig import load_app_config
-    from pipeline.records import error_record, record_from_utterance
-    from pipeline.transcribe import build_transcriber, call_id_for
+    from callsense.connectors.appconfig import load_app_config
+    from callsense.pipeline.records import error_record, record_from_utterance
+    from callsense.pipeline.transcribe import build_transcriber, call_id_for
 
     try:
         cfg = load_app_config(config, model=model, vad_model=vad_model)
@@ -151,7 +158,7 @@ def _fmt_time(seconds: float) -> str:
 
 
 def _print_text(transcript: object, bar: object) -> None:
-    from pipeline.model import CallTranscript
+    from callsense.pipeline.model import CallTranscript
 
     assert isinstance(transcript, CallTranscript)
     out_console.print(f"# {transcript.call_id} ({transcript.duration or 0:.1f} s)", markup=False)

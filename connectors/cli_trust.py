@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from connectors.console import fail, out_console
-from rules.errors import CallsenseError, ConfigError
+from callsense.connectors.console import fail, out_console
+from callsense.core.errors import CallsenseError, ConfigError
 
 __all__ = ["register"]
 
@@ -38,7 +38,7 @@ def _call_from_results(results: Path, call_id: str) -> tuple[list[dict], list[di
 
 def _policy_sources(paths: list[str], db_texts: list[tuple[str, str]]) -> dict[str, Any]:
     """Rule id -> (source, rule index) over the policies that are in force now."""
-    from rules.loader import load_policy_texts
+    from callsense.rules.loader import load_policy_texts
 
     texts = list(db_texts)
     for p in paths:
@@ -68,7 +68,7 @@ def explain(
     config: ConfigOpt = None,
 ) -> None:
     """Why each decision of a call fired: the rule's condition and the utterances behind it."""
-    from connectors.appconfig import load_app_config
+    from callsense.connectors.appconfig import load_app_config
 
     try:
         cfg = load_app_config(config)
@@ -81,9 +81,9 @@ def explain(
             str(p) for p in cfg.policies
         ]
     else:
-        from connectors.calls_store import CallStore
-        from connectors.policy_store import PolicyStore
-        from connectors.storage import make_engine
+        from callsense.connectors.calls_store import CallStore
+        from callsense.connectors.policy_store import PolicyStore
+        from callsense.connectors.storage import make_engine
 
         engine = make_engine(db or cfg.outbox.db_url)
         store = CallStore(engine)
@@ -151,10 +151,10 @@ def purge(
     config: ConfigOpt = None,
 ) -> None:
     """Remove everything of calls: rows, audio, result-cache entries, delivered webhooks."""
-    from connectors.appconfig import load_app_config
-    from connectors.retention import Purger
-    from connectors.storage import make_engine
-    from pipeline.cache import ResultCache
+    from callsense.connectors.appconfig import load_app_config
+    from callsense.connectors.retention import Purger
+    from callsense.connectors.storage import make_engine
+    from callsense.pipeline.cache import ResultCache
 
     if not call and older_than_days is None:
         fail("say which calls: --call ID or --older-than-days N")

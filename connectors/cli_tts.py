@@ -34,8 +34,8 @@ def say(
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="use the reply cache")] = True,
 ) -> None:
     """Synthesize TEXT and write it to --out (16 kHz 16-bit mono WAV, or μ-law with --telephony)."""
-    from pipeline.tts import FallbackTts, OutputFormat, TtsConfig, load_tts_config
-    from rules.errors import InputError, RetryableError
+    from callsense.core.errors import InputError, RetryableError
+    from callsense.pipeline.tts import FallbackTts, OutputFormat, TtsConfig, load_tts_config
 
     try:
         cfg = load_tts_config(config) if config is not None else TtsConfig()

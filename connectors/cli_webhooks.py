@@ -10,10 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from connectors.outbox import DeliveryReport, Outbox, OutboxMessage
-from connectors.storage import make_engine
-from connectors.webhooks import WebhooksConfig
-from rules.errors import ConfigError
+from callsense.connectors.outbox import DeliveryReport, Outbox, OutboxMessage
+from callsense.connectors.storage import make_engine
+from callsense.connectors.webhooks import WebhooksConfig
+from callsense.core.errors import ConfigError
 
 __all__ = ["print_report", "register"]
 

@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from rules.errors import CallsenseError, ConfigError
+from callsense.core.errors import CallsenseError, ConfigError
 
 __all__ = [
     "AUDIO_SUFFIXES",

@@ -44,10 +44,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from connectors.route_delivery import RouteEndpoint
-from connectors.storage import create_schema, make_engine, metadata
-from connectors.templates import PayloadTemplate
-from connectors.webhooks import (
+from callsense.connectors.route_delivery import RouteEndpoint
+from callsense.connectors.storage import create_schema, make_engine, metadata
+from callsense.connectors.templates import PayloadTemplate
+from callsense.connectors.webhooks import (
     AttemptResult,
     Outcome,
     WebhookEndpoint,

@@ -20,9 +20,9 @@ from typing import Literal
 
 from sqlalchemy import Boolean, Column, Engine, Float, String, Table, Text, delete, select
 
-from connectors.storage import create_schema, metadata
-from rules.errors import ConfigError, InputError
-from rules.loader import PolicySet, load_policy_texts
+from callsense.connectors.storage import create_schema, metadata
+from callsense.core.errors import ConfigError, InputError
+from callsense.rules.loader import PolicySet, load_policy_texts
 
 __all__ = ["POLICY_NAME_RE", "PolicyDoc", "PolicyStore", "policy_file_label"]
 

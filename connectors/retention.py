@@ -15,9 +15,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, delete, exists, select
 
-from connectors.calls_store import CallStore, calls_table
-from connectors.outbox import decisions_table, outbox_table
-from pipeline.cache import ResultCache
+from callsense.connectors.calls_store import CallStore, calls_table
+from callsense.connectors.outbox import decisions_table, outbox_table
+from callsense.pipeline.cache import ResultCache
 
 __all__ = ["Purger", "RetentionConfig"]
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
-from connectors.routing import RouteTarget, RoutingAdapter, RoutingConfig, adapter_for
-from connectors.webhooks import AttemptResult, Outcome, RetryPolicy
-from rules.errors import CallsenseError, RetryableError
+from callsense.connectors.routing import RouteTarget, RoutingAdapter, RoutingConfig, adapter_for
+from callsense.connectors.webhooks import AttemptResult, Outcome, RetryPolicy
+from callsense.core.errors import CallsenseError, RetryableError
 
 __all__ = ["ROUTE_PREFIX", "ROUTE_RETRY", "RouteEndpoint", "route_endpoints"]
 

@@ -41,7 +41,7 @@ from xml.sax.saxutils import escape
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
 
-from rules.errors import ConfigError, InputError, RetryableError
+from callsense.core.errors import ConfigError, InputError, RetryableError
 
 __all__ = [
     "ADAPTERS",

@@ -24,27 +24,27 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.appconfig import AppConfig
-from connectors.auth import KeyStore
-from connectors.calls_store import CallStore
-from connectors.metrics import Metrics
-from connectors.outbox import Outbox
-from connectors.policy_store import PolicyStore
-from connectors.retention import Purger
-from connectors.storage import make_engine
-from pipeline.analyze import CallResult
-from pipeline.cache import ResultCache
-from pipeline.compliance import apply_emotion_policy
-from pipeline.model import CallTranscript
-from pipeline.nlu.chain import IntentClassifier
-from pipeline.orchestrator import NluStage, Orchestrator, RulesStage, TtsStage
-from pipeline.policy_stage import PolicyStage
-from pipeline.recognizer import Recognizer
-from pipeline.redact import Redactor
-from pipeline.transcribe import Transcriber
-from rules.engine import PolicyEngine
-from rules.errors import RetryableError
-from rules.loader import PolicySet
+from callsense.connectors.appconfig import AppConfig
+from callsense.connectors.auth import KeyStore
+from callsense.connectors.calls_store import CallStore
+from callsense.connectors.metrics import Metrics
+from callsense.connectors.outbox import Outbox
+from callsense.connectors.policy_store import PolicyStore
+from callsense.connectors.retention import Purger
+from callsense.connectors.storage import make_engine
+from callsense.core.errors import RetryableError
+from callsense.pipeline.analyze import CallResult
+from callsense.pipeline.cache import ResultCache
+from callsense.pipeline.compliance import apply_emotion_policy
+from callsense.pipeline.model import CallTranscript
+from callsense.pipeline.nlu.chain import IntentClassifier
+from callsense.pipeline.orchestrator import NluStage, Orchestrator, RulesStage, TtsStage
+from callsense.pipeline.policy_stage import PolicyStage
+from callsense.pipeline.recognizer import Recognizer
+from callsense.pipeline.redact import Redactor
+from callsense.pipeline.transcribe import Transcriber
+from callsense.rules.engine import PolicyEngine
+from callsense.rules.loader import PolicySet
 
 __all__ = ["Job", "NotReadyError", "QueueFullError", "Runtime", "ServiceSettings"]
 
@@ -52,8 +52,7 @@ log = logging.getLogger(__name__)
 
 
 class ServiceSettings(BaseModel):
-    """Limits and places of ``callsense serve`` (CLI options; a ``server:`` config section
-    with these keys is read when the config model has one)."""
+    """Limits and places of ``callsense serve`` (its command-line options)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -155,7 +154,7 @@ class Runtime:
         self._worker = threading.Thread(target=self._work, name="callsense-worker", daemon=True)
         self._worker.start()
         if self.settings.scheduler:
-            from connectors.scheduler import CallsenseScheduler
+            from callsense.connectors.scheduler import CallsenseScheduler
 
             self.scheduler = CallsenseScheduler(
                 self.outbox,
@@ -182,8 +181,8 @@ class Runtime:
         self.engine.dispose()
 
     def _load(self) -> None:
-        from pipeline.analyze import build_orchestrator
-        from pipeline.transcribe import build_transcriber
+        from callsense.pipeline.analyze import build_orchestrator
+        from callsense.pipeline.transcribe import build_transcriber
 
         started = time.monotonic()
         try:
@@ -506,7 +505,7 @@ def _remote_recognizer() -> Recognizer | None:
     path = os.environ.get("CALLSENSE_RAY_CONFIG")
     if not path:
         return None
-    from pipeline.distributed.config import load_ray_config
-    from pipeline.distributed.serve_recognizer import connect
+    from callsense.pipeline.distributed.config import load_ray_config
+    from callsense.pipeline.distributed.serve_recognizer import connect
 
     return connect(load_ray_config(path))

@@ -20,8 +20,8 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Column, Engine, Float, String, Table, select
 
-from connectors.outbox import Endpoint, Outbox, decision_id, plain_decision
-from connectors.storage import create_schema, metadata
+from callsense.connectors.outbox import Endpoint, Outbox, decision_id, plain_decision
+from callsense.connectors.storage import create_schema, metadata
 
 __all__ = ["CallsenseScheduler", "resolutions_table"]
 
@@ -77,14 +77,14 @@ class CallsenseScheduler:
         _active = self
         self.scheduler.start()
         self.scheduler.add_job(
-            "connectors.scheduler:_deliver_tick",
+            "callsense.connectors.scheduler:_deliver_tick",
             "interval",
             seconds=self.delivery_interval_s,
             id=DELIVERY_JOB,
             replace_existing=True,
         )
         self.scheduler.add_job(
-            "connectors.scheduler:_retention_tick",
+            "callsense.connectors.scheduler:_retention_tick",
             "interval",
             seconds=self.retention_interval_s,
             id=RETENTION_JOB,
@@ -116,7 +116,7 @@ class CallsenseScheduler:
         job_id = f"sla:{decision_id(d)}"
         run_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=after_s)
         self.scheduler.add_job(
-            "connectors.scheduler:_sla_followup",
+            "callsense.connectors.scheduler:_sla_followup",
             "date",
             run_date=run_at,
             args=[d, float(after_s), priority],

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from rules.errors import ConfigError
+from callsense.core.errors import ConfigError
 
 __all__ = [
     "DB_URL_ENV",

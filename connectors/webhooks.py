@@ -22,7 +22,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -41,9 +41,9 @@ from pydantic import (
     model_validator,
 )
 
-from connectors.routing import RouteTarget
-from connectors.templates import PayloadTemplate, load_template
-from rules.errors import ConfigError
+from callsense.connectors.routing import RouteTarget
+from callsense.connectors.templates import PayloadTemplate, load_template
+from callsense.core.errors import ConfigError
 
 __all__ = [
     "ACTIONS",
@@ -290,8 +290,8 @@ class WebhooksConfig(BaseModel):
 
     def endpoints(self) -> list[Any]:
         """Every outbox endpoint: the webhooks, then one per routing target."""
-        from connectors.route_delivery import route_endpoints
-        from connectors.routing import RoutingConfig
+        from callsense.connectors.route_delivery import route_endpoints
+        from callsense.connectors.routing import RoutingConfig
 
         routing = RoutingConfig(routing=self.routing, default_target=self.routing_default)
         return [*self.webhooks, *route_endpoints(routing)]
@@ -309,7 +309,7 @@ class WebhooksConfig(BaseModel):
     @classmethod
     def from_file(cls, path: str | Path) -> WebhooksConfig:
         """Read only the delivery keys from a config file that may hold other keys."""
-        from rules.yamlsource import load_yaml, validate_data
+        from callsense.core.yamlsource import load_yaml, validate_data
 
         src = load_yaml(path)
         data = src.data if isinstance(src.data, dict) else {}
@@ -398,7 +398,3 @@ async def send_once(
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-def endpoints_by_name(endpoints: Sequence[WebhookEndpoint]) -> dict[str, WebhookEndpoint]:
-    return {ep.name: ep for ep in endpoints}

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.cache import config_fingerprint
-from pipeline.compliance import compliance_notes, log_startup
-from pipeline.config import CallsenseConfig
-from pipeline.dialogue import DialogueManager
-from pipeline.model import CallTranscript
-from pipeline.nlu import IntentClassifier
-from pipeline.orchestrator import (
+from callsense.core.errors import ConfigError
+from callsense.pipeline.cache import config_fingerprint
+from callsense.pipeline.compliance import compliance_notes, log_startup
+from callsense.pipeline.config import CallsenseConfig
+from callsense.pipeline.dialogue import DialogueManager
+from callsense.pipeline.model import CallTranscript
+from callsense.pipeline.nlu import IntentClassifier
+from callsense.pipeline.orchestrator import (
     CallRun,
     DialogueStage,
     NluStage,
@@ -30,13 +31,12 @@ from pipeline.orchestrator import (
     StageError,
     TtsStage,
 )
-from pipeline.policy_stage import PolicyStage
-from pipeline.records import record_from_utterance
-from pipeline.tts import FallbackTts
-from rules.engine import PolicyEngine
-from rules.errors import ConfigError
-from rules.lint import emotion_uses
-from rules.model import Decision
+from callsense.pipeline.policy_stage import PolicyStage
+from callsense.pipeline.records import record_from_utterance
+from callsense.pipeline.tts import FallbackTts
+from callsense.rules.engine import PolicyEngine
+from callsense.rules.lint import emotion_uses
+from callsense.rules.model import Decision
 
 __all__ = [
     "PRIORITY_ORDER",

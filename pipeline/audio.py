@@ -32,8 +32,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.signal import firwin, lfilter, resample_poly
 
-from pipeline.model import Speaker
-from rules.errors import CallsenseError, InputError
+from callsense.core.errors import CallsenseError, InputError
+from callsense.pipeline.model import Speaker
 
 __all__ = [
     "SAMPLE_RATE",

@@ -26,9 +26,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pipeline.model import CallTranscript
-from pipeline.records import record_from_utterance, utterance_from_record
-from rules.errors import InputError
+from callsense.core.errors import InputError
+from callsense.pipeline.model import CallTranscript
+from callsense.pipeline.records import record_from_utterance, utterance_from_record
 
 __all__ = [
     "CACHE_FORMAT",

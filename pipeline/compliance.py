@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.model import Utterance
+from callsense.pipeline.model import Utterance
 
 __all__ = [
     "ComplianceConfig",

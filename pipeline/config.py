@@ -1,7 +1,7 @@
 """The main configuration (``configs/callsense.yaml``): one pydantic model, one loader.
 
 Every section has defaults that work with no file at all; a file only says what differs.
-Errors name the file, the line and the field (``rules.yamlsource``).
+Errors name the file, the line and the field (``core.yamlsource``).
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from configs import shipped
-from pipeline.audio import AudioConfig
-from pipeline.compliance import ComplianceConfig
-from pipeline.redact import RedactionConfig
-from pipeline.segmentation import SegmentationConfig
-from pipeline.sensevoice import RecognizerConfig
-from pipeline.tts.config import TtsConfig
-from pipeline.vad import VadConfig
-from rules.yamlsource import load_yaml, validate_data
+from callsense.configs import shipped
+from callsense.core.yamlsource import load_yaml, validate_data
+from callsense.pipeline.audio import AudioConfig
+from callsense.pipeline.compliance import ComplianceConfig
+from callsense.pipeline.redact import RedactionConfig
+from callsense.pipeline.segmentation import SegmentationConfig
+from callsense.pipeline.sensevoice import RecognizerConfig
+from callsense.pipeline.tts.config import TtsConfig
+from callsense.pipeline.vad import VadConfig
 
 __all__ = [
     "CacheConfig",

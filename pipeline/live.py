@@ -32,19 +32,19 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.analyze import CallResult, build_orchestrator
-from pipeline.audio import Upsampler, mulaw_to_float, speaker_for
-from pipeline.config import CallsenseConfig
-from pipeline.model import CallTranscript, Segment, Speaker, Utterance
-from pipeline.orchestrator import CallRun, Orchestrator, SpokenReply, StageError, TtsStage
-from pipeline.recognizer import LANGUAGES, Recognition, Recognizer
-from pipeline.redact import Redactor
-from pipeline.segmentation import ChannelAudio, Segmenter
-from pipeline.transcribe import utterance_from
-from pipeline.tts import FallbackTts, OutputFormat
-from pipeline.vad import StreamingVad
-from rules.errors import InputError
-from rules.model import Decision
+from callsense.core.errors import InputError
+from callsense.pipeline.analyze import CallResult, build_orchestrator
+from callsense.pipeline.audio import Upsampler, mulaw_to_float, speaker_for
+from callsense.pipeline.config import CallsenseConfig
+from callsense.pipeline.model import CallTranscript, Segment, Speaker, Utterance
+from callsense.pipeline.orchestrator import CallRun, Orchestrator, SpokenReply, StageError, TtsStage
+from callsense.pipeline.recognizer import LANGUAGES, Recognition, Recognizer
+from callsense.pipeline.redact import Redactor
+from callsense.pipeline.segmentation import ChannelAudio, Segmenter
+from callsense.pipeline.transcribe import utterance_from
+from callsense.pipeline.tts import FallbackTts, OutputFormat
+from callsense.pipeline.vad import StreamingVad
+from callsense.rules.model import Decision
 
 __all__ = [
     "DecisionEvent",
@@ -444,7 +444,7 @@ class LiveEngine:
     @classmethod
     def from_config(cls, cfg: CallsenseConfig, live: LiveConfig | None = None) -> LiveEngine:
         """Load everything (the recognizer first: its errors name the model the user gave)."""
-        from pipeline.recognizer import build_recognizer
+        from callsense.pipeline.recognizer import build_recognizer
 
         recognizer = build_recognizer(cfg.recognizer)
         return cls(cfg, recognizer, build_orchestrator(cfg), live=live)
@@ -727,22 +727,18 @@ class LiveCall:
             if replies is None:
                 return
             for item in replies:
-                spoken, error = item, None
+                spoken = item
                 if self.engine.tts is not None and item.audio is None:
                     try:
-                        spoken, error = await asyncio.to_thread(self._tts, item)
+                        spoken = await asyncio.to_thread(self._tts, item)
                     except Exception as exc:
-                        error = StageError("tts", type(exc).__name__, str(exc), item.reply.at)
-                if error is not None:
-                    self._emit_errors((error,))
+                        self._error("tts", exc, item.reply.at)
                 self._events.put_nowait(ReplyEvent(spoken))
 
-    def _tts(self, item: SpokenReply) -> tuple[SpokenReply, StageError | None]:
+    def _tts(self, item: SpokenReply) -> SpokenReply:
         assert self.engine.tts is not None
         result = self.engine.tts.speak(item.reply.text, item.reply.lang, OutputFormat.WAV16K)
-        spoken = replace(item, audio=result.data, engine=result.engine,
-                         duration_s=result.duration_s)  # fmt: skip
-        return spoken, None
+        return replace(item, audio=result.data, engine=result.engine, duration_s=result.duration_s)
 
     def _emit_errors(self, errors: Sequence[StageError]) -> None:
         for e in errors:

@@ -19,13 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pipeline.dialogue import DialogueManager, DialogueSession, Reply
-from pipeline.model import CallTranscript, Utterance
-from pipeline.nlu import IntentClassifier
-from pipeline.nlu.base import Intent
-from pipeline.policy_stage import CallPolicy, PolicyStage
-from pipeline.tts import FallbackTts, OutputFormat
-from rules.model import Decision
+from callsense.pipeline.dialogue import DialogueManager, DialogueSession, Reply
+from callsense.pipeline.model import CallTranscript, Utterance
+from callsense.pipeline.nlu import IntentClassifier
+from callsense.pipeline.nlu.base import Intent
+from callsense.pipeline.policy_stage import CallPolicy, PolicyStage
+from callsense.pipeline.tts import FallbackTts, OutputFormat
+from callsense.rules.model import Decision
 
 __all__ = [
     "CallRun",

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipeline.model import CallTranscript, Utterance
-from rules.engine import PolicyEngine, PolicySession
-from rules.model import Decision, Observation
+from callsense.pipeline.model import CallTranscript, Utterance
+from callsense.rules.engine import PolicyEngine, PolicySession
+from callsense.rules.model import Decision, Observation
 
 if TYPE_CHECKING:
-    from pipeline.nlu.chain import IntentClassifier
+    from callsense.pipeline.nlu.chain import IntentClassifier
 
 __all__ = ["CallPolicy", "PolicyStage", "observation_of", "replay_transcript"]
 

@@ -1,7 +1,8 @@
 """The recognizer seam: audio clips in, SenseVoice rich strings (with tag confidences) out.
 
-Backends (funasr/torch, ONNX Runtime, a test double) subclass ``Recognizer`` and are named
-in config through ``RECOGNIZERS``; the orchestrator only sees this interface.
+Backends (funasr/torch, ONNX Runtime, a test double) subclass ``Recognizer``; the config's
+``recognizer.backend`` names one and ``build_recognizer`` builds it; the rest of the flow
+only sees this interface.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.model import TagConfidence
+from callsense.pipeline.model import TagConfidence
 
 __all__ = ["LANGUAGES", "Recognition", "Recognizer", "RecognizerCapabilities", "build_recognizer"]
 
@@ -58,12 +59,12 @@ class Recognizer(ABC):
 
 def build_recognizer(config: object) -> Recognizer:
     """The backend ``config`` (a ``RecognizerConfig``) names; loaded once and shared."""
-    from pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
+    from callsense.pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
 
     if not isinstance(config, RecognizerConfig):
         raise TypeError(f"expected RecognizerConfig, got {type(config).__name__}")
     if config.backend == "onnx":
-        from pipeline.sensevoice_onnx import SenseVoiceOnnxRecognizer
+        from callsense.pipeline.sensevoice_onnx import SenseVoiceOnnxRecognizer
 
         return SenseVoiceOnnxRecognizer(
             config.model,

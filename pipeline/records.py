@@ -25,9 +25,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline import richtext
-from pipeline.model import TagConfidence, Utterance
-from rules.errors import InputError
+from callsense.core import richtext
+from callsense.core.errors import InputError
+from callsense.pipeline.model import TagConfidence, Utterance
 
 __all__ = [
     "RECORD_KEYS",

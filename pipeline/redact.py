@@ -37,9 +37,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline import richtext
-from pipeline.model import Utterance
-from rules.errors import ConfigError, InputError
+from callsense.core import richtext
+from callsense.core.errors import ConfigError, InputError
+from callsense.pipeline.model import Utterance
 
 __all__ = [
     "ENTITY_KINDS",

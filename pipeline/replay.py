@@ -29,15 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.model import CallTranscript, Utterance
-from pipeline.records import (
+from callsense.core.errors import InputError
+from callsense.pipeline.model import CallTranscript, Utterance
+from callsense.pipeline.records import (
     RECORD_KEYS,
     ErrorRecord,
     error_record,
     record_from_utterance,
     utterance_from_record,
 )
-from rules.errors import InputError
 
 __all__ = [
     "ReplayProblem",

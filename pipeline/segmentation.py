@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.audio import SAMPLE_RATE
-from pipeline.model import Segment
+from callsense.pipeline.audio import SAMPLE_RATE
+from callsense.pipeline.model import Segment
 
 __all__ = ["ChannelAudio", "SegmentationConfig", "Segmenter", "lowest_energy_point", "plan"]
 

@@ -23,12 +23,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.model import TagConfidence
-from pipeline.quiet import import_funasr, quiet
-from pipeline.recognizer import LANGUAGES, Recognition, Recognizer, RecognizerCapabilities
-from rules.errors import InputError, RetryableError
-from rules.vocab import EMOTIONS, EVENTS
-from rules.vocab import LANGUAGES as LANGUAGE_TAGS
+from callsense.core.errors import InputError, RetryableError
+from callsense.core.vocab import EMOTIONS, EVENTS
+from callsense.core.vocab import LANGUAGES as LANGUAGE_TAGS
+from callsense.pipeline.model import TagConfidence
+from callsense.pipeline.quiet import import_funasr, quiet
+from callsense.pipeline.recognizer import LANGUAGES, Recognition, Recognizer, RecognizerCapabilities
 
 __all__ = ["MIN_SAMPLES", "RecognizerConfig", "SenseVoiceRecognizer", "build_recognizer"]
 
@@ -199,7 +199,7 @@ class SenseVoiceRecognizer(Recognizer):
         with self._lock, quiet() as said:
             try:
                 if self.config.quantize == "int8":
-                    from pipeline.sensevoice_int8 import load_int8_automodel
+                    from callsense.pipeline.sensevoice_int8 import load_int8_automodel
 
                     am = load_int8_automodel(
                         where, device=self.config.device, ncpu=self.config.ncpu

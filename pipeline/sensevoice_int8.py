@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rules.errors import InputError
+from callsense.core.errors import InputError
 
 __all__ = ["INT8_MODEL_NAME", "load_int8_automodel", "load_int8_model"]
 
@@ -34,7 +34,7 @@ def load_int8_automodel(model: str, *, device: str = "cpu", ncpu: int = 4) -> An
 
     ``model`` is a local directory or a hub id (funasr resolves and downloads it as usual).
     """
-    from pipeline.quiet import import_funasr
+    from callsense.pipeline.quiet import import_funasr
 
     import_funasr()
     from funasr import AutoModel

@@ -21,11 +21,11 @@ from typing import Literal
 
 import numpy as np
 
-from pipeline.model import TagConfidence
-from pipeline.recognizer import LANGUAGES, Recognition, Recognizer, RecognizerCapabilities
-from pipeline.richtext import EMOTIONS, EVENTS, LANGS
-from pipeline.sensevoice import MIN_SAMPLES
-from rules.errors import InputError
+from callsense.core.errors import InputError
+from callsense.core.richtext import EMOTIONS, EVENTS, LANGS
+from callsense.pipeline.model import TagConfidence
+from callsense.pipeline.recognizer import LANGUAGES, Recognition, Recognizer, RecognizerCapabilities
+from callsense.pipeline.sensevoice import MIN_SAMPLES
 
 __all__ = [
     "LID_QUERY",
@@ -69,7 +69,7 @@ def _load_torch_model(model_dir: Path):  # -> funasr SenseVoiceSmall
     import torch
     import yaml
 
-    from pipeline.quiet import import_funasr
+    from callsense.pipeline.quiet import import_funasr
 
     import_funasr()
     from funasr.models.sense_voice.model import SenseVoiceSmall

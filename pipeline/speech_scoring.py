@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.audio import SAMPLE_RATE
-from pipeline.model import Segment, Source
-from pipeline.segmentation import ChannelAudio
+from callsense.pipeline.audio import SAMPLE_RATE
+from callsense.pipeline.model import Segment, Source
+from callsense.pipeline.segmentation import ChannelAudio
 
 __all__ = ["ChannelScores", "SpeechScorer", "silero_available", "silero_model"]
 

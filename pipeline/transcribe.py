@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import DecodedAudio, decode, speaker_for
-from pipeline.cache import ResultCache, cache_key
-from pipeline.compliance import apply_emotion_policy
-from pipeline.config import CallsenseConfig
-from pipeline.model import CallTranscript, Segment, Speaker, TagConfidence, Utterance
-from pipeline.recognizer import Recognition, Recognizer
-from pipeline.redact import Redactor
-from pipeline.richtext import parse_one
-from pipeline.vad import Vad
+from callsense.core.richtext import parse_one
+from callsense.pipeline.audio import DecodedAudio, decode, speaker_for
+from callsense.pipeline.cache import ResultCache, cache_key
+from callsense.pipeline.compliance import apply_emotion_policy
+from callsense.pipeline.config import CallsenseConfig
+from callsense.pipeline.model import CallTranscript, Segment, Speaker, TagConfidence, Utterance
+from callsense.pipeline.recognizer import Recognition, Recognizer
+from callsense.pipeline.redact import Redactor
+from callsense.pipeline.vad import Vad
 
 __all__ = ["SOUND_EVENTS", "Transcriber", "call_id_for", "utterance_from"]
 
@@ -193,8 +193,8 @@ def build_transcriber(
 
     ``recognizer`` replaces the configured one (a gateway's remote model tier).
     """
-    from pipeline.recognizer import build_recognizer
-    from pipeline.vad import build_vad
+    from callsense.pipeline.recognizer import build_recognizer
+    from callsense.pipeline.vad import build_vad
 
     cache = None
     if use_cache and cfg.cache.enabled:

@@ -29,18 +29,18 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.audio import SAMPLE_RATE, resample
-from pipeline.model import Segment
-from pipeline.quiet import import_funasr, quiet
-from pipeline.segmentation import ChannelAudio, SegmentationConfig, plan
-from pipeline.speech_scoring import (
+from callsense.core.errors import ConfigError
+from callsense.pipeline.audio import SAMPLE_RATE, resample
+from callsense.pipeline.model import Segment
+from callsense.pipeline.quiet import import_funasr, quiet
+from callsense.pipeline.segmentation import ChannelAudio, SegmentationConfig, plan
+from callsense.pipeline.speech_scoring import (
     FRAME,
     ChannelScores,
     SpeechScorer,
     silero_available,
     silero_model,
 )
-from rules.errors import ConfigError
 
 __all__ = [
     "DEFAULT_FSMN_MODEL",

@@ -9,7 +9,7 @@ durable-rules 2.0.28 is driven through its C extension directly, never through
 ``durable.engine.Host``: the Host's dispatcher threads race with synchronous matching
 (and crash when states are deleted meanwhile). Every fact goes to one state (``sid`` "0")
 and is retracted right after matching, so the 1024-states cap and state deletion never
-come into play; per-call counting lives in ``rules.session``, not in durable-rules, because
+come into play; per-call counting lives in ``rules.counting``, not in durable-rules, because
 its sequence rules also match non-consecutive events.
 """
 
@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import durable_rules_engine as _dre
 
-from rules.compiler import (
+from callsense.rules.compiler import (
     NEVER,
     And,
     Const,

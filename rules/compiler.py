@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rules.schema import Condition, Policy, When
-from rules.vocab import ABSTAIN_EMOTIONS, ABSTAIN_EVENTS
+from callsense.core.vocab import ABSTAIN_EMOTIONS, ABSTAIN_EVENTS
+from callsense.rules.schema import Condition, Policy, When
 
 __all__ = [
     "ALWAYS",

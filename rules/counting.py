@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from rules.compiler import CompiledRule
-from rules.model import Evidence
+from callsense.rules.compiler import CompiledRule
+from callsense.rules.model import Evidence
 
 __all__ = ["Counter"]
 

@@ -12,12 +12,12 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from rules.backends import BACKENDS, Matcher, make_matcher
-from rules.compiler import Const, Program, compile_program, fact_of
-from rules.counting import Counter
-from rules.errors import InputError
-from rules.loader import PolicySet, load_policies, load_policy_texts
-from rules.model import Decision, Evidence, Observation
+from callsense.core.errors import InputError
+from callsense.rules.backends import BACKENDS, Matcher, make_matcher
+from callsense.rules.compiler import Const, Program, compile_program, fact_of
+from callsense.rules.counting import Counter
+from callsense.rules.loader import PolicySet, load_policies, load_policy_texts
+from callsense.rules.model import Decision, Evidence, Observation
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "PolicyEngine", "PolicySession"]
 

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rules.compiler import (
+from callsense.core.yamlsource import format_loc
+from callsense.rules.compiler import (
     And,
     CompiledRule,
     Eq,
@@ -26,8 +27,7 @@ from rules.compiler import (
     compile_program,
     kleene,
 )
-from rules.loader import PolicySet
-from rules.yamlsource import format_loc
+from callsense.rules.loader import PolicySet
 
 __all__ = ["LintWarning", "lint"]
 

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rules.errors import ConfigError
-from rules.schema import Policy
-from rules.yamlsource import Located, load_yaml_text, validate_data
+from callsense.core.errors import ConfigError
+from callsense.core.yamlsource import Located, load_yaml_text, validate_data
+from callsense.rules.schema import Policy
 
 __all__ = ["PolicySet", "PolicySource", "load_policies", "load_policy_texts"]
 

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from rules.vocab import EMOTIONS, EVENTS, LANGUAGES, SOURCES, SPEAKERS, suggest
+from callsense.core.vocab import EMOTIONS, EVENTS, LANGUAGES, SOURCES, SPEAKERS, suggest
 
 __all__ = [
     "ACTION_NAMES",

@@ -19,56 +19,35 @@ entry checks only the keys it gives. A failing case yields a readable diff.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from rules.engine import DEFAULT_BACKEND, PolicyEngine
-from rules.errors import ConfigError
-from rules.model import Decision, Observation
-from rules.schema import tag_check
-from rules.vocab import EMOTIONS, EVENTS, LANGUAGES, SOURCES, SPEAKERS
-from rules.yamlsource import load_yaml, validate_data
+from callsense.core.errors import ConfigError
+from callsense.core.richtext import parse, parse_one
+from callsense.core.vocab import EMOTIONS, EVENTS, LANGUAGES, SOURCES, SPEAKERS
+from callsense.core.yamlsource import load_yaml, validate_data
+from callsense.rules.engine import DEFAULT_BACKEND, PolicyEngine
+from callsense.rules.model import Decision, Observation
+from callsense.rules.schema import tag_check
 
 __all__ = ["CaseResult", "PolicyTestFile", "parse_raw", "run_policy_tests"]
 
-_TAG = re.compile(r"<\|([^|]*)\|>")
-_ITN = ("withitn", "woitn")
-
 
 def parse_raw(raw: str) -> dict[str, str | None]:
-    """One SenseVoice group ``<|en|><|ANGRY|><|Speech|><|withitn|>text`` -> its tags and text.
-
-    Deliberately small: rules/ depends on nothing else of callsense, so it does not use
-    pipeline.richtext; an unknown tag or several groups in one record is an error here.
-    """
-    out: dict[str, str | None] = {"lang": None, "emotion": None, "event": None}
-    pos = 0
-    while (m := _TAG.match(raw, pos)) is not None:
-        tag = m.group(1)
-        if tag in LANGUAGES:
-            key = "lang"
-        elif tag in EMOTIONS:
-            key = "emotion"
-        elif tag in EVENTS:
-            key = "event"
-        elif tag in _ITN:
-            pos = m.end()
-            continue
-        else:
-            raise ValueError(f"unknown SenseVoice tag <|{tag}|>")
-        if out[key] is not None:
-            raise ValueError("several SenseVoice groups in one record; give one per utterance")
-        out[key] = tag
-        pos = m.end()
-    text = raw[pos:]
-    if _TAG.search(text):
+    """One SenseVoice group ``<|en|><|ANGRY|><|Speech|><|withitn|>text`` -> its tags and text,
+    read by the one parser (``core.richtext``); an unknown tag or several groups in one
+    test record is an error here, since a policy test must say exactly what it means."""
+    groups = parse(raw)
+    if len(groups) > 1:
         raise ValueError("several SenseVoice groups in one record; give one per utterance")
-    out["text"] = text.strip()
-    return out
+    group = groups[0] if groups else parse_one(raw)
+    if group.unknown_tags:
+        raise ValueError(f"unknown SenseVoice tag <|{group.unknown_tags[0]}|>")
+    return {"lang": group.lang, "emotion": group.emotion, "event": group.event,
+            "text": group.text.strip()}  # fmt: skip
 
 
 class _Strict(BaseModel):

@@ -72,14 +72,14 @@ def keyed_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def fixed_recognizer(fixed_model_dir: Path):  # -> pipeline.sensevoice.SenseVoiceRecognizer
-    from pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
+    from callsense.pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
 
     return SenseVoiceRecognizer(RecognizerConfig(model=str(fixed_model_dir)))
 
 
 @pytest.fixture(scope="session")
 def keyed_recognizer(keyed_model_dir: Path):  # -> pipeline.sensevoice.SenseVoiceRecognizer
-    from pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
+    from callsense.pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
 
     return SenseVoiceRecognizer(RecognizerConfig(model=str(keyed_model_dir)))
 

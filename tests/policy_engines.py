@@ -16,9 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 
-import rules.engine
-from rules.backends import BACKENDS, DurableMatcher, Matcher, PythonMatcher
-from rules.compiler import Program
+import callsense.rules.engine
+from callsense.rules.backends import BACKENDS, DurableMatcher, Matcher, PythonMatcher
+from callsense.rules.compiler import Program
 
 __all__ = ["assert_backend", "config_text", "matchers_built", "policy_engine"]
 
@@ -52,7 +52,7 @@ def matchers_built() -> Iterator[list[Matcher]]:
     """The matchers of every ``PolicyEngine`` built inside the block, in order, from any
     thread (the engine's own ``make_matcher`` builds them; this only keeps a reference)."""
     built: list[Matcher] = []
-    make = rules.engine.make_matcher
+    make = callsense.rules.engine.make_matcher
 
     def recording(program: Program, backend: str) -> Matcher:
         matcher = make(program, backend)
@@ -60,5 +60,5 @@ def matchers_built() -> Iterator[list[Matcher]]:
         return matcher
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(rules.engine, "make_matcher", recording)
+        patch.setattr(callsense.rules.engine, "make_matcher", recording)
         yield built

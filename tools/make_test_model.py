@@ -48,7 +48,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repo's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.quiet import import_funasr
+from callsense.pipeline.quiet import import_funasr
 from tools import shared_assets, system_assets
 
 __all__ = [

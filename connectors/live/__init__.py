@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from connectors.live.audiohook import router as audiohook_router
-from connectors.live.stream import router as stream_router
-from connectors.live.twilio import router as twilio_router
+from callsense.connectors.live.audiohook import router as audiohook_router
+from callsense.connectors.live.stream import router as stream_router
+from callsense.connectors.live.twilio import router as twilio_router
 
 __all__ = ["routers"]
 

@@ -23,8 +23,9 @@ from fastapi import FastAPI, WebSocket
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocketState
 
-from pipeline.analyze import CallResult
-from pipeline.live import (
+from callsense.core.errors import CallsenseError
+from callsense.pipeline.analyze import CallResult
+from callsense.pipeline.live import (
     DecisionEvent,
     ErrorEvent,
     LiveCall,
@@ -34,8 +35,7 @@ from pipeline.live import (
     StreamFormat,
     UtteranceEvent,
 )
-from pipeline.records import record_from_utterance
-from rules.errors import CallsenseError
+from callsense.pipeline.records import record_from_utterance
 
 __all__ = [
     "CLOSE_INVALID",
@@ -95,7 +95,7 @@ async def live_engine(app: FastAPI) -> LiveEngine:
 
 async def authorized(websocket: WebSocket) -> bool:
     """The API key check of ``connectors.auth`` (headers, or ``?api_key=`` for Twilio)."""
-    from connectors.auth import check_ws_key
+    from callsense.connectors.auth import check_ws_key
 
     return await asyncio.to_thread(check_ws_key, websocket)
 
@@ -146,15 +146,16 @@ class _Record:
     def runtime(self) -> Any:
         return getattr(self.app.state, "runtime", None)
 
-    async def begin(self, language: str) -> None:
+    async def begin(self, language: str, policy: str | None = None) -> None:
         runtime = self.runtime
         if runtime is None:
             return
-        from connectors.calls_store import CallExistsError
+        from callsense.connectors.calls_store import CallExistsError
 
         try:
             await asyncio.to_thread(
                 runtime.store.create, self.call_id, kind="live", language=language,
+                requested_policy=policy, policy=policy,
                 source=f"{self.protocol}@{runtime.settings.gateway_id}", status="running",
             )  # fmt: skip
         except CallExistsError as exc:
@@ -236,17 +237,22 @@ class LiveSession:
         protocol: str,
         send: Sender | None = None,
         platform: dict[str, str] | None = None,
+        policy: str | None = None,
     ) -> LiveSession:
         """``platform``: the contact center's ids of the call (a Genesys conversation and
-        participant, a Twilio CallSid), added to its ``route`` decisions."""
+        participant, a Twilio CallSid), added to its ``route`` decisions. ``policy``: a
+        stored policy the call runs alone (None: the active set)."""
         engine = await live_engine(app)
         orchestrator = None
         runtime = getattr(app.state, "runtime", None)
         if runtime is not None and hasattr(runtime, "orchestrator_for"):
-            orchestrator, _ = runtime.orchestrator_for(None, with_tts=False)
+            try:
+                orchestrator, _ = runtime.orchestrator_for(policy, with_tts=False)
+            except KeyError:
+                raise ProtocolError(f"no stored policy named {policy!r}") from None
         session = cls(app, engine.open(call_id, fmt, orchestrator=orchestrator),
                       protocol=protocol, send=send, platform=platform)  # fmt: skip
-        await session.record.begin(session.call.language)
+        await session.record.begin(session.call.language, policy)
         await session.call.start()
         session._pump = asyncio.create_task(session._run_pump(), name=f"live-{call_id}-pump")
         if send is not None:

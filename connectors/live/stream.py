@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from connectors.live.session import (
+from callsense.connectors.live.session import (
     CLOSE_NOT_READY,
     CLOSE_POLICY,
     CLOSE_UNSUPPORTED,
@@ -34,9 +34,9 @@ from connectors.live.session import (
     close_quietly,
     event_message,
 )
-from pipeline.live import LiveEvent, StreamFormat
-from pipeline.model import Speaker
-from pipeline.records import format_validation_error
+from callsense.pipeline.live import LiveEvent, StreamFormat
+from callsense.pipeline.model import Speaker
+from callsense.pipeline.records import format_validation_error
 
 __all__ = ["StartMessage", "router"]
 
@@ -61,7 +61,10 @@ class StartMessage(BaseModel):
     language: Literal["auto", "zh", "en", "yue", "ja", "ko"] | None = Field(
         None, description="default: the config's recognizer.language"
     )
-    policy: str | None = Field(None, description="reserved: the active policy set is used")
+    policy: str | None = Field(
+        None,
+        description="a stored policy's name: this call runs it alone (default: the active set)",
+    )
 
     def stream_format(self) -> StreamFormat:
         roles = {int(k): v for k, v in self.roles.items()} if self.roles else None
@@ -109,7 +112,12 @@ async def stream(websocket: WebSocket) -> None:
     try:
         start = await _start(websocket)
         session = await LiveSession.open(
-            websocket.app, start.call_id, start.stream_format(), protocol="stream", send=send
+            websocket.app,
+            start.call_id,
+            start.stream_format(),
+            protocol="stream",
+            send=send,
+            policy=start.policy,
         )
         # A client that went away has still sent what is buffered: read it to the disconnect
         # (its audio is analyzed and its decisions kept). Only a client too slow to read

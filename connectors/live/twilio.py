@@ -22,7 +22,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.live.session import (
+from callsense.connectors.live.session import (
     CLOSE_POLICY,
     CLOSE_UNSUPPORTED,
     LiveSession,
@@ -31,8 +31,8 @@ from connectors.live.session import (
     authorized,
     close_quietly,
 )
-from pipeline.live import StreamFormat
-from pipeline.records import format_validation_error
+from callsense.pipeline.live import StreamFormat
+from callsense.pipeline.records import format_validation_error
 
 __all__ = ["TRACK_CHANNEL", "router"]
 

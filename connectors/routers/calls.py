@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.calls_store import CALL_ID_RE, CallExistsError, CallRecord
-from connectors.routers.common import (
+from callsense.connectors.calls_store import CALL_ID_RE, CallExistsError, CallRecord
+from callsense.connectors.routers.common import (
     PROBLEM_RESPONSES,
     Deleted,
     Problem,
@@ -28,12 +28,12 @@ from connectors.routers.common import (
     read_body,
     receive_multipart,
 )
-from connectors.runtime import Job, QueueFullError, Runtime
-from pipeline.audio import AudioConfig
-from pipeline.model import CallTranscript
-from pipeline.recognizer import LANGUAGES
-from pipeline.records import format_validation_error, utterance_from_record
-from rules.errors import InputError
+from callsense.connectors.runtime import Job, QueueFullError, Runtime
+from callsense.core.errors import InputError
+from callsense.pipeline.audio import AudioConfig
+from callsense.pipeline.model import CallTranscript
+from callsense.pipeline.recognizer import LANGUAGES
+from callsense.pipeline.records import format_validation_error, utterance_from_record
 
 __all__ = ["router"]
 

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from connectors.runtime import Runtime
+from callsense.connectors.runtime import Runtime
 
 __all__ = [
     "PROBLEM_RESPONSES",

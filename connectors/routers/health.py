@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from connectors.auth import require_api_key
-from connectors.metrics import CONTENT_TYPE
-from connectors.routers.common import RuntimeDep
+from callsense.connectors.auth import require_api_key
+from callsense.connectors.metrics import CONTENT_TYPE
+from callsense.connectors.routers.common import RuntimeDep
 
 __all__ = ["router"]
 

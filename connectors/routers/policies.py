@@ -16,16 +16,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from connectors.policy_store import PolicyDoc, policy_file_label
-from connectors.routers.common import PROBLEM_RESPONSES, Deleted, Problem, RuntimeDep, read_body
-from connectors.runtime import Runtime
-from pipeline.policy_stage import replay_transcript
-from rules.engine import PolicyEngine
-from rules.errors import ConfigError, InputError
-from rules.loader import load_policy_texts
-from rules.model import Decision
-from rules.testing import run_test_file
-from rules.yamlsource import load_yaml_text
+from callsense.connectors.policy_store import PolicyDoc, policy_file_label
+from callsense.connectors.routers.common import (
+    PROBLEM_RESPONSES,
+    Deleted,
+    Problem,
+    RuntimeDep,
+    read_body,
+)
+from callsense.connectors.runtime import Runtime
+from callsense.core.errors import ConfigError, InputError
+from callsense.core.yamlsource import load_yaml_text
+from callsense.pipeline.policy_stage import replay_transcript
+from callsense.rules.engine import PolicyEngine
+from callsense.rules.loader import load_policy_texts
+from callsense.rules.model import Decision
+from callsense.rules.testing import run_test_file
 
 __all__ = ["router"]
 

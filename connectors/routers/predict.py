@@ -23,18 +23,18 @@ import numpy as np
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from connectors.routers.common import (
+from callsense.connectors.routers.common import (
     PROBLEM_RESPONSES,
     Problem,
     RuntimeDep,
     read_body,
     receive_multipart,
 )
-from connectors.runtime import NotReadyError, Runtime
-from pipeline.audio import SAMPLE_RATE, DecodedAudio, decode, resample
-from pipeline.recognizer import LANGUAGES
-from pipeline.richtext import display_text
-from rules.errors import InputError
+from callsense.connectors.runtime import NotReadyError, Runtime
+from callsense.core.errors import InputError
+from callsense.core.richtext import display_text
+from callsense.pipeline.audio import SAMPLE_RATE, DecodedAudio, decode, resample
+from callsense.pipeline.recognizer import LANGUAGES
 
 __all__ = ["router"]
 

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit, urlunsplit
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from connectors.outbox import OutboxMessage
-from connectors.routers.common import PROBLEM_RESPONSES, Problem, RuntimeDep
-from connectors.webhooks import WebhookEndpoint
+from callsense.connectors.outbox import OutboxMessage
+from callsense.connectors.routers.common import PROBLEM_RESPONSES, Problem, RuntimeDep
+from callsense.connectors.webhooks import WebhookEndpoint
 
 __all__ = ["router"]
 

@@ -20,8 +20,8 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rules.errors import ConfigError
-from rules.yamlsource import validate
+from callsense.core.errors import ConfigError
+from callsense.core.yamlsource import validate
 
 __all__ = [
     "BUILTIN_DIR",

@@ -6,7 +6,12 @@
 
 from __future__ import annotations
 
-from pipeline.dialogue.config import DialogueConfig
-from pipeline.dialogue.manager import DecisionLike, DialogueManager, DialogueSession, Reply
+from callsense.pipeline.dialogue.config import DialogueConfig
+from callsense.pipeline.dialogue.manager import (
+    DecisionLike,
+    DialogueManager,
+    DialogueSession,
+    Reply,
+)
 
 __all__ = ["DecisionLike", "DialogueConfig", "DialogueManager", "DialogueSession", "Reply"]

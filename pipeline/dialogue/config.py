@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from rules.vocab import EMOTIONS, EVENTS, suggest
-from rules.yamlsource import Located, format_loc
+from callsense.core.vocab import EMOTIONS, EVENTS, suggest
+from callsense.core.yamlsource import Located, format_loc
 
 __all__ = [
     "BUILTIN_VARIABLES",

@@ -20,17 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.dialogue.config import (
+from callsense.core.errors import ConfigError, InputError
+from callsense.core.yamlsource import Located, load_yaml, load_yaml_text, validate_data
+from callsense.pipeline.dialogue.config import (
     DialogueConfig,
     Transition,
     When,
     check_references,
     template_fields,
 )
-from pipeline.model import Utterance
-from pipeline.nlu.base import Intent
-from rules.errors import ConfigError, InputError
-from rules.yamlsource import Located, load_yaml, load_yaml_text, validate_data
+from callsense.pipeline.model import Utterance
+from callsense.pipeline.nlu.base import Intent
 
 __all__ = ["DecisionLike", "DialogueManager", "DialogueSession", "Reply"]
 

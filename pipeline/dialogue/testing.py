@@ -28,12 +28,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.dialogue.config import Emotion, Event
-from pipeline.dialogue.manager import DialogueManager, Reply
-from pipeline.model import Utterance
-from pipeline.nlu.chain import IntentClassifier
-from rules.errors import ConfigError
-from rules.yamlsource import Located, load_yaml, validate_data
+from callsense.core.errors import ConfigError
+from callsense.core.yamlsource import Located, load_yaml, validate_data
+from callsense.pipeline.dialogue.config import Emotion, Event
+from callsense.pipeline.dialogue.manager import DialogueManager, Reply
+from callsense.pipeline.model import Utterance
+from callsense.pipeline.nlu.chain import IntentClassifier
 
 __all__ = ["CaseResult", "DialogueTestFile", "run_test_file"]
 

@@ -5,6 +5,6 @@ and the gateways' ``RemoteRecognizer``) and ``archive`` (Ray Data batch analysis
 Ray. ``admission`` is the gateways' call limit and drain, usable without Ray.
 """
 
-from pipeline.distributed.config import RayConfig, load_ray_config
+from callsense.pipeline.distributed.config import RayConfig, load_ray_config
 
 __all__ = ["RayConfig", "load_ray_config"]

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import CallsenseConfig
-from pipeline.distributed.config import RayConfig, resolve_factory
+from callsense.pipeline.config import CallsenseConfig
+from callsense.pipeline.distributed.config import RayConfig, resolve_factory
 
 __all__ = ["AnalyzeActor", "ArchiveReport", "TranscribeActor", "run_archive", "write_failure"]
 
@@ -50,10 +50,10 @@ class TranscribeActor:
     """Ray Data actor: call paths in, pickled transcripts (or error records) out."""
 
     def __init__(self, cfg: CallsenseConfig, factory: str | None, cache_dir: str | None) -> None:
-        from pipeline.cache import ResultCache
-        from pipeline.redact import Redactor
-        from pipeline.transcribe import Transcriber
-        from pipeline.vad import build_vad
+        from callsense.pipeline.cache import ResultCache
+        from callsense.pipeline.redact import Redactor
+        from callsense.pipeline.transcribe import Transcriber
+        from callsense.pipeline.vad import build_vad
 
         cache = ResultCache(cache_dir) if cache_dir is not None else None
         recognizer = resolve_factory(factory)(cfg.recognizer)
@@ -66,7 +66,7 @@ class TranscribeActor:
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
-        from pipeline.records import error_record
+        from callsense.pipeline.records import error_record
 
         transcripts: list[bytes] = []
         errors: list[str] = []
@@ -91,14 +91,14 @@ class AnalyzeActor:
     """Ray Data actor: transcripts in, the call's files written, summary + decisions out."""
 
     def __init__(self, cfg: CallsenseConfig, out_dir: str, with_tts: bool) -> None:
-        from pipeline.analyze import build_orchestrator
+        from callsense.pipeline.analyze import build_orchestrator
 
         self._cfg = cfg
         self._out = Path(out_dir)
         self._orchestrator = build_orchestrator(cfg, with_tts=with_tts)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
-        from pipeline.analyze import CallResult, write_call_outputs
+        from callsense.pipeline.analyze import CallResult, write_call_outputs
 
         summaries, decisions, errors = [], [], []
         for path, call_id, blob, error in zip(
@@ -138,9 +138,9 @@ def run_archive(
     import ray
     import ray.data
 
-    from pipeline.cache import default_cache_dir
-    from pipeline.distributed.serve_recognizer import ensure_ray
-    from pipeline.transcribe import call_id_for
+    from callsense.pipeline.cache import default_cache_dir
+    from callsense.pipeline.distributed.serve_recognizer import ensure_ray
+    from callsense.pipeline.transcribe import call_id_for
 
     cache_dir = None
     if use_cache and cfg.cache.enabled:

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rules.errors import InputError
-from rules.yamlsource import validate
+from callsense.core.errors import InputError
+from callsense.core.yamlsource import validate
 
 __all__ = [
     "ArchiveSettings",
@@ -109,7 +109,7 @@ class RayConfig(_Section):
     recognizer_factory: str | None = Field(
         None,
         description="'module:callable' taking a RecognizerConfig; default: "
-        "pipeline.recognizer.build_recognizer (the class pipeline/ uses locally)",
+        "callsense.pipeline.recognizer:build_recognizer (the class pipeline/ uses locally)",
     )
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
 
@@ -144,7 +144,7 @@ def load_ray_config(path: str | Path | None) -> RayConfig:
 def resolve_factory(spec: str | None) -> Callable[[Any], Any]:
     """The recognizer factory a ``module:callable`` string names (default: build_recognizer)."""
     if spec is None:
-        from pipeline.recognizer import build_recognizer
+        from callsense.pipeline.recognizer import build_recognizer
 
         return build_recognizer
     module, sep, attr = spec.partition(":")

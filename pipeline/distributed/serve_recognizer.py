@@ -29,11 +29,11 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
-from pipeline.distributed.config import RayConfig, resolve_factory
-from pipeline.model import TagConfidence
-from pipeline.recognizer import Recognition, Recognizer, RecognizerCapabilities
-from pipeline.sensevoice import RecognizerConfig
-from rules.errors import RetryableError
+from callsense.core.errors import RetryableError
+from callsense.pipeline.distributed.config import RayConfig, resolve_factory
+from callsense.pipeline.model import TagConfidence
+from callsense.pipeline.recognizer import Recognition, Recognizer, RecognizerCapabilities
+from callsense.pipeline.sensevoice import RecognizerConfig
 
 __all__ = [
     "RecognizerDeployment",

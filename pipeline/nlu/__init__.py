@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from pipeline.nlu.base import (
+from callsense.pipeline.nlu.base import (
     ErrorKind,
     HookCapabilities,
     HookError,
@@ -13,9 +13,9 @@ from pipeline.nlu.base import (
     Intent,
     IntentHook,
 )
-from pipeline.nlu.chain import IntentClassifier, NluResult, load_intents_config
-from pipeline.nlu.config import IntentsConfig
-from pipeline.nlu.registry import HOOKS
+from callsense.pipeline.nlu.chain import IntentClassifier, NluResult, load_intents_config
+from callsense.pipeline.nlu.config import IntentsConfig
+from callsense.pipeline.nlu.registry import HOOKS
 
 __all__ = [
     "HOOKS",

@@ -18,12 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.model import Utterance
-from pipeline.nlu.base import HookError, HookFailure, Intent, IntentHook
-from pipeline.nlu.config import BreakerConfig, ChainConfig, IntentsConfig
-from pipeline.nlu.registry import build_hook
-from rules.errors import ConfigError
-from rules.yamlsource import Located, load_yaml, validate_data
+from callsense.core.errors import ConfigError
+from callsense.core.yamlsource import Located, load_yaml, validate_data
+from callsense.pipeline.model import Utterance
+from callsense.pipeline.nlu.base import HookError, HookFailure, Intent, IntentHook
+from callsense.pipeline.nlu.config import BreakerConfig, ChainConfig, IntentsConfig
+from callsense.pipeline.nlu.registry import build_hook
 
 __all__ = ["IntentClassifier", "NluResult", "load_intents_config"]
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline.nlu.base import HookCapabilities, HookFailure, Intent, IntentHook
+from callsense.pipeline.nlu.base import HookCapabilities, HookFailure, Intent, IntentHook
 
 __all__ = ["EmbeddingHook", "resolve_model_dir"]
 

@@ -16,8 +16,8 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 
-from pipeline.nlu.base import HookCapabilities, Intent, IntentHook
-from pipeline.nlu.config import IntentSpec
+from callsense.pipeline.nlu.base import HookCapabilities, Intent, IntentHook
+from callsense.pipeline.nlu.config import IntentSpec
 
 __all__ = ["KeywordHook", "normalize"]
 

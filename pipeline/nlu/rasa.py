@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from pipeline.nlu.base import HookCapabilities, HookFailure, Intent, IntentHook
+from callsense.pipeline.nlu.base import HookCapabilities, HookFailure, Intent, IntentHook
 
 __all__ = ["RasaHook"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline.nlu.base import IntentHook
-from pipeline.nlu.config import (
+from callsense.pipeline.nlu.base import IntentHook
+from callsense.pipeline.nlu.config import (
     EmbeddingHookConfig,
     IntentsConfig,
     KeywordHookConfig,
@@ -20,13 +20,13 @@ __all__ = ["HOOKS", "build_hook"]
 
 
 def _keywords(cfg: KeywordHookConfig, full: IntentsConfig) -> IntentHook:
-    from pipeline.nlu.keywords import KeywordHook
+    from callsense.pipeline.nlu.keywords import KeywordHook
 
     return KeywordHook(cfg.name, full.intents, confidence=cfg.confidence, languages=cfg.languages)
 
 
 def _rasa(cfg: RasaHookConfig, full: IntentsConfig) -> IntentHook:
-    from pipeline.nlu.rasa import RasaHook
+    from callsense.pipeline.nlu.rasa import RasaHook
 
     return RasaHook(
         cfg.name,
@@ -43,7 +43,7 @@ def _rasa(cfg: RasaHookConfig, full: IntentsConfig) -> IntentHook:
 
 
 def _embedding(cfg: EmbeddingHookConfig, full: IntentsConfig) -> IntentHook:
-    from pipeline.nlu.embedding import EmbeddingHook
+    from callsense.pipeline.nlu.embedding import EmbeddingHook
 
     examples = {
         name: [

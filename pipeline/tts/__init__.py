@@ -7,7 +7,7 @@ first speak, so importing this package stays cheap.
 
 from __future__ import annotations
 
-from pipeline.tts.base import (
+from callsense.pipeline.tts.base import (
     Audio,
     EmptyTextError,
     TtsCapabilities,
@@ -15,11 +15,17 @@ from pipeline.tts.base import (
     TtsUnavailableError,
     UnsupportedLanguageError,
 )
-from pipeline.tts.cache import TtsCache, cache_key
-from pipeline.tts.chain import FallbackTts, TtsResult
-from pipeline.tts.config import TtsConfig, default_cache_dir, load_tts_config
-from pipeline.tts.encode import OutputFormat, mulaw_encode, to_mulaw8k, to_wav16k, write_audio
-from pipeline.tts.registry import ENGINES, build_engine
+from callsense.pipeline.tts.cache import TtsCache, cache_key
+from callsense.pipeline.tts.chain import FallbackTts, TtsResult
+from callsense.pipeline.tts.config import TtsConfig, default_cache_dir, load_tts_config
+from callsense.pipeline.tts.encode import (
+    OutputFormat,
+    mulaw_encode,
+    to_mulaw8k,
+    to_wav16k,
+    write_audio,
+)
+from callsense.pipeline.tts.registry import ENGINES, build_engine
 
 __all__ = [
     "ENGINES",

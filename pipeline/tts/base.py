@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from rules.errors import InputError, RetryableError
+from callsense.core.errors import InputError, RetryableError
 
 __all__ = [
     "Audio",

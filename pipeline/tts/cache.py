@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from pipeline.tts.encode import OutputFormat, write_atomic
+from callsense.pipeline.tts.encode import OutputFormat, write_atomic
 
 __all__ = ["TtsCache", "cache_key"]
 

@@ -18,16 +18,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.tts.base import (
+from callsense.pipeline.tts.base import (
     Audio,
     EmptyTextError,
     TtsEngine,
     TtsUnavailableError,
     UnsupportedLanguageError,
 )
-from pipeline.tts.cache import TtsCache, cache_key
-from pipeline.tts.config import TtsConfig, default_cache_dir
-from pipeline.tts.encode import OutputFormat, encode, wav_duration, write_atomic
+from callsense.pipeline.tts.cache import TtsCache, cache_key
+from callsense.pipeline.tts.config import TtsConfig, default_cache_dir
+from callsense.pipeline.tts.encode import OutputFormat, encode, wav_duration, write_atomic
 
 __all__ = ["FallbackTts", "TtsResult"]
 
@@ -59,7 +59,7 @@ class FallbackTts:
 
     @classmethod
     def from_config(cls, config: TtsConfig | None = None) -> FallbackTts:
-        from pipeline.tts.registry import build_engine
+        from callsense.pipeline.tts.registry import build_engine
 
         config = config or TtsConfig()
         cache = None

@@ -153,7 +153,7 @@ def default_cache_dir() -> Path:
 
 def load_tts_config(path: str | os.PathLike[str]) -> TtsConfig:
     """Read a YAML file holding the ``tts`` settings (top level or under a ``tts:`` key)."""
-    from rules.yamlsource import Located, load_yaml, validate_data
+    from callsense.core.yamlsource import Located, load_yaml, validate_data
 
     src = load_yaml(Path(path))
     if isinstance(src.data, dict) and set(src.data) == {"tts"}:

@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pipeline.tts.base import Audio, TtsEngine, TtsUnavailableError
-from pipeline.tts.config import EdgeSettings
+from callsense.pipeline.tts.base import Audio, TtsEngine, TtsUnavailableError
+from callsense.pipeline.tts.config import EdgeSettings
 
 __all__ = ["EdgeRequest", "EdgeTts"]
 
@@ -101,7 +101,7 @@ class EdgeTts(TtsEngine):
             raise TtsUnavailableError(f"edge-tts unreachable ({detail})") from exc
         if not mp3:
             raise TtsUnavailableError("edge-tts returned no audio")
-        from pipeline.audio import decode
+        from callsense.pipeline.audio import decode
 
         decoded = decode(mp3, name="edge-tts.mp3")
         return Audio(decoded.channels[0], decoded.sample_rate)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.tts.base import Audio
+from callsense.pipeline.tts.base import Audio
 
 __all__ = [
     "OutputFormat",
@@ -87,7 +87,7 @@ def _riff(fmt_tag: int, bits: int, rate: int, data: bytes, n_samples: int) -> by
 def _at_rate(audio: Audio, rate: int) -> np.ndarray:
     if audio.sample_rate == rate:
         return audio.samples
-    from pipeline.audio import resample  # scipy import deferred to the first conversion
+    from callsense.pipeline.audio import resample  # scipy import deferred to the first conversion
 
     return resample(audio.samples, audio.sample_rate, rate)
 

@@ -10,8 +10,8 @@ import shutil
 import struct
 import subprocess
 
-from pipeline.tts.base import Audio, TtsEngine, TtsUnavailableError
-from pipeline.tts.config import EspeakSettings
+from callsense.pipeline.tts.base import Audio, TtsEngine, TtsUnavailableError
+from callsense.pipeline.tts.config import EspeakSettings
 
 __all__ = ["EspeakTts"]
 

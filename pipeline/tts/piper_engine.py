@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.tts.base import Audio, TtsEngine, TtsUnavailableError
-from pipeline.tts.config import PiperSettings
+from callsense.pipeline.tts.base import Audio, TtsEngine, TtsUnavailableError
+from callsense.pipeline.tts.config import PiperSettings
 
 __all__ = ["PACKAGED_VOICES", "PiperTts", "resolve_piper_voice"]
 

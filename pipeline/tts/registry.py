@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from pipeline.tts.base import TtsEngine
-from pipeline.tts.config import EdgeSettings, EngineSettings, EspeakSettings, PiperSettings
-from pipeline.tts.edge_engine import EdgeTts
-from pipeline.tts.espeak_engine import EspeakTts
-from pipeline.tts.piper_engine import PiperTts
+from callsense.pipeline.tts.base import TtsEngine
+from callsense.pipeline.tts.config import (
+    EdgeSettings,
+    EngineSettings,
+    EspeakSettings,
+    PiperSettings,
+)
+from callsense.pipeline.tts.edge_engine import EdgeTts
+from callsense.pipeline.tts.espeak_engine import EspeakTts
+from callsense.pipeline.tts.piper_engine import PiperTts
 
 __all__ = ["ENGINES", "build_engine"]
 

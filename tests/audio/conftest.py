@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.vad import FsmnVad, SileroVad, VadConfig
+from callsense.pipeline.vad import FsmnVad, SileroVad, VadConfig
 from tests.conftest import FSMN_VAD_DIR
 from tools import system_assets
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from pipeline.audio import (
+from callsense.core.errors import InputError
+from callsense.pipeline.audio import (
     SAMPLE_RATE,
     AudioConfig,
     AudioDecodeTimeout,
@@ -33,7 +34,6 @@ from pipeline.audio import (
     resample,
     speaker_for,
 )
-from rules.errors import InputError
 from tests.audio.conftest import BuiltCall, asterisk_prompt, ffmpeg, wav_seconds
 from tests.conftest import TESTDATA, manifest_rows
 from tools.make_test_model import MOH_FILES, MOH_PREFIX, ClipRef, clip_path

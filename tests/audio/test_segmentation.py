@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from pipeline.audio import decode
-from pipeline.model import Segment
-from pipeline.segmentation import SegmentationConfig, lowest_energy_point, plan
-from pipeline.vad import FsmnVad
+from callsense.pipeline.audio import decode
+from callsense.pipeline.model import Segment
+from callsense.pipeline.segmentation import SegmentationConfig, lowest_energy_point, plan
+from callsense.pipeline.vad import FsmnVad
 from tests.conftest import TESTDATA
 
 SR = 16000

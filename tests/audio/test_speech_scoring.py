@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.audio import decode
-from pipeline.vad import FsmnVad, VadConfig
+from callsense.pipeline.audio import decode
+from callsense.pipeline.vad import FsmnVad, VadConfig
 from tests.conftest import FSMN_VAD_DIR, TESTDATA
 
 CLEAR = {

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from pipeline.audio import decode, resample
-from pipeline.model import Segment
-from pipeline.segmentation import ChannelAudio
-from pipeline.speech_scoring import SpeechScorer
-from pipeline.vad import VADS, FsmnVad, SileroVad, VadConfig, build_vad
-from rules.errors import ConfigError
+from callsense.core.errors import ConfigError
+from callsense.pipeline.audio import decode, resample
+from callsense.pipeline.model import Segment
+from callsense.pipeline.segmentation import ChannelAudio
+from callsense.pipeline.speech_scoring import SpeechScorer
+from callsense.pipeline.vad import VADS, FsmnVad, SileroVad, VadConfig, build_vad
 from tests.audio.conftest import BuiltCall
 from tests.conftest import FSMN_VAD_DIR, TESTDATA
 
@@ -134,7 +134,7 @@ def test_onnx_frame_scoring_gives_silero_wrapper_numbers() -> None:
     it); every frame's probability must equal silero's own ``audio_forward``."""
     import torch
 
-    from pipeline.speech_scoring import silero_model
+    from callsense.pipeline.speech_scoring import silero_model
 
     model = silero_model()
     samples = resample(decode(TESTDATA / "speechbrain_spk1_snt3.wav").channels[0], 16000, 16000)
@@ -153,8 +153,8 @@ def test_channels_in_parallel_give_the_sequential_segments(
 ) -> None:
     """The transcriber runs a stereo call's channels in threads (and silero alongside
     FSMN); the segments and marks must be exactly what one channel at a time gives."""
-    from pipeline.config import load_config
-    from pipeline.transcribe import Transcriber
+    from callsense.pipeline.config import load_config
+    from callsense.pipeline.transcribe import Transcriber
 
     audio = decode(mulaw_call.path)
     cfg = load_config(None, vad_model=str(FSMN_VAD_DIR), environ={})

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from pipeline.audio import decode
-from pipeline.model import Segment
-from pipeline.vad import FsmnVad, SileroVad
+from callsense.pipeline.audio import decode
+from callsense.pipeline.model import Segment
+from callsense.pipeline.vad import FsmnVad, SileroVad
 from tests.conftest import TESTDATA
 
 LABELS = ("Speech", "Laughter", "Cry", "BGM", "other")

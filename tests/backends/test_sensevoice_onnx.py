@@ -18,10 +18,10 @@ import typer
 from typer.testing import CliRunner
 
 from bench._common import build_model_dir, decode_16k
-from connectors import cli_model
-from pipeline.quiet import import_funasr, quiet
-from pipeline.sensevoice_onnx import SenseVoiceOnnxRecognizer, export_onnx
-from rules.errors import InputError
+from callsense.connectors import cli_model
+from callsense.core.errors import InputError
+from callsense.pipeline.quiet import import_funasr, quiet
+from callsense.pipeline.sensevoice_onnx import SenseVoiceOnnxRecognizer, export_onnx
 from tests.conftest import ROOT, TESTDATA
 from tools.make_test_model import build_fixed_model
 
@@ -178,7 +178,7 @@ def test_onnx_backend_loads_without_funasr_or_torch(random_dirs):
     code = (
         "import sys, time, numpy as np\n"
         "t = time.perf_counter()\n"
-        "from pipeline.sensevoice_onnx import SenseVoiceOnnxRecognizer\n"
+        "from callsense.pipeline.sensevoice_onnx import SenseVoiceOnnxRecognizer\n"
         f"rec = SenseVoiceOnnxRecognizer({str(random_dirs[1])!r}, quantize='int8')\n"
         "rec.recognize([np.zeros(16000, np.float32)])\n"
         "print(time.perf_counter() - t, 'funasr' in sys.modules, 'torch' in sys.modules)\n"
@@ -216,9 +216,9 @@ def test_cli_export_onnx(fixed_dirs, tmp_path):
 def test_the_service_turns_thread_spinning_off_and_batch_work_keeps_it(random_dirs) -> None:
     """Spinning threads give batch work its best RTF but take the cores a live call's VAD
     needs: `callsense serve` turns it off unless the config asks for it."""
-    from connectors.appconfig import AppConfig
-    from connectors.runtime import _service_tuned
-    from pipeline.recognizer import build_recognizer
+    from callsense.connectors.appconfig import AppConfig
+    from callsense.connectors.runtime import _service_tuned
+    from callsense.pipeline.recognizer import build_recognizer
 
     _, onnx_dir = random_dirs
     cfg = AppConfig.model_validate(

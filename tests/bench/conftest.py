@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def fixed_onnx_dir(fixed_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.sensevoice_onnx import export_onnx
+    from callsense.pipeline.sensevoice_onnx import export_onnx
 
     out = tmp_path_factory.mktemp("fixed-onnx")
     export_onnx(fixed_model_dir, out, quantize="int8")

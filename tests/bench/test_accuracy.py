@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from connectors.cli_bench import (
+from callsense.connectors.cli_bench import (
     _inputs,
     cer_counts,
     edit_distance,
     load_references,
     normalize_text,
 )
-from rules.errors import ConfigError, InputError
+from callsense.core.errors import ConfigError, InputError
 from tests.conftest import TESTDATA, manifest_rows
 
 ANGRY = "ravdess_03-01-05-01-01-01-01.wav"  # "Kids are talking by the door."
@@ -97,7 +97,7 @@ def test_a_reference_file_as_argument_lists_its_calls(tmp_path: Path) -> None:
 def test_accuracy_fixed_model_torch_vs_its_onnx_export(
     fixed_model_dir: Path, fast_config: Path, tmp_path: Path
 ) -> None:
-    from connectors.cli import app
+    from callsense.connectors.cli import app
 
     out = tmp_path / "report.json"
     args = ["bench", "accuracy", str(TESTDATA / ANGRY), str(TESTDATA / ZH), str(TESTDATA / TRUMPET)]

@@ -20,8 +20,8 @@ def test_int8_torch_backend_gives_the_fixed_models_tags(fixed_model_dir: Path) -
     from torch import nn
     from torch.ao.nn.quantized.dynamic import Linear as QLinear
 
-    from pipeline.recognizer import build_recognizer
-    from pipeline.sensevoice import RecognizerConfig
+    from callsense.pipeline.recognizer import build_recognizer
+    from callsense.pipeline.sensevoice import RecognizerConfig
     from tools.make_test_model import decode_audio
 
     cfg = RecognizerConfig(model=str(fixed_model_dir), backend="torch", quantize="int8")
@@ -39,8 +39,8 @@ def test_int8_torch_backend_gives_the_fixed_models_tags(fixed_model_dir: Path) -
 def test_int8_load_refuses_a_checkpoint_of_another_size(
     fixed_model_dir: Path, tmp_path: Path
 ) -> None:
-    from pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
-    from rules.errors import InputError
+    from callsense.core.errors import InputError
+    from callsense.pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
 
     other = tmp_path / "other"
     shutil.copytree(fixed_model_dir, other)
@@ -55,9 +55,9 @@ def test_int8_load_refuses_a_checkpoint_of_another_size(
 _MEASURE = """
 import json, os, sys, threading, time
 sys.path.insert(0, sys.argv[3])
-from pipeline.quiet import import_funasr
+from callsense.pipeline.quiet import import_funasr
 import_funasr()
-from pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
+from callsense.pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
 page = os.sysconf("SC_PAGE_SIZE")
 def rss():
     with open("/proc/self/statm") as fh:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.webhooks import WebhookEndpoint
+from callsense.connectors.webhooks import WebhookEndpoint
 
 
 def decision(

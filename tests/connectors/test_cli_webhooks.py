@@ -6,10 +6,10 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from connectors.cli import app
-from connectors.outbox import Outbox
-from connectors.storage import make_engine
-from connectors.webhooks import WebhooksConfig
+from callsense.connectors.cli import app
+from callsense.connectors.outbox import Outbox
+from callsense.connectors.storage import make_engine
+from callsense.connectors.webhooks import WebhooksConfig
 
 from .conftest import Receiver, Reply
 from .helpers import decision, endpoint

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from connectors.outbox import Outbox, decision_id, webhook_id
-from connectors.storage import make_engine
+from callsense.connectors.outbox import Outbox, decision_id, webhook_id
+from callsense.connectors.storage import make_engine
 
 from .conftest import ROOT, Receiver, Reply
 from .helpers import decision, endpoint
@@ -25,7 +25,7 @@ def _cli(config: Path, db_url: str, *args: str) -> list[str]:
     return [
         sys.executable,
         "-c",
-        "from connectors.cli import main; main()",
+        "from callsense.connectors.cli import main; main()",
         "webhooks",
         *args,
         "--config",

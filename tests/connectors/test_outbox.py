@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import Engine
 from standardwebhooks.webhooks import Webhook
 
-from connectors.outbox import Outbox, decision_id, deliver_decisions, webhook_id
-from connectors.storage import make_engine
-from connectors.webhooks import WebhooksConfig
+from callsense.connectors.outbox import Outbox, decision_id, deliver_decisions, webhook_id
+from callsense.connectors.storage import make_engine
+from callsense.connectors.webhooks import WebhooksConfig
 
 from .conftest import Receiver, Reply, free_port
 from .helpers import decision, endpoint

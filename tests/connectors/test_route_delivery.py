@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from connectors.appconfig import AppConfig
-from connectors.outbox import Outbox, deliver_decisions
-from connectors.route_delivery import route_endpoints
-from connectors.routing import RoutingConfig
-from connectors.storage import make_engine
-from connectors.webhooks import RetryPolicy, WebhooksConfig
+from callsense.connectors.appconfig import AppConfig
+from callsense.connectors.outbox import Outbox, deliver_decisions
+from callsense.connectors.route_delivery import route_endpoints
+from callsense.connectors.routing import RoutingConfig
+from callsense.connectors.storage import make_engine
+from callsense.connectors.webhooks import RetryPolicy, WebhooksConfig
 
 from .conftest import Receiver, Recorded, Reply
 from .helpers import decision
@@ -51,7 +51,7 @@ def test_routes_and_webhooks_leave_through_one_outbox(
     db_url: str, receiver: Receiver, secret: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast = RetryPolicy(schedule_s=[0.05, 0.05, 0.05])
-    monkeypatch.setattr("connectors.route_delivery.ROUTE_RETRY", fast)
+    monkeypatch.setattr("callsense.connectors.route_delivery.ROUTE_RETRY", fast)
     cfg = delivery_config(receiver, secret)
 
     # the platform is down for the first route request, then takes it
@@ -164,9 +164,9 @@ def test_app_config_lists_routing_targets_among_its_endpoints(secret: str) -> No
 
 
 def test_a_policy_route_can_name_its_target(tmp_path: Path) -> None:
-    from pipeline.model import CallTranscript, Utterance
-    from pipeline.policy_stage import replay_transcript
-    from rules.engine import PolicyEngine
+    from callsense.pipeline.model import CallTranscript, Utterance
+    from callsense.pipeline.policy_stage import replay_transcript
+    from callsense.rules.engine import PolicyEngine
 
     policy = tmp_path / "p.yaml"
     policy.write_text(

@@ -7,9 +7,9 @@ import time
 
 from standardwebhooks.webhooks import Webhook
 
-from connectors.outbox import Outbox
-from connectors.scheduler import CallsenseScheduler
-from connectors.storage import make_engine
+from callsense.connectors.outbox import Outbox
+from callsense.connectors.scheduler import CallsenseScheduler
+from callsense.connectors.storage import make_engine
 
 from .conftest import Receiver
 from .helpers import decision, endpoint

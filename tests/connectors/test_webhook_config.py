@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from connectors.templates import load_template, sample_decision
-from connectors.webhooks import WebhooksConfig, parse_retry_after, signature_headers
-from rules.errors import ConfigError
+from callsense.connectors.templates import load_template, sample_decision
+from callsense.connectors.webhooks import WebhooksConfig, parse_retry_after, signature_headers
+from callsense.core.errors import ConfigError
 
 
 def spec_verify(secret: str, headers: dict[str, str], body: bytes) -> bool:

@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from connectors import cli_dialogue
+from callsense.connectors import cli_dialogue
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "configs" / "dialogue_tests" / "shipped_flow.yaml"

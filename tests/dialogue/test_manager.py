@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dialogue import DialogueManager, Reply
-from pipeline.dialogue.testing import run_test_file
-from pipeline.model import Utterance
-from pipeline.nlu import Intent, IntentClassifier
-from rules.errors import ConfigError, InputError
-from rules.model import Decision
+from callsense.core.errors import ConfigError, InputError
+from callsense.pipeline.dialogue import DialogueManager, Reply
+from callsense.pipeline.dialogue.testing import run_test_file
+from callsense.pipeline.model import Utterance
+from callsense.pipeline.nlu import Intent, IntentClassifier
+from callsense.rules.model import Decision
 
 ROOT = Path(__file__).resolve().parents[2]
 DIALOGUE = ROOT / "configs" / "dialogue.yaml"

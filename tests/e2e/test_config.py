@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from configs import shipped
-from connectors.appconfig import AppConfig, load_app_config
-from rules.errors import ConfigError
+from callsense.configs import shipped
+from callsense.connectors.appconfig import AppConfig, load_app_config
+from callsense.core.errors import ConfigError
 
 
 def test_shipped_config_equals_the_defaults() -> None:
@@ -51,7 +51,7 @@ def test_relative_file_keys_are_relative_to_the_config_file(
     config names next to it."""
     import shutil
 
-    from connectors.templates import BUILTIN_DIR
+    from callsense.connectors.templates import BUILTIN_DIR
 
     etc = tmp_path / "etc"
     (etc / "tpl").mkdir(parents=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from connectors.cli import app
+from callsense.connectors.cli import app
 from tests.conftest import FSMN_VAD_DIR, TESTDATA
 
 pytestmark = pytest.mark.model

@@ -7,12 +7,12 @@ import json
 import pytest
 from cryptography.fernet import Fernet
 
-from connectors.appconfig import AppConfig
-from pipeline.model import Segment
-from pipeline.recognizer import Recognition
-from pipeline.records import record_from_utterance, utterance_from_record
-from pipeline.redact import RedactionConfig, Redactor
-from pipeline.transcribe import utterance_from
+from callsense.connectors.appconfig import AppConfig
+from callsense.pipeline.model import Segment
+from callsense.pipeline.recognizer import Recognition
+from callsense.pipeline.records import record_from_utterance, utterance_from_record
+from callsense.pipeline.redact import RedactionConfig, Redactor
+from callsense.pipeline.transcribe import utterance_from
 
 RAW = "<|en|><|ANGRY|><|Speech|><|withitn|>my card is 4111 1111 1111 1111 and mail a.b@example.com"
 

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from configs import shipped
-from connectors.appconfig import AppConfig
-from connectors.cli import app
-from pipeline.analyze import build_orchestrator
-from pipeline.compliance import ComplianceConfig
-from pipeline.model import Segment
-from pipeline.recognizer import Recognition
-from pipeline.transcribe import utterance_from
-from rules.errors import ConfigError
+from callsense.configs import shipped
+from callsense.connectors.appconfig import AppConfig
+from callsense.connectors.cli import app
+from callsense.core.errors import ConfigError
+from callsense.pipeline.analyze import build_orchestrator
+from callsense.pipeline.compliance import ComplianceConfig
+from callsense.pipeline.model import Segment
+from callsense.pipeline.recognizer import Recognition
+from callsense.pipeline.transcribe import utterance_from
 
 runner = CliRunner()
 

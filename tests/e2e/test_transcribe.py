@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from connectors.cli import app
-from pipeline.records import RECORD_KEYS
+from callsense.connectors.cli import app
+from callsense.pipeline.records import RECORD_KEYS
 from tests.conftest import FIXED_MODEL_RAW, TESTDATA
 
 pytestmark = pytest.mark.model
@@ -128,7 +128,7 @@ def test_text_output_one_line_per_utterance(fixed_model_dir: Path) -> None:
 def test_result_cache_skips_work_and_no_cache_bypasses(
     fixed_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.cache import ResultCache
+    from callsense.pipeline.cache import ResultCache
 
     monkeypatch.setenv("CALLSENSE_CACHE_DIR", str(tmp_path / "cache"))
     wav = TESTDATA / "speechbrain_spk1_snt5.wav"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from connectors.cli import app
+from callsense.connectors.cli import app
 from tests.connectors.conftest import Receiver
 from tests.policy_engines import assert_backend, config_text, matchers_built
 

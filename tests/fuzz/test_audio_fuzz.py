@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.audio import (
+from callsense.pipeline.audio import (
     SAMPLE_RATE,
     AudioConfig,
     AudioError,

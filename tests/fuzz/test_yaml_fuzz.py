@@ -22,10 +22,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.config import CallsenseConfig
-from rules.errors import ConfigError
-from rules.loader import load_policy_texts
-from rules.yamlsource import load_yaml_text, validate_data
+from callsense.core.errors import ConfigError
+from callsense.core.yamlsource import load_yaml_text, validate_data
+from callsense.pipeline.config import CallsenseConfig
+from callsense.rules.loader import load_policy_texts
 from tests.conftest import ROOT
 from tests.fuzz.conftest import FuzzReport
 
@@ -269,7 +269,7 @@ def test_seeds_are_valid() -> None:
 
 _DEEP = 1100  # just past Python's default recursion limit of 1000
 KNOWN_BUGS = {
-    # rules/yamlsource._build constructs scalars outside any error handling
+    # core/yamlsource._build constructs scalars outside any error handling
     "unknown-local-tag": "policy: !foo default\n",
     "unknown-python-tag": "policy: !!python/object:os.system ls\n",
     "bad-int-tag": "policy: x\nrules: !!int abc\n",
@@ -304,7 +304,8 @@ def test_alias_bomb_is_refused_fast(tmp_path: Path, fuzz_report: FuzzReport) -> 
     path = tmp_path / FILE
     path.write_text("\n".join(levels) + "\n", encoding="utf-8")
     code = (
-        "import sys\nfrom rules.errors import ConfigError\nfrom rules.loader import load_policies\n"
+        "import sys\nfrom callsense.core.errors import ConfigError\n"
+        "from callsense.rules.loader import load_policies\n"
         "try:\n    load_policies([sys.argv[1]])\nexcept ConfigError as e:\n    print(e)\n"
     )
     try:

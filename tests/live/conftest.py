@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from connectors.app import create_app
-from connectors.appconfig import AppConfig
-from connectors.runtime import Runtime, ServiceSettings
-from pipeline.config import CacheConfig, load_config
+from callsense.connectors.app import create_app
+from callsense.connectors.appconfig import AppConfig
+from callsense.connectors.runtime import Runtime, ServiceSettings
+from callsense.pipeline.config import CacheConfig, load_config
 from tests.service.server import running, wait_ready
 
 
@@ -80,7 +80,7 @@ def _ffmpeg(path: Path, *args: str) -> bytes:
 
 @pytest.fixture(scope="session")
 def call_audio(angry_call: tuple[Path, list]) -> CallAudio:
-    from pipeline.audio import decode
+    from callsense.pipeline.audio import decode
 
     path, timeline = angry_call
     decoded = decode(path)

@@ -37,7 +37,16 @@ class Gateway:
         }
         self.db = f"sqlite:///{self.tmp}/db.sqlite"
         made = subprocess.run(
-            [sys.executable, "-m", "connectors.cli", "keys", "create", "t", "--db", self.db],
+            [
+                sys.executable,
+                "-m",
+                "callsense.connectors.cli",
+                "keys",
+                "create",
+                "t",
+                "--db",
+                self.db,
+            ],
             env=self.env,
             capture_output=True,
             text=True,
@@ -61,7 +70,7 @@ class Gateway:
         cmd = [
             sys.executable,
             "-m",
-            "connectors.cli",
+            "callsense.connectors.cli",
             "serve",
             "--port",
             str(self.port),

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import websockets
 
-from connectors.app import create_app
-from connectors.appconfig import AppConfig
-from connectors.runtime import ServiceSettings
-from pipeline.config import CacheConfig
+from callsense.connectors.app import create_app
+from callsense.connectors.appconfig import AppConfig
+from callsense.connectors.runtime import ServiceSettings
+from callsense.pipeline.config import CacheConfig
 from tests.service.server import running, wait_ready
 
 

@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from connectors.runtime import LIVE_RECOVERED
+from callsense.connectors.runtime import LIVE_RECOVERED
 from tests.live.client import Pacer, send_pcm
 from tests.live.conftest import CallAudio
 from tests.live.gateway import Gateway, stop

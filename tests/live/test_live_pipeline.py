@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.audio import Upsampler, decode
-from pipeline.config import CallsenseConfig, load_config
-from pipeline.live import (
+from callsense.pipeline.audio import Upsampler, decode
+from callsense.pipeline.config import CallsenseConfig, load_config
+from callsense.pipeline.live import (
     DecisionEvent,
     EndEvent,
     LiveEngine,
@@ -24,9 +24,9 @@ from pipeline.live import (
     UtteranceEvent,
     _ChannelSegmenter,
 )
-from pipeline.recognizer import Recognition, Recognizer, RecognizerCapabilities
-from pipeline.segmentation import SegmentationConfig
-from pipeline.transcribe import build_transcriber
+from callsense.pipeline.recognizer import Recognition, Recognizer, RecognizerCapabilities
+from callsense.pipeline.segmentation import SegmentationConfig
+from callsense.pipeline.transcribe import build_transcriber
 
 pytestmark = pytest.mark.model
 
@@ -126,7 +126,7 @@ def test_upsampler_is_continuous_across_frames() -> None:
     up = Upsampler()
     pieces = np.concatenate([up(x[i : i + 160]) for i in range(0, x.size, 160)])
     np.testing.assert_allclose(pieces, whole, atol=1e-6)
-    from pipeline.audio import resample
+    from callsense.pipeline.audio import resample
 
     ref = resample(x, 8000, 16000)
     n = min(ref.size, whole.size) - 200
@@ -176,7 +176,7 @@ def test_worker_batches_requests_from_many_callers(
 def test_call_events_come_in_order_and_end_with_the_summary(
     cfg: CallsenseConfig, keyed_recognizer, vad: StreamingVad, angry_call: tuple[Path, list]
 ) -> None:
-    from pipeline.analyze import build_orchestrator
+    from callsense.pipeline.analyze import build_orchestrator
 
     path, timeline = angry_call
     audio = decode(path)
@@ -252,7 +252,7 @@ def test_live_utterances_are_redacted_in_the_configs_language_with_the_tracks_ro
     """A one-track stream (Twilio's outbound track alone) of the agent: the card number never
     leaves the engine, the config's language is asked for, and the speaker is the agent —
     so, by the compliance default, no emotion is kept."""
-    from pipeline.analyze import build_orchestrator
+    from callsense.pipeline.analyze import build_orchestrator
 
     path, _ = angry_call
     agent = decode(path).channels[1]

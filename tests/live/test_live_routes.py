@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from connectors.app import create_app
-from connectors.appconfig import AppConfig
-from connectors.routing import GenesysTarget
-from connectors.runtime import Runtime, ServiceSettings
-from pipeline.config import CacheConfig, load_config
+from callsense.connectors.app import create_app
+from callsense.connectors.appconfig import AppConfig
+from callsense.connectors.routing import GenesysTarget
+from callsense.connectors.runtime import Runtime, ServiceSettings
+from callsense.pipeline.config import CacheConfig, load_config
 from tests.connectors.conftest import Receiver
 from tests.live.client import AudioHookClient, Pacer
 from tests.live.conftest import CallAudio, LiveService

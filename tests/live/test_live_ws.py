@@ -13,6 +13,7 @@ import json
 import time
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -63,12 +64,13 @@ async def stream_call(
     rate: int = 8000,
     speed: float = 1.0,
     stop_on_escalation: bool = False,
+    **start: Any,
 ) -> tuple[list[Received], Pacer, bool]:
     received: list[Received] = []
     pacer = Pacer(speed=speed)
     frame = STEREO_8K_FRAME if rate == 8000 else STEREO_16K_FRAME
     async with connect(service.ws("/v1/stream"), max_size=None) as ws:
-        await ws.send(start_message(call_id, rate))
+        await ws.send(start_message(call_id, rate, **start))
         reader = asyncio.create_task(collect(ws, pacer, received))
         early = await send_pcm(
             ws,
@@ -297,3 +299,47 @@ def test_reply_audio_is_wav(live_service: LiveService, call_audio: CallAudio) ->
     assert replies, "the dialogue greets every call"
     audio = base64.b64decode(replies[0].message["audio_b64"])
     assert audio[:4] == b"RIFF" and audio[8:12] == b"WAVE"
+
+
+FIRST_ANGER = """\
+policy: first-anger
+rules:
+  - id: first-anger
+    when: {speaker: customer, emotion: ANGRY}
+    once: true
+    then:
+      - escalate: {priority: urgent}
+"""
+
+
+def test_a_stream_runs_the_stored_policy_it_names(
+    live_service: LiveService, call_audio: CallAudio
+) -> None:
+    headers = {"Authorization": f"Bearer {live_service.key}", "content-type": "application/yaml"}
+    resp = httpx.put(
+        f"{live_service.base_url}/v1/policies/first-anger?active=false",
+        content=FIRST_ANGER,
+        headers=headers,
+    )
+    assert resp.status_code in (200, 201), resp.text
+    received, _, _ = asyncio.run(
+        stream_call(
+            live_service, "named-policy", call_audio.pcm8k, speed=40.0, policy="first-anger"
+        )
+    )
+    (esc,) = escalations(received)
+    assert (esc.message["policy"], esc.message["rule"]) == ("first-anger", "first-anger")
+    first_angry = next(r for r in of_type(received, "utterance") if r.message["emotion"] == "ANGRY")
+    assert esc.message["at"] == first_angry.message["end"]  # not the third: its own rule
+    assert live_service.runtime.store.get("named-policy").requested_policy == "first-anger"
+
+    async def unknown() -> tuple[int, str]:
+        async with connect(live_service.ws("/v1/stream")) as ws:
+            await ws.send(start_message("no-such-policy", policy="nope"))
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await ws.recv()
+        return closed.value.rcvd.code, closed.value.rcvd.reason
+
+    code, reason = asyncio.run(unknown())
+    assert code == 1007 and "no stored policy named 'nope'" in reason

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from connectors.appconfig import AppConfig
-from connectors.cli import app
-from pipeline.config import CacheConfig, load_config
+from callsense.connectors.appconfig import AppConfig
+from callsense.connectors.cli import app
+from callsense.pipeline.config import CacheConfig, load_config
 from tests.conftest import TESTDATA
 from tests.live.conftest import LiveService, serving
 from tests.live.test_live_ws import of_type, stream_call

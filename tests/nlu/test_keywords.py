@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.model import Utterance
-from pipeline.nlu import IntentClassifier
-from pipeline.nlu.keywords import KeywordHook, normalize
+from callsense.pipeline.model import Utterance
+from callsense.pipeline.nlu import IntentClassifier
+from callsense.pipeline.nlu.keywords import KeywordHook, normalize
 
 ROOT = Path(__file__).resolve().parents[2]
 INTENTS = ROOT / "configs" / "intents.yaml"
@@ -114,7 +114,7 @@ def test_normalize_folds_itn_variants() -> None:
 
 
 def test_star_allows_endings_plain_keyword_does_not() -> None:
-    from pipeline.nlu.config import IntentSpec
+    from callsense.pipeline.nlu.config import IntentSpec
 
     hook = KeywordHook(
         "k",

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from pipeline.nlu import HookError, IntentClassifier
-from pipeline.nlu.base import HookFailure
-from pipeline.nlu.config import BreakerConfig, ChainConfig, IntentSpec
-from pipeline.nlu.keywords import KeywordHook
-from pipeline.nlu.rasa import RasaHook
+from callsense.pipeline.nlu import HookError, IntentClassifier
+from callsense.pipeline.nlu.base import HookFailure
+from callsense.pipeline.nlu.config import BreakerConfig, ChainConfig, IntentSpec
+from callsense.pipeline.nlu.keywords import KeywordHook
+from callsense.pipeline.nlu.rasa import RasaHook
 
 
 @dataclass
@@ -251,7 +251,7 @@ def test_failing_hook_is_an_error_record_and_breaker_opens(rasa: FakeRasa) -> No
 
 
 def test_a_crashing_hook_never_raises_into_the_call() -> None:
-    from pipeline.nlu.base import Intent, IntentHook
+    from callsense.pipeline.nlu.base import Intent, IntentHook
 
     class Broken(IntentHook):
         def classify(self, text: str, lang: str | None) -> Intent | None:

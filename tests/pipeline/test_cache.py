@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from pipeline.cache import ResultCache, cache_key, config_fingerprint, default_cache_dir
-from pipeline.model import CallTranscript, TagConfidence, Utterance
-from rules.errors import InputError
+from callsense.core.errors import InputError
+from callsense.pipeline.cache import ResultCache, cache_key, config_fingerprint, default_cache_dir
+from callsense.pipeline.model import CallTranscript, TagConfidence, Utterance
 from tests.conftest import TESTDATA
 
 CONFIG = {"language": "auto", "use_itn": True, "vad": {"max_segment_s": 15, "pad_ms": 200}}

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from pipeline.quiet import quiet
+from callsense.pipeline.quiet import quiet
 
 
 def test_each_thread_captures_its_own_output_and_stdout_comes_back(

@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.model import SPEAKERS, TagConfidence, Utterance
-from pipeline.records import (
+from callsense.core.errors import InputError
+from callsense.core.richtext import EMOTIONS, EVENTS, LANGS, format_group
+from callsense.pipeline.model import SPEAKERS, TagConfidence, Utterance
+from callsense.pipeline.records import (
     RECORD_KEYS,
     ErrorRecord,
     UtteranceRecord,
@@ -19,8 +21,6 @@ from pipeline.records import (
     record_from_utterance,
     utterance_from_record,
 )
-from pipeline.richtext import EMOTIONS, EVENTS, LANGS, format_group
-from rules.errors import InputError
 
 ISSUE_KEYS = [
     "call_id",

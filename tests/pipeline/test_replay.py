@@ -9,10 +9,16 @@ from typing import Any
 
 import pytest
 
-from pipeline.model import CallTranscript, TagConfidence, Utterance
-from pipeline.records import RECORD_KEYS
-from pipeline.replay import ReplayProblem, jsonl_files, read_transcripts, write_error, write_jsonl
-from rules.errors import InputError
+from callsense.core.errors import InputError
+from callsense.pipeline.model import CallTranscript, TagConfidence, Utterance
+from callsense.pipeline.records import RECORD_KEYS
+from callsense.pipeline.replay import (
+    ReplayProblem,
+    jsonl_files,
+    read_transcripts,
+    write_error,
+    write_jsonl,
+)
 
 
 def rec(call_id: str, start: float, end: float, raw: str, **kw: Any) -> str:

@@ -13,8 +13,8 @@ import sentencepiece
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from pipeline import richtext
-from pipeline.richtext import (
+from callsense.core import richtext
+from callsense.core.richtext import (
     EMOTIONS,
     EVENTS,
     ITNS,
@@ -220,7 +220,7 @@ def test_unknown_tags_are_counted_and_logged_once_without_text(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     reset_unknown_tag_counts()
-    caplog.set_level(logging.WARNING, logger="pipeline.richtext")
+    caplog.set_level(logging.WARNING, logger="callsense.core.richtext")
     secret = "my card number is 4111"
     parse(f"<|en|><|SPECIAL_TOKEN_7|><|/Speech|>{secret}")
     parse(f"<|SPECIAL_TOKEN_7|>{secret}")
@@ -235,7 +235,7 @@ def test_unknown_tags_are_counted_and_logged_once_without_text(
 
 def test_import_is_light() -> None:
     heavy = ("torch", "funasr", "numpy", "pydantic")
-    code = f"import sys, pipeline.richtext; print(sorted(m for m in {heavy} if m in sys.modules))"
+    code = f"import sys, core.richtext; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

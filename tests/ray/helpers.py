@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.model import TagConfidence
-from pipeline.recognizer import Recognition, Recognizer, RecognizerCapabilities
-from pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
+from callsense.pipeline.model import TagConfidence
+from callsense.pipeline.recognizer import Recognition, Recognizer, RecognizerCapabilities
+from callsense.pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
 
 __all__ = [
     "LoudnessRecognizer",

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from connectors import cli_ray
+from callsense.connectors import cli_ray
 from tests.conftest import TESTDATA
 
 CLIP = TESTDATA / "ravdess_03-01-05-01-01-01-01.wav"
@@ -25,7 +25,7 @@ def _ray_cli() -> typer.Typer:
 
 
 def test_unknown_engine_is_refused(tmp_path: Path) -> None:
-    from connectors.cli import app
+    from callsense.connectors.cli import app
 
     result = CliRunner().invoke(
         app, ["analyze", str(CLIP), "--engine", "spark", "--out", str(tmp_path), "--no-tts"]

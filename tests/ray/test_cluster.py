@@ -56,9 +56,9 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def test_serve_batches_utterances_of_concurrent_calls(local_ray: Path) -> None:
     from ray import serve
 
-    from pipeline.distributed.config import RayConfig
-    from pipeline.distributed.serve_recognizer import RemoteRecognizer, deploy
-    from pipeline.sensevoice import RecognizerConfig
+    from callsense.pipeline.distributed.config import RayConfig
+    from callsense.pipeline.distributed.serve_recognizer import RemoteRecognizer, deploy
+    from callsense.pipeline.sensevoice import RecognizerConfig
 
     local_ray.write_text("")
     cfg = RayConfig(
@@ -121,7 +121,7 @@ def test_archive_killed_midway_resumes_without_recognizing_twice(
     cmd = [
         sys.executable,
         "-m",
-        "connectors.cli",
+        "callsense.connectors.cli",
         "analyze",
         *map(str, archive),
         "--engine",
@@ -166,7 +166,7 @@ def test_archive_killed_midway_resumes_without_recognizing_twice(
     assert len(digests) - N_FILES <= 2
 
     local_out = tmp_path / "out-local"
-    from connectors.cli import app
+    from callsense.connectors.cli import app
 
     result = CliRunner().invoke(
         app,

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import CallsenseConfig
-from pipeline.model import CallTranscript, Segment
-from pipeline.policy_stage import replay_transcript
-from pipeline.recognizer import Recognition
-from pipeline.transcribe import utterance_from
-from rules.engine import PolicyEngine
+from callsense.pipeline.config import CallsenseConfig
+from callsense.pipeline.model import CallTranscript, Segment
+from callsense.pipeline.policy_stage import replay_transcript
+from callsense.pipeline.recognizer import Recognition
+from callsense.pipeline.transcribe import utterance_from
+from callsense.rules.engine import PolicyEngine
 from tests.conftest import ROOT
 from tests.ray import helpers
 
@@ -88,9 +88,9 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_losing_a_node_mid_load_loses_no_utterance(two_nodes) -> None:
-    from pipeline.distributed.config import RayConfig
-    from pipeline.distributed.serve_recognizer import RemoteRecognizer, deploy
-    from pipeline.sensevoice import RecognizerConfig
+    from callsense.pipeline.distributed.config import RayConfig
+    from callsense.pipeline.distributed.serve_recognizer import RemoteRecognizer, deploy
+    from callsense.pipeline.sensevoice import RecognizerConfig
 
     cluster, workers = two_nodes
     cfg = RayConfig(

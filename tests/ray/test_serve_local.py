@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from ray import serve
 
-from pipeline.distributed.admission import Admission, Refused
-from pipeline.distributed.config import RayConfig, load_ray_config, resolve_factory
-from pipeline.sensevoice import RecognizerConfig
-from rules.errors import ConfigError, InputError, RetryableError
+from callsense.core.errors import ConfigError, InputError, RetryableError
+from callsense.pipeline.distributed.admission import Admission, Refused
+from callsense.pipeline.distributed.config import RayConfig, load_ray_config, resolve_factory
+from callsense.pipeline.sensevoice import RecognizerConfig
 from tests.ray import helpers
 
 FACTORY = "tests.ray.helpers:loudness_factory"
@@ -33,7 +33,7 @@ def _clips(n: int) -> list[np.ndarray]:
 
 
 def _handle(monkeypatch: pytest.MonkeyPatch, name: str, **env: str):
-    from pipeline.distributed.serve_recognizer import build_app
+    from callsense.pipeline.distributed.serve_recognizer import build_app
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -43,7 +43,7 @@ def _handle(monkeypatch: pytest.MonkeyPatch, name: str, **env: str):
 
 
 def test_remote_recognizer_matches_the_local_class(monkeypatch, tmp_path: Path) -> None:
-    from pipeline.distributed.serve_recognizer import RemoteRecognizer
+    from callsense.pipeline.distributed.serve_recognizer import RemoteRecognizer
 
     counter = tmp_path / "passes.txt"
     handle = _handle(monkeypatch, "same", **{helpers.COUNTER_ENV: str(counter)})
@@ -58,7 +58,7 @@ def test_remote_recognizer_matches_the_local_class(monkeypatch, tmp_path: Path) 
 
 
 def test_retry_after_a_lost_reply_reuses_the_first_answer(monkeypatch) -> None:
-    from pipeline.distributed.serve_recognizer import RemoteRecognizer
+    from callsense.pipeline.distributed.serve_recognizer import RemoteRecognizer
 
     # the replica's first forward pass outlives the client's timeout: the client retries
     # with the same utterance id and the replica answers it from the pass still running
@@ -75,7 +75,7 @@ def test_retry_after_a_lost_reply_reuses_the_first_answer(monkeypatch) -> None:
 
 
 def test_async_path_retries_by_utterance_id(monkeypatch) -> None:
-    from pipeline.distributed.serve_recognizer import RemoteRecognizer
+    from callsense.pipeline.distributed.serve_recognizer import RemoteRecognizer
 
     handle = _handle(monkeypatch, "async", **{helpers.FIRST_DELAY_ENV: "1.5"})
     remote = RemoteRecognizer(handle, timeout_s=1.0, retries=1)
@@ -94,7 +94,7 @@ def test_async_path_retries_by_utterance_id(monkeypatch) -> None:
 
 
 def test_no_answer_after_the_retry_is_a_retryable_error(monkeypatch) -> None:
-    from pipeline.distributed.serve_recognizer import RemoteRecognizer
+    from callsense.pipeline.distributed.serve_recognizer import RemoteRecognizer
 
     handle = _handle(monkeypatch, "stuck", **{helpers.DELAY_ENV: "1.2"})
     remote = RemoteRecognizer(handle, timeout_s=0.3, retries=1)
@@ -104,7 +104,7 @@ def test_no_answer_after_the_retry_is_a_retryable_error(monkeypatch) -> None:
 
 
 def test_bad_input_is_not_retried(monkeypatch) -> None:
-    from pipeline.distributed.serve_recognizer import RemoteRecognizer
+    from callsense.pipeline.distributed.serve_recognizer import RemoteRecognizer
 
     handle = _handle(monkeypatch, "ids")
     remote = RemoteRecognizer(handle, timeout_s=5)
@@ -188,10 +188,10 @@ def test_transcriber_over_the_model_tier_equals_local(
     monkeypatch, fixed_model_dir: Path, fixed_recognizer
 ) -> None:
     """The deployment wraps the class pipeline/ loads: same transcript either way."""
-    from pipeline.config import load_config
-    from pipeline.distributed.serve_recognizer import RemoteRecognizer, build_app
-    from pipeline.transcribe import Transcriber
-    from pipeline.vad import build_vad
+    from callsense.pipeline.config import load_config
+    from callsense.pipeline.distributed.serve_recognizer import RemoteRecognizer, build_app
+    from callsense.pipeline.transcribe import Transcriber
+    from callsense.pipeline.vad import build_vad
     from tests.conftest import TESTDATA
 
     cfg = load_config(None, model=str(fixed_model_dir), environ={})

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
+from callsense.pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
 from tests.conftest import FIXED_MODEL_RAW, FSMN_VAD_DIR, ROOT, SENSEVOICE_FILES
 from tools.make_test_model import (
     CALL_MODEL_CLASSES,

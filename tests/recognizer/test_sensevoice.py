@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.sensevoice import (
+from callsense.core.errors import InputError, RetryableError
+from callsense.pipeline.sensevoice import (
     MIN_SAMPLES,
     RecognizerConfig,
     SenseVoiceRecognizer,
     _batches,
     build_recognizer,
 )
-from rules.errors import InputError, RetryableError
 from tests.conftest import FIXED_MODEL_RAW, FSMN_VAD_DIR, ROOT
 from tools.make_test_model import CALL_MODEL_HELD_OUT, build_fixed_model, load_clip, white_noise
 
@@ -294,7 +294,7 @@ def test_fresh_process_prints_only_its_own_output(fixed_model_dir: Path) -> None
     """The import of funasr itself (version notice, basicConfig) must not leak either."""
     code = (
         "import numpy as np, logging\n"
-        "from pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer\n"
+        "from callsense.pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer\n"
         f"r = SenseVoiceRecognizer(RecognizerConfig(model={str(fixed_model_dir)!r}))\n"
         "print(r.recognize([np.zeros(16000, np.float32)])[0].raw)\n"
         "logging.getLogger('x').info('hidden')\n"

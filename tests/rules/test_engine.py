@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from rules.backends import DurableMatcher, PythonMatcher
-from rules.engine import BACKENDS, PolicyEngine
-from rules.errors import InputError
-from rules.model import Observation
+from callsense.core.errors import InputError
+from callsense.rules.backends import DurableMatcher, PythonMatcher
+from callsense.rules.engine import BACKENDS, PolicyEngine
+from callsense.rules.model import Observation
 
 DEFAULT = """\
 policy: default

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rules.lint import lint
-from rules.loader import load_policy_texts
+from callsense.rules.lint import lint
+from callsense.rules.loader import load_policy_texts
 
 TEXT = """\
 policy: x
@@ -47,7 +47,7 @@ def test_lint_warnings() -> None:
 def test_shipped_default_policy_is_clean() -> None:
     from pathlib import Path
 
-    from rules.loader import load_policies
+    from callsense.rules.loader import load_policies
 
     root = Path(__file__).resolve().parents[2] / "configs" / "policies"
     assert lint(load_policies([root / "default.yaml"])) == []

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from rules.engine import PolicyEngine
-from rules.errors import ConfigError
-from rules.loader import load_policies, load_policy_texts
-from rules.schema import parse_duration
+from callsense.core.errors import ConfigError
+from callsense.rules.engine import PolicyEngine
+from callsense.rules.loader import load_policies, load_policy_texts
+from callsense.rules.schema import parse_duration
 
 GOOD = """\
 policy: p

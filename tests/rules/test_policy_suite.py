@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rules.engine import BACKENDS
-from rules.testing import run_policy_tests, run_test_file
+from callsense.rules.engine import BACKENDS
+from callsense.rules.testing import run_policy_tests, run_test_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = sorted((ROOT / "configs" / "policies" / "tests").glob("*.test.yaml"))
@@ -23,9 +23,9 @@ def test_shipped_policy_tests_pass(backend: str) -> None:
 
 
 def test_backends_give_identical_decisions_on_the_suite() -> None:
-    from rules.engine import PolicyEngine
-    from rules.testing import PolicyTestFile, observations
-    from rules.yamlsource import validate
+    from callsense.core.yamlsource import validate
+    from callsense.rules.engine import PolicyEngine
+    from callsense.rules.testing import PolicyTestFile, observations
 
     for path in SUITE:
         spec = validate(PolicyTestFile, path)

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rules.engine import BACKENDS, PolicyEngine
-from rules.model import Observation
+from callsense.rules.engine import BACKENDS, PolicyEngine
+from callsense.rules.model import Observation
 
 POLICY = """\
 policy: prop

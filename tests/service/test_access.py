@@ -4,16 +4,15 @@ key check in every form a client can send a key (header, bearer, query)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from connectors.appconfig import AppConfig
-from pipeline.config import CacheConfig
-from tests.service.conftest import Service, _service
+from callsense.connectors.appconfig import AppConfig
+from callsense.pipeline.config import CacheConfig
+from tests.service.conftest import Service, serve
 
 WS_ROUTES = ("/v1/stream", "/v1/twilio", "/v1/audiohook")
 DOC_PAGES = ("/docs", "/redoc")
@@ -34,9 +33,7 @@ def test_api_docs_are_closed_by_default(light_service: Service) -> None:
 def test_api_docs_can_be_made_public(tmp_path: Path) -> None:
     cfg = AppConfig(cache=CacheConfig(enabled=False))
     with (
-        contextlib.contextmanager(_service)(
-            tmp_path, cfg, load_models=False, docs_public=True, scheduler=False
-        ) as svc,
+        serve(tmp_path, cfg, load_models=False, docs_public=True, scheduler=False) as svc,
         svc.client(key=None) as anonymous,
     ):
         assert "/v1/calls" in anonymous.get("/openapi.json").json()["paths"]

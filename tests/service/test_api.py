@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import socket
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
+from standardwebhooks.webhooks import Webhook
 
-from connectors.outbox import decisions_table, outbox_table
-from tests.service.conftest import Service
+from callsense.connectors.appconfig import AppConfig
+from callsense.connectors.outbox import decisions_table, outbox_table
+from callsense.connectors.webhooks import WebhookEndpoint
+from callsense.pipeline.config import CacheConfig
+from tests.policy_engines import assert_backend
+from tests.service.conftest import SECRET, Service, policy_matcher, serve, webhook_receiver
 
 PUBLIC = {"/healthz", "/readyz"}
 
@@ -103,13 +112,13 @@ def _routes(svc: Service) -> list[tuple[str, str]]:
 
 
 def test_a_posted_transcript_escalates_at_the_third_angry_turn(
-    light_service: Service, caplog: pytest.LogCaptureFixture
+    engine_service: Service, policy_engine: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    resp = post_transcript(light_service, "tx-angry", ["ANGRY", "ANGRY", "ANGRY"])
+    resp = post_transcript(engine_service, "tx-angry", ["ANGRY", "ANGRY", "ANGRY"])
     assert resp.status_code == 202, resp.text
     assert resp.json() == {"id": "tx-angry", "status": "queued"}
-    body = light_service.wait_call("tx-angry")
+    body = engine_service.wait_call("tx-angry")
     assert body["status"] == "done", body
     assert body["kind"] == "transcript" and body["policy"] == "default"
     assert len(body["utterances"]) == 6 and body["utterance_count"] == 6
@@ -121,6 +130,7 @@ def test_a_posted_transcript_escalates_at_the_third_angry_turn(
     assert body["escalated"] is True and body["summary"]["escalated"] is True
     assert body["summary"]["top_priority"] == "high"
     assert any(r["template"] for r in body["replies"])  # the dialogue answered
+    assert_backend(policy_matcher(engine_service), policy_engine)  # the configured one decided
     # never log transcript text
     assert "absurd" not in caplog.text and "Thank you for waiting" not in caplog.text
     assert "tx-angry" in caplog.text
@@ -241,10 +251,59 @@ def test_delete_removes_rows_audio_and_delivered_webhooks(
         assert not audio.exists()
     assert outbox_rows() == {"refusing": "dead"}  # dead letters wait for an operator
     with engine.connect() as conn:
-        from connectors.calls_store import call_decisions_table, call_utterances_table
+        from callsense.connectors.calls_store import call_decisions_table, call_utterances_table
 
         for t in (call_decisions_table, call_utterances_table):
             assert conn.execute(select(t).where(t.c.call_id == "tx-del")).first() is None
+
+
+def test_a_webhook_that_does_not_verify_fails_the_receiver_check(tmp_path: Path) -> None:
+    """The service tests' receiver bites: a service that signs with another secret than the
+    receiver verifies with is refused (401, dead-lettered), nothing reaches ``received``,
+    and the check run after every service test fails; so does an unsigned request."""
+    other = "whsec_" + base64.b64encode(b"o" * 32).decode()
+    with webhook_receiver(SECRET) as box:
+        cfg = AppConfig(
+            cache=CacheConfig(enabled=False),
+            webhooks=[
+                WebhookEndpoint(
+                    name="good", url=f"{box.base_url}/ok", secret=other, actions=["escalate"]
+                )
+            ],
+        )
+        # no scheduler: there is one per process, and light_service's SLA tests use it
+        with serve(tmp_path, cfg, load_models=False, scheduler=False) as svc:
+            assert post_transcript(svc, "wrong-secret", ["ANGRY"] * 3).status_code == 202
+            assert svc.wait_call("wrong-secret")["status"] == "done"
+            deadline = time.monotonic() + 20
+            dead: list[dict[str, Any]] = []
+            with svc.client() as c:
+                while not dead and time.monotonic() < deadline:
+                    failed = c.get("/v1/webhooks/failed").json()
+                    dead = [m for m in failed if m["call_id"] == "wrong-secret"]
+                    time.sleep(0.1)
+        assert [(m["endpoint"], m["last_status"]) for m in dead] == [("good", 401)]
+        assert box.received == []
+        assert [(r["path"], r["error"]) for r in box.rejected] == [
+            ("/ok", "No matching signature found")
+        ]
+        with pytest.raises(AssertionError, match="does not verify with the service's secret"):
+            box.assert_all_verified()
+
+        body = json.dumps({"call_id": "unsigned", "action": "escalate"}).encode()
+        assert httpx.post(f"{box.base_url}/ok", content=body).status_code == 401
+        with pytest.raises(AssertionError, match="Missing required headers"):
+            box.assert_all_verified()
+        # the same request signed with the receiver's secret is taken: the check is the secret
+        now = datetime.now(UTC)
+        signed = {
+            "webhook-id": "msg_control",
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": Webhook(SECRET).sign("msg_control", now, body),
+        }
+        assert httpx.post(f"{box.base_url}/ok", content=body, headers=signed).status_code == 204
+        assert [r["payload"] for r in box.received] == [json.loads(body)]
+        box.assert_all_verified()
 
 
 def _wav_bytes(seconds: float, rate: int = 16000) -> bytes:

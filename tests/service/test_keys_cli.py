@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from connectors.auth import KeyStore
-from connectors.cli import app
-from connectors.storage import make_engine
+from callsense.connectors.auth import KeyStore
+from callsense.connectors.cli import app
+from callsense.connectors.storage import make_engine
 
 
 def test_keys_follow_the_configs_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.service.conftest import Service
+from tests.policy_engines import assert_backend, matchers_built
+from tests.service.conftest import Service, policy_matcher
 from tests.service.test_api import post_transcript
 
 VIP = """\
@@ -65,8 +66,8 @@ def test_a_bad_policy_gets_problem_details_with_file_and_line(light_service: Ser
         )
 
 
-def test_a_stored_policy_is_used_for_new_calls(light_service: Service) -> None:
-    with light_service.client() as c:
+def test_a_stored_policy_is_used_for_new_calls(engine_service: Service, policy_engine: str) -> None:
+    with engine_service.client() as c:
         resp = c.put("/v1/policies/vip", json={"text": VIP, "active": False})
         assert resp.status_code == 200, resp.text
         out = resp.json()
@@ -74,14 +75,15 @@ def test_a_stored_policy_is_used_for_new_calls(light_service: Service) -> None:
         assert c.get("/v1/policies/vip").json()["text"] == VIP
         names = {p["name"]: p for p in c.get("/v1/policies").json()}
         assert names["default"]["source"] == "config" and names["vip"]["active"] is False
-    assert post_transcript(light_service, "vip-call", ["ANGRY"], policy="vip").status_code == 202
-    body = light_service.wait_call("vip-call")
+    assert post_transcript(engine_service, "vip-call", ["ANGRY"], policy="vip").status_code == 202
+    body = engine_service.wait_call("vip-call")
     assert body["status"] == "done" and body["policy"] == "vip"
     assert [(d["rule"], d["at"]) for d in body["decisions"]] == [("vip-angry", 2.0)]
+    assert_backend(policy_matcher(engine_service, "vip"), policy_engine)
     # calls naming no policy still run the active set only
-    assert post_transcript(light_service, "plain-call", ["ANGRY"]).status_code == 202
-    assert light_service.wait_call("plain-call")["decisions"] == []
-    with light_service.client() as c:
+    assert post_transcript(engine_service, "plain-call", ["ANGRY"]).status_code == 202
+    assert engine_service.wait_call("plain-call")["decisions"] == []
+    with engine_service.client() as c:
         resp = c.post(
             "/v1/calls",
             json={
@@ -102,11 +104,12 @@ def test_a_stored_policy_is_used_for_new_calls(light_service: Service) -> None:
         assert resp.status_code == 404
         # making it active puts it in the default set
         assert c.put("/v1/policies/vip", content=VIP, params={"active": "true"}).json()["active"]
-    assert post_transcript(light_service, "plain-call-2", ["ANGRY"]).status_code == 202
-    body = light_service.wait_call("plain-call-2")
+    assert post_transcript(engine_service, "plain-call-2", ["ANGRY"]).status_code == 202
+    body = engine_service.wait_call("plain-call-2")
     assert body["policy"] == "default,vip"
     assert [d["rule"] for d in body["decisions"]] == ["vip-angry"]
-    with light_service.client() as c:
+    assert_backend(policy_matcher(engine_service), policy_engine)
+    with engine_service.client() as c:
         assert c.delete("/v1/policies/vip").status_code == 200
         assert c.get("/v1/policies/vip").status_code == 404
         assert c.delete("/v1/policies/vip").status_code == 404
@@ -129,8 +132,8 @@ def test_policy_names_cannot_walk_the_disk(light_service: Service) -> None:
         assert c.get("/v1/policies/default").status_code == 200
 
 
-def test_policy_tests_run_over_http(light_service: Service) -> None:
-    with light_service.client() as c:
+def test_policy_tests_run_over_http(engine_service: Service, policy_engine: str) -> None:
+    with matchers_built() as matchers, engine_service.client() as c:
         report = c.post("/v1/policies/default/test", content=TESTS).json()
         assert (report["passed"], report["failed"]) == (1, 1)
         failing = report["cases"][1]
@@ -151,17 +154,23 @@ def test_policy_tests_run_over_http(light_service: Service) -> None:
         report = c.post("/v1/policies/default/test", content=shipped.json()["text"]).json()
         assert report["failed"] == 0 and report["passed"] >= 5
         assert c.get("/v1/policies/nosuch/tests").status_code == 404
+    # each request compiled its own engine, on the configured backend (closed by now)
+    assert matchers
+    for matcher in matchers:
+        assert_backend(matcher, policy_engine, used=False)
 
 
-def test_diff_backtests_two_policies_on_stored_calls(light_service: Service) -> None:
+def test_diff_backtests_two_policies_on_stored_calls(
+    engine_service: Service, policy_engine: str
+) -> None:
     for call_id, emotions in (
         ("diff-2", ["ANGRY", "ANGRY"]),
         ("diff-3", ["ANGRY"] * 3),
         ("diff-0", ["CALM"]),
     ):
-        assert post_transcript(light_service, call_id, emotions).status_code == 202
-        assert light_service.wait_call(call_id)["status"] == "done"
-    with light_service.client() as c:
+        assert post_transcript(engine_service, call_id, emotions).status_code == 202
+        assert engine_service.wait_call(call_id)["status"] == "done"
+    with matchers_built() as matchers, engine_service.client() as c:
         default = c.get("/v1/policies/default").json()["text"]
         twice = default.replace("consecutive: 3", "consecutive: 2")
         resp = c.post(
@@ -187,6 +196,10 @@ def test_diff_backtests_two_policies_on_stored_calls(light_service: Service) -> 
         )
         assert bad.status_code == 422 and bad.json()["problems"][0].startswith("new.yaml:2: rules")
         assert c.post("/v1/policies/diff", json={"old": {"name": "default"}}).status_code == 422
+    # old and new, per diff request, on the configured backend (closed by now)
+    assert matchers
+    for matcher in matchers:
+        assert_backend(matcher, policy_engine, used=False)
 
 
 def _wait(predicate: Any, timeout: float = 20.0) -> Any:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from connectors.calls_store import CallStore
-from connectors.cli import app
-from connectors.outbox import Outbox
-from connectors.retention import Purger
-from connectors.scheduler import CallsenseScheduler
-from connectors.storage import make_engine
+from callsense.connectors.calls_store import CallStore
+from callsense.connectors.cli import app
+from callsense.connectors.outbox import Outbox
+from callsense.connectors.retention import Purger
+from callsense.connectors.scheduler import CallsenseScheduler
+from callsense.connectors.storage import make_engine
 from tests.service.conftest import Service
 
 runner = CliRunner()
@@ -68,7 +68,7 @@ def test_purge_removes_rows_and_the_stored_audio(light_service: Service, tmp_pat
     audio = runtime.audio_dir / "trust-purge.wav"
     audio.write_bytes(b"RIFF")
     with runtime.engine.begin() as conn:
-        from connectors.calls_store import calls_table
+        from callsense.connectors.calls_store import calls_table
 
         conn.execute(
             calls_table.update()
@@ -90,7 +90,7 @@ def test_purge_removes_rows_and_the_stored_audio(light_service: Service, tmp_pat
 def test_retention_job_purges_old_calls(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path}/r.db")
     store = CallStore(engine)
-    from connectors.storage import create_schema
+    from callsense.connectors.storage import create_schema
 
     create_schema(engine)
     audio_dir = tmp_path / "audio"
@@ -98,7 +98,7 @@ def test_retention_job_purges_old_calls(tmp_path: Path) -> None:
     for call_id in ("old", "new"):
         (audio_dir / f"{call_id}.wav").write_bytes(b"x")
         store.create(call_id, kind="audio", audio_path=str(audio_dir / f"{call_id}.wav"))
-    from connectors.calls_store import calls_table
+    from callsense.connectors.calls_store import calls_table
 
     with engine.begin() as conn:  # "old" was made 40 days ago
         conn.execute(

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from connectors import cli_transcribe
-from connectors.cli import app
-from pipeline import richtext
+from callsense.connectors import cli_transcribe
+from callsense.connectors.cli import app
+from callsense.core import richtext
 from tests.conftest import FSMN_VAD_DIR, ROOT, SENSEVOICE_FILES, TESTDATA
 
 DEFAULT_POLICY = ROOT / "configs" / "policies" / "default.yaml"
@@ -168,6 +168,6 @@ def test_the_scan_catches_a_leak(leak: str, caplog: pytest.LogCaptureFixture) ->
     caplog.set_level(logging.DEBUG)
     value = {"text": MODEL_SECRET} if leak.startswith("payload") else MODEL_SECRET
     arg = json.dumps(value) if leak.startswith("payload") else value
-    logging.getLogger("pipeline.transcribe").debug(leak, arg)
+    logging.getLogger("callsense.pipeline.transcribe").debug(leak, arg)
     with pytest.raises(AssertionError, match="leaked into logs"):
         _assert_absent((MODEL_SECRET,), {"logs": _log_text(caplog)})

@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from pipeline import richtext
-from pipeline.model import Utterance
-from pipeline.records import record_from_utterance, utterance_from_record
-from pipeline.redact import (
+from callsense.core import richtext
+from callsense.core.errors import ConfigError, InputError
+from callsense.pipeline.model import Utterance
+from callsense.pipeline.records import record_from_utterance, utterance_from_record
+from callsense.pipeline.redact import (
     ENTITY_KINDS,
     TOKENS,
     RedactionConfig,
@@ -27,7 +28,6 @@ from pipeline.redact import (
     redact_text,
     redact_utterance,
 )
-from rules.errors import ConfigError, InputError
 
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 REDACTOR = Redactor()

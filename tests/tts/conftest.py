@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.tts import Audio, TtsEngine
-from pipeline.tts.base import TtsUnavailableError
+from callsense.pipeline.tts import Audio, TtsEngine
+from callsense.pipeline.tts.base import TtsUnavailableError
 
 
 def probe(path: Path) -> dict[str, object]:
@@ -87,6 +87,6 @@ class DownTts(TtsEngine):
 @pytest.fixture(scope="session")
 def piper_tts():  # type: ignore[no-untyped-def]
     """One piper engine (the model loads once) for the whole session."""
-    from pipeline.tts.piper_engine import PiperTts
+    from callsense.pipeline.tts.piper_engine import PiperTts
 
     return PiperTts()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tts import (
+from callsense.core.errors import InputError, RetryableError
+from callsense.pipeline.tts import (
     EmptyTextError,
     FallbackTts,
     OutputFormat,
@@ -16,8 +17,7 @@ from pipeline.tts import (
     TtsUnavailableError,
     UnsupportedLanguageError,
 )
-from pipeline.tts.espeak_engine import EspeakTts
-from rules.errors import InputError, RetryableError
+from callsense.pipeline.tts.espeak_engine import EspeakTts
 from tests.tts.conftest import DownTts, ToneTts, probe
 
 

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from connectors import cli_tts
+from callsense.connectors import cli_tts
 from tests.tts.conftest import plausible_seconds, probe
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tts import TtsConfig, default_cache_dir, load_tts_config
-from pipeline.tts.config import EdgeSettings, EspeakSettings, PiperSettings
-from rules.errors import ConfigError
+from callsense.core.errors import ConfigError
+from callsense.pipeline.tts import TtsConfig, default_cache_dir, load_tts_config
+from callsense.pipeline.tts.config import EdgeSettings, EspeakSettings, PiperSettings
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -47,7 +47,7 @@ def test_defaults_try_edge_then_piper_then_espeak() -> None:
     assert [e.engine for e in TtsConfig().engines] == ["edge", "piper", "espeak"]
 
 
-# rules.yamlsource keeps pydantic's union tag ("edge") in the field path and then reports the
+# core.yamlsource keeps pydantic's union tag ("edge") in the field path and then reports the
 # entry's line; with its fix the tag goes and the line is the field's own. Both are accepted
 # here: the entry index, field and message must be right either way.
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tts import FallbackTts, TtsUnavailableError
-from pipeline.tts.config import EdgeSettings
-from pipeline.tts.edge_engine import EdgeTts
-from pipeline.tts.espeak_engine import EspeakTts
+from callsense.pipeline.tts import FallbackTts, TtsUnavailableError
+from callsense.pipeline.tts.config import EdgeSettings
+from callsense.pipeline.tts.edge_engine import EdgeTts
+from callsense.pipeline.tts.espeak_engine import EspeakTts
 from tests.tts.conftest import probe
 
 

@@ -8,8 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.tts import Audio, OutputFormat, mulaw_encode, to_mulaw8k, to_wav16k, write_audio
-from pipeline.tts.encode import float_to_int16, wav_duration, write_atomic
+from callsense.pipeline.tts import (
+    Audio,
+    OutputFormat,
+    mulaw_encode,
+    to_mulaw8k,
+    to_wav16k,
+    write_audio,
+)
+from callsense.pipeline.tts.encode import float_to_int16, wav_duration, write_atomic
 from tests.tts.conftest import decode_f32, probe
 
 

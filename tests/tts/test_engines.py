@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.tts import OutputFormat, TtsUnavailableError, write_audio
-from pipeline.tts.config import EspeakSettings, PiperSettings
-from pipeline.tts.espeak_engine import EspeakTts
-from pipeline.tts.piper_engine import PiperTts, resolve_piper_voice
+from callsense.pipeline.tts import OutputFormat, TtsUnavailableError, write_audio
+from callsense.pipeline.tts.config import EspeakSettings, PiperSettings
+from callsense.pipeline.tts.espeak_engine import EspeakTts
+from callsense.pipeline.tts.piper_engine import PiperTts, resolve_piper_voice
 from tests.tts.conftest import decode_f32, plausible_seconds, probe
 
 LINES = {

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from connectors.web.router import STATIC_DIR, router
+from callsense.connectors.web.router import STATIC_DIR, router
 from tests.web.conftest import serve
 
 

@@ -39,9 +39,9 @@ class Service:
 
 @pytest.fixture(scope="module")
 def service(keyed_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    from connectors.app import create_app
-    from connectors.appconfig import load_app_config
-    from connectors.runtime import ServiceSettings
+    from callsense.connectors.app import create_app
+    from callsense.connectors.appconfig import load_app_config
+    from callsense.connectors.runtime import ServiceSettings
 
     tmp = tmp_path_factory.mktemp("web-service")
     cfg = load_app_config(None, model=str(keyed_model_dir))

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from rules.errors import ConfigError
+from callsense.core.errors import ConfigError
 
 __all__ = ["Located", "format_loc", "load_yaml", "load_yaml_text", "validate", "validate_data"]
 

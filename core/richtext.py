@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from rules.vocab import EMOTIONS, EVENTS, LANGUAGES
+from callsense.core.vocab import EMOTIONS, EVENTS, LANGUAGES
 
 __all__ = [
     "EMOTIONS",
@@ -56,7 +56,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-LANGS = LANGUAGES  # one vocabulary for the parser and the policy language (rules.vocab)
+LANGS = LANGUAGES  # one vocabulary for the parser and the policy language (core.vocab)
 ITNS: tuple[str, ...] = ("withitn", "woitn")
 
 # The 105 language tags of the real tokenizer (ids 24884-24988) plus nospeech. Only LANGS are

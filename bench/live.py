@@ -213,7 +213,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     from callsense.connectors.app import create_app
     from callsense.connectors.appconfig import AppConfig
-    from callsense.connectors.runtime import ServiceSettings
+    from callsense.connectors.service_settings import ServiceSettings
     from callsense.pipeline.config import CacheConfig, load_config
     from tests.service.server import running, wait_ready
 

@@ -95,7 +95,7 @@ def loadavg() -> str:
 def build_long_call(out: Path, minutes: float) -> tuple[Path, float]:
     """A stereo call of about ``minutes`` made of real recordings; returns (path, seconds)."""
     from tests.calls import build_call
-    from tools.make_test_model import MOH_FILES, MOH_PREFIX, PROMPT_PREFIX, ClipRef
+    from tools.test_clips import MOH_FILES, MOH_PREFIX, PROMPT_PREFIX, ClipRef
 
     moh = [f"{MOH_PREFIX}{name}" for name in MOH_FILES]
     turns: list[tuple[str, ClipRef]] = []
@@ -122,7 +122,7 @@ def build_long_call(out: Path, minutes: float) -> tuple[Path, float]:
 
 
 def _clip_seconds(ref: object) -> float:
-    from tools.make_test_model import load_clip
+    from tools.test_clips import load_clip
 
     return len(load_clip(ref, testdata=TESTDATA)) / 16000.0  # type: ignore[arg-type]
 

@@ -29,7 +29,8 @@ from callsense.connectors.auth import require_api_key
 from callsense.connectors.live import routers as live_routers
 from callsense.connectors.routers import calls, health, policies, predict, webhooks
 from callsense.connectors.routers.common import Problem, problem_response
-from callsense.connectors.runtime import NotReadyError, Runtime, ServiceSettings
+from callsense.connectors.runtime import Runtime
+from callsense.connectors.service_settings import NotReadyError, ServiceSettings
 from callsense.connectors.web.router import router as web_router
 from callsense.core.errors import ConfigError, InputError, RetryableError
 

@@ -94,7 +94,7 @@ def serve(
 
     from callsense.connectors.app import create_app
     from callsense.connectors.appconfig import load_app_config
-    from callsense.connectors.runtime import ServiceSettings
+    from callsense.connectors.service_settings import ServiceSettings
 
     try:
         cfg = load_app_config(config, model=model, vad_model=vad_model)

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from callsense.connectors.outbox import DeliveryReport, Outbox, OutboxMessage
+from callsense.connectors.outbox import Outbox
+from callsense.connectors.outbox_rows import DeliveryReport, OutboxMessage
 from callsense.connectors.storage import make_engine
 from callsense.connectors.webhooks import WebhooksConfig
 from callsense.core.errors import ConfigError

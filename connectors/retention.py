@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, delete, exists, select
 
 from callsense.connectors.calls_store import CallStore, calls_table
-from callsense.connectors.outbox import decisions_table, outbox_table
+from callsense.connectors.outbox_rows import decisions_table, outbox_table
 from callsense.pipeline.cache import ResultCache
 
 __all__ = ["Purger", "RetentionConfig"]

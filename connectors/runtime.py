@@ -15,14 +15,11 @@ import functools
 import logging
 import os
 import queue
-import socket
 import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from callsense.connectors.appconfig import AppConfig
 from callsense.connectors.auth import KeyStore
@@ -31,8 +28,8 @@ from callsense.connectors.metrics import Metrics
 from callsense.connectors.outbox import Outbox
 from callsense.connectors.policy_store import PolicyStore
 from callsense.connectors.retention import Purger
+from callsense.connectors.service_settings import NotReadyError, QueueFullError, ServiceSettings
 from callsense.connectors.storage import make_engine
-from callsense.core.errors import RetryableError
 from callsense.pipeline.analyze import CallResult
 from callsense.pipeline.cache import ResultCache
 from callsense.pipeline.compliance import apply_emotion_policy
@@ -49,43 +46,6 @@ from callsense.rules.loader import PolicySet
 __all__ = ["Job", "NotReadyError", "QueueFullError", "Runtime", "ServiceSettings"]
 
 log = logging.getLogger(__name__)
-
-
-class ServiceSettings(BaseModel):
-    """Limits and places of ``callsense serve`` (its command-line options)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    data_dir: Path = Field(Path("callsense-data"), description="uploaded audio lives here")
-    max_upload_mb: float = Field(200.0, gt=0, description="larger uploads get 413")
-    queue_size: int = Field(64, ge=1, description="call jobs waiting; beyond: 503")
-    metrics_public: bool = Field(False, description="serve /metrics without an API key")
-    docs_public: bool = Field(
-        False,
-        description="serve /docs, /redoc and /openapi.json without an API key; otherwise "
-        "/openapi.json needs a key and the browser pages (which cannot send one) are off",
-    )
-    delivery_interval_s: float = Field(2.0, gt=0, description="outbox polling interval")
-    scheduler: bool = Field(True, description="run APScheduler jobs (SLA, retention)")
-    shutdown_timeout_s: float = Field(30.0, ge=0, description="wait for the running job")
-    gateway_id: str = Field(
-        default_factory=socket.gethostname,
-        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
-        description="names this process's live calls in a shared database, so that after a "
-        "crash it recovers its own calls only (set it when several gateways share a host)",
-    )
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)
-
-
-class NotReadyError(RetryableError):
-    """Models are still loading (or failed to): try again later."""
-
-
-class QueueFullError(RetryableError):
-    """The job queue is full: try again later."""
 
 
 LIVE_RECOVERED = "gateway stopped mid-call; decisions restored by replaying its stored utterances"

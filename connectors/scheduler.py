@@ -20,7 +20,8 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Column, Engine, Float, String, Table, select
 
-from callsense.connectors.outbox import Endpoint, Outbox, decision_id, plain_decision
+from callsense.connectors.outbox import Endpoint, Outbox
+from callsense.connectors.outbox_rows import decision_id, plain_decision
 from callsense.connectors.storage import create_schema, metadata
 
 __all__ = ["CallsenseScheduler", "resolutions_table"]

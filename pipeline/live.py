@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,29 +33,25 @@ from callsense.core.errors import InputError
 from callsense.pipeline.analyze import CallResult, build_orchestrator
 from callsense.pipeline.audio import Upsampler, mulaw_to_float, speaker_for
 from callsense.pipeline.config import CallsenseConfig
-from callsense.pipeline.model import CallTranscript, Segment, Speaker, Utterance
+from callsense.pipeline.events import (
+    DecisionEvent,
+    EndEvent,
+    ErrorEvent,
+    LiveEvent,
+    ReplyEvent,
+    UtteranceEvent,
+)
+from callsense.pipeline.live_channel import ChannelSegmenter, ClosedSegment
+from callsense.pipeline.model import CallTranscript, Speaker, Utterance
 from callsense.pipeline.orchestrator import CallRun, Orchestrator, SpokenReply, StageError, TtsStage
 from callsense.pipeline.recognizer import LANGUAGES, Recognition, Recognizer
+from callsense.pipeline.recognizer_worker import RecognizerWorker
 from callsense.pipeline.redact import Redactor
-from callsense.pipeline.segmentation import ChannelAudio, Segmenter
 from callsense.pipeline.transcribe import utterance_from
 from callsense.pipeline.tts import FallbackTts, OutputFormat
 from callsense.pipeline.vad import StreamingVad
-from callsense.rules.model import Decision
 
-__all__ = [
-    "DecisionEvent",
-    "EndEvent",
-    "ErrorEvent",
-    "LiveCall",
-    "LiveConfig",
-    "LiveEngine",
-    "LiveEvent",
-    "RecognizerWorker",
-    "ReplyEvent",
-    "StreamFormat",
-    "UtteranceEvent",
-]
+__all__ = ["LiveCall", "LiveConfig", "LiveEngine", "StreamFormat"]
 
 log = logging.getLogger(__name__)
 
@@ -120,287 +113,6 @@ class StreamFormat:
     @property
     def bytes_per_sample(self) -> int:
         return 2 if self.encoding == "pcm16" else 1
-
-
-# --- events ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class UtteranceEvent:
-    """An utterance, recognized; ``closed_at`` is the stream position when VAD closed it."""
-
-    kind: ClassVar[str] = "utterance"
-    utterance: Utterance
-    closed_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionEvent:
-    """A decision; ``closed_at`` is that of the utterance that fired it (None: call end)."""
-
-    kind: ClassVar[str] = "decision"
-    decision: Decision
-    closed_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyEvent:
-    kind: ClassVar[str] = "reply"
-    reply: SpokenReply
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorEvent:
-    """Something failed for one utterance or step of this call; the call goes on."""
-
-    kind: ClassVar[str] = "error"
-    stage: str
-    error: str
-    message: str
-    at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EndEvent:
-    """The last event of a call: everything it produced, summarized."""
-
-    kind: ClassVar[str] = "end"
-    result: CallResult
-
-
-LiveEvent = UtteranceEvent | DecisionEvent | ReplyEvent | ErrorEvent | EndEvent
-
-
-# --- the shared recognizer thread ----------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Request:
-    clip: np.ndarray
-    language: str
-    future: Future[Recognition]
-
-
-@dataclass(slots=True)
-class WorkerStats:
-    batches: int = 0
-    clips: int = 0
-    busy_s: float = 0.0
-
-
-class RecognizerWorker:
-    """Worker threads own the recognizer; requests from all calls are micro-batched.
-
-    The first request of a batch waits at most ``max_wait_s`` for company, so a lone call
-    pays a few milliseconds and a busy box gets fewer, fuller model calls. With
-    ``threads > 1`` (a recognizer that runs calls concurrently, like ONNX Runtime's), a
-    short segment does not wait behind a long one.
-    """
-
-    def __init__(
-        self,
-        recognizer: Recognizer,
-        *,
-        max_batch: int = 4,
-        max_wait_s: float = 0.005,
-        batch_forward: bool = True,
-        threads: int = 1,
-    ) -> None:
-        self.recognizer = recognizer
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
-        self.batch_forward = batch_forward
-        self.stats = WorkerStats()
-        self._queue: queue.Queue[_Request | None] = queue.Queue()
-        self._closed = False
-        self._stats_lock = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._run, name=f"callsense-recognizer-{i}", daemon=True)
-            for i in range(max(1, threads))
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, clip: np.ndarray, language: str = "auto") -> Future[Recognition]:
-        future: Future[Recognition] = Future()
-        if self._closed:
-            future.set_exception(RuntimeError("the recognizer worker is closed"))
-            return future
-        self._queue.put(_Request(clip, language, future))
-        return future
-
-    def close(self, timeout: float | None = 10.0) -> None:
-        """Finish what was submitted, then stop the thread."""
-        if not self._closed:
-            self._closed = True
-            for _ in self._threads:
-                self._queue.put(None)
-        for thread in self._threads:
-            thread.join(timeout)
-
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            deadline = time.monotonic() + self.max_wait_s
-            while len(batch) < self.max_batch:
-                remaining = deadline - time.monotonic()
-                try:
-                    item = (
-                        self._queue.get(timeout=remaining)
-                        if remaining > 0
-                        else (self._queue.get_nowait())
-                    )
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._recognize(batch)
-
-    def _recognize(self, batch: list[_Request]) -> None:
-        live = [r for r in batch if r.future.set_running_or_notify_cancel()]
-        by_language: dict[str, list[_Request]] = {}
-        for request in live:
-            by_language.setdefault(request.language, []).append(request)
-        groups: list[list[_Request]] = list(by_language.values())
-        if not self.batch_forward:  # shortest first, each answered when done
-            groups = [[r] for r in sorted(live, key=lambda r: r.clip.size)]
-        for requests in groups:
-            language = requests[0].language
-            started = time.perf_counter()
-            try:
-                results = self.recognizer.recognize([r.clip for r in requests], language=language)
-            except Exception as exc:
-                log.warning("recognizer failed on a batch of %d: %s", len(requests),
-                            type(exc).__name__)  # fmt: skip
-                for r in requests:
-                    r.future.set_exception(exc)
-                continue
-            finally:
-                with self._stats_lock:
-                    self.stats.busy_s += time.perf_counter() - started
-            with self._stats_lock:
-                self.stats.batches += 1
-                self.stats.clips += len(requests)
-            for r, result in zip(requests, results, strict=True):
-                r.future.set_result(result)
-
-
-# --- one channel's audio -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Closed:
-    """A segment ready to recognize: its audio, the channel audio around it (for marking
-    it speech or sound) and the stream position when it was closed."""
-
-    segment: Segment
-    clip: np.ndarray
-    context: ChannelAudio
-    closed_at: float
-
-
-_MARK_CONTEXT_S = 0.6  # audio kept before a segment: silero's 0.5 s warm-up, frame-aligned
-
-
-class _ChannelSegmenter:
-    """One channel of a live call: buffers its 16 kHz audio, steps the streaming VAD and
-    hands the spans to the same ``Segmenter`` a recording goes through."""
-
-    def __init__(self, channel: int, vad: StreamingVad, cfg: CallsenseConfig) -> None:
-        self.channel = channel
-        self.vad = vad
-        self.segmenter = Segmenter(cfg.segmentation, channel)
-        self.scores = vad.scorer.channel_scores()  # channel mode: silero as audio arrives
-        self.cache: dict[str, Any] = {}
-        self.pending: list[np.ndarray] = []
-        self.pending_n = 0
-        self.buf = np.zeros(0, dtype=np.float32)
-        self.buf_start = 0  # absolute sample index of buf[0]
-        self.fed = 0  # samples given to the VAD so far
-        self.chunk = int(vad.chunk_ms * SAMPLE_RATE / 1000)
-        self.finished = False
-
-    @property
-    def position(self) -> float:
-        return (self.fed + self.pending_n) / SAMPLE_RATE
-
-    def earliest_end(self) -> float:
-        """No segment this channel closes later ends before this."""
-        if self.finished:
-            return float("inf")
-        heard = self.fed / SAMPLE_RATE
-        return self.segmenter.earliest_end(
-            settled=heard - self.vad.lag_s, lasting=heard - self.vad.end_lag_s
-        )
-
-    def add(self, samples: np.ndarray) -> None:
-        if samples.size:
-            self.pending.append(samples)
-            self.pending_n += samples.size
-
-    @property
-    def ready(self) -> bool:
-        return self.pending_n >= self.chunk
-
-    def step(self, *, final: bool = False) -> list[_Closed]:
-        """Run the VAD on what is pending (whole chunks, or everything when ``final``)."""
-        if not self.pending_n and not final:
-            return []
-        data = np.concatenate(self.pending) if self.pending else np.zeros(0, np.float32)
-        take = data.size if final else data.size - data.size % self.chunk
-        now, rest = data[:take], data[take:]
-        self.pending = [rest] if rest.size else []
-        self.pending_n = rest.size
-        self.buf = np.concatenate((self.buf, now)) if self.buf.size else now.copy()
-        self.fed += now.size
-        if self.scores is not None:
-            self.scores.feed(now)
-        audio = ChannelAudio(self.buf, self.buf_start / SAMPLE_RATE)
-        seg = self.segmenter
-        out: list[Segment] = []
-        for beg, end in self.vad.step(self.cache, now, final=final) if now.size or final else []:
-            if beg >= 0:
-                out += seg.opened(beg / 1000.0, audio)
-            if end >= 0:
-                out += seg.closed(end / 1000.0, audio)
-        if final:
-            out += seg.finish(audio)
-            self.finished = True
-            if self.scores is not None:
-                self.scores.finish()
-        else:
-            heard = audio.position
-            out += seg.advance(
-                audio, settled=heard - self.vad.lag_s, lasting=heard - self.vad.end_lag_s
-            )
-        closed = [self._cut(s, audio) for s in out]
-        self._trim()
-        return closed
-
-    def _cut(self, seg: Segment, audio: ChannelAudio) -> _Closed:
-        a = max(0, round(seg.start * SAMPLE_RATE) - self.buf_start)
-        b = max(a, round(seg.end * SAMPLE_RATE) - self.buf_start)
-        c = max(0, a - round(_MARK_CONTEXT_S * SAMPLE_RATE))
-        context = ChannelAudio(self.buf[c:b], (self.buf_start + c) / SAMPLE_RATE)
-        clip = np.ascontiguousarray(self.buf[a:b])
-        return _Closed(seg, clip, context, closed_at=round(audio.position, 4))
-
-    def _trim(self) -> None:
-        """Keep only the audio a pending or next segment may still need."""
-        needed = self.segmenter.earliest_pending
-        keep_from = self.fed / SAMPLE_RATE - max(1.0, self.segmenter.cfg.pad_s)
-        if needed is not None:
-            keep_from = min(keep_from, needed)
-        drop = int((keep_from - _MARK_CONTEXT_S) * SAMPLE_RATE) - self.buf_start
-        if drop > 0:
-            self.buf = self.buf[drop:]
-            self.buf_start += drop
 
 
 # --- engine and calls ----------------------------------------------------------------------
@@ -472,7 +184,7 @@ class LiveEngine:
 
 @dataclass(slots=True)
 class _Queued:
-    closed: _Closed
+    closed: ClosedSegment
     speaker: Speaker
     future: Future[Recognition]
 
@@ -504,7 +216,7 @@ class LiveCall:
         self.fmt = fmt
         self._run: CallRun = (orchestrator or engine.orchestrator).open(call_id)
         self._segmenters = [
-            _ChannelSegmenter(i, engine.vad, engine.cfg) for i in range(fmt.channels)
+            ChannelSegmenter(i, engine.vad, engine.cfg) for i in range(fmt.channels)
         ]
         self._upsamplers = [
             Upsampler() if fmt.sample_rate != SAMPLE_RATE else None for _ in range(fmt.channels)
@@ -609,7 +321,7 @@ class LiveCall:
         """VAD step; each closed segment goes to the recognizer at once, and is marked
         speech or sound while the recognizer works on it (the mark is off the latency path).
         Also: no segment any channel closes later ends before the returned time."""
-        out: list[tuple[int, _Closed]] = []
+        out: list[tuple[int, ClosedSegment]] = []
         for seg in self._segmenters:
             if final or seg.ready:
                 out.extend((seg.channel, c) for c in seg.step(final=final))
@@ -621,7 +333,7 @@ class LiveCall:
         ]
         return queued, min(seg.earliest_end() for seg in self._segmenters)
 
-    def _mark(self, closed: _Closed) -> _Closed:
+    def _mark(self, closed: ClosedSegment) -> ClosedSegment:
         """speech or sound, scored as a recording's segments are (``pipeline.speech_scoring``)."""
         scores = self._segmenters[closed.segment.channel].scores
         marked = self.engine.vad.scorer.mark([closed.segment], closed.context, scores)[0]

@@ -39,7 +39,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from callsense.core import richtext
 from callsense.core.errors import ConfigError, InputError
+from callsense.pipeline import pii_patterns as pii
 from callsense.pipeline.model import Utterance
+from callsense.pipeline.pii_patterns import (
+    EntityKind,
+    cn_id_valid,
+    iban_valid,
+    luhn_valid,
+    ssn_valid,
+)
 
 __all__ = [
     "ENTITY_KINDS",
@@ -52,13 +60,9 @@ __all__ = [
     "cn_id_valid",
     "iban_valid",
     "luhn_valid",
-    "redact_record",
-    "redact_text",
-    "redact_utterance",
     "ssn_valid",
 ]
 
-EntityKind = Literal["phone", "card", "email", "cn_id", "ssn", "iban"]
 ENTITY_KINDS: tuple[EntityKind, ...] = ("phone", "card", "email", "cn_id", "ssn", "iban")
 TOKENS: dict[EntityKind, str] = {
     "phone": "[PHONE]",
@@ -123,104 +127,6 @@ class RedactionResult:
         return bool(self.entities)
 
 
-# --- checksums ------------------------------------------------------------------------------
-
-
-def luhn_valid(digits: str) -> bool:
-    """The payment-card check digit (ISO/IEC 7812-1)."""
-    if not digits.isdigit():
-        return False
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-_CN_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
-_CN_CHECK = "10X98765432"
-
-
-def cn_id_valid(value: str) -> bool:
-    """An 18-character resident ID: a plausible birth date and the MOD 11-2 check character."""
-    if len(value) != 18 or not value[:17].isdigit() or value[0] == "0":
-        return False
-    month, day = int(value[10:12]), int(value[12:14])
-    if value[6:8] not in ("18", "19", "20") or not 1 <= month <= 12 or not 1 <= day <= 31:
-        return False
-    total = sum(int(c) * w for c, w in zip(value[:17], _CN_WEIGHTS, strict=True))
-    return _CN_CHECK[total % 11] == value[17].upper()
-
-
-def ssn_valid(area: str, group: str, serial: str) -> bool:
-    """The SSA's never-issued numbers are not SSNs: areas 000, 666, 900-999; group 00; 0000."""
-    if len(area) != 3 or len(group) != 2 or len(serial) != 4:
-        return False
-    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
-
-
-def iban_valid(compact: str) -> bool:
-    """ISO 13616: country letters, two check digits, mod 97 of the rearranged number is 1."""
-    if not 15 <= len(compact) <= 34 or not compact.isascii() or not compact.isalnum():
-        return False
-    if not (compact[:2].isalpha() and compact[:2].isupper() and compact[2:4].isdigit()):
-        return False
-    moved = compact[4:] + compact[:4]
-    number = "".join(str(int(c, 36)) for c in moved.upper())
-    return int(number) % 97 == 1
-
-
-# --- patterns -------------------------------------------------------------------------------
-
-_EMAIL_RE = re.compile(
-    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9](?:[A-Za-z0-9._%+\-]{0,62}[A-Za-z0-9_%+\-])?"
-    r"@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}"
-    r"[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![A-Za-z0-9\-])"
-)
-# Country letters, check digits, then chunks of letters/digits separated by single spaces.
-_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,40}+(?![a-z0-9])")
-# A run of digit groups: one separator between groups (space, dash, "-" with spaces, or the
-# parentheses of a US area code), an optional leading "+", an optional trailing X (CN ID).
-_SEP = r"(?:\)[ ]?|[ \u00a0]?[-\u2013][ \u00a0]?|[ \u00a0]|[ ]?\()"
-_RUN_RE = re.compile(
-    rf"(?<![0-9A-Za-z+])(?>(\+[ ]?)?\(?[0-9]+(?:{_SEP}[0-9]+)*+\)?)([Xx])?(?![0-9A-Za-z])"
-)
-_GROUP_RE = re.compile(r"[0-9]+")
-_CURRENCY = "$€£¥￥"
-
-_EN_DIGITS = {
-    "zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4",
-    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
-}  # fmt: skip
-_EN_TOKEN = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|o|[0-9]+)"
-_EN_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
-# Starts with a digit WORD: digit groups before it are the digit-run detector's.
-_EN_RUN_RE = re.compile(
-    rf"(?<![A-Za-z0-9]){_EN_WORD}(?:[ ,\-]+{_EN_TOKEN})+(?![A-Za-z0-9])", re.IGNORECASE
-)
-_EN_TOKEN_RE = re.compile(rf"\b{_EN_TOKEN}\b", re.IGNORECASE)
-_ZH_DIGITS = {
-    "零": "0", "〇": "0", "一": "1", "幺": "1", "二": "2", "两": "2", "三": "3", "四": "4",
-    "五": "5", "六": "6", "七": "7", "八": "8", "九": "9",
-}  # fmt: skip
-_ZH_RUN_RE = re.compile(r"[零〇一幺二两三四五六七八九](?:[ ]?[零〇一幺二两三四五六七八九]){6,}")
-
-_SPELLED_MIN_DIGITS = 7
-_MAX_GROUPS = 19  # a window longer than the longest entity (19-digit card) cannot match
-
-
-_Hit = tuple[EntityKind, int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class _Group:
-    start: int
-    end: int
-    digits: str
-
-
 class Redactor:
     """Compiled detectors for one ``RedactionConfig`` plus the Fernet key of its originals.
 
@@ -282,13 +188,13 @@ class Redactor:
                 taken.append((start, end))
 
         if "@" in text:
-            for m in _EMAIL_RE.finditer(text):
+            for m in pii.EMAIL_RE.finditer(text):
                 add("email", m.start(), m.end())
         for kind, start, end in self._ibans(text):
             add(kind, start, end)
         # Checksums are the strongest evidence, then spoken digits ("four one five 555 2671"
         # is one phone), then phone shapes in digit runs.
-        runs = [self._classify_run(text, m) for m in _RUN_RE.finditer(text)]
+        runs = [self._classify_run(text, m) for m in pii.RUN_RE.finditer(text)]
         for checked, _ in runs:
             for kind, start, end in checked:
                 add(kind, start, end)
@@ -378,9 +284,9 @@ class Redactor:
 
     # -- detectors ------------------------------------------------------------------------
 
-    def _ibans(self, text: str) -> list[_Hit]:
-        hits: list[_Hit] = []
-        for m in _IBAN_RE.finditer(text):
+    def _ibans(self, text: str) -> list[pii.Hit]:
+        hits: list[pii.Hit] = []
+        for m in pii.IBAN_RE.finditer(text):
             chunk = m.group(0)
             # Longest prefix ending at a chunk boundary that validates ("...3000 OK" -> drop OK).
             ends = [i for i in range(len(chunk), 0, -1) if i == len(chunk) or chunk[i] == " "]
@@ -390,18 +296,18 @@ class Redactor:
                     break
         return hits
 
-    def _classify_run(self, text: str, m: re.Match[str]) -> tuple[list[_Hit], list[_Hit]]:
+    def _classify_run(self, text: str, m: re.Match[str]) -> tuple[list[pii.Hit], list[pii.Hit]]:
         groups = [
-            _Group(g.start() + m.start(), g.end() + m.start(), g.group(0))
-            for g in _GROUP_RE.finditer(m.group(0))
+            pii.DigitGroup(g.start() + m.start(), g.end() + m.start(), g.group(0))
+            for g in pii.GROUP_RE.finditer(m.group(0))
         ]
         plus = m.group(1) is not None
         x_end = m.end(2) if m.group(2) else None
         return self._windows(text, groups, plus=plus, x_end=x_end)
 
     def _windows(
-        self, text: str, groups: list[_Group], *, plus: bool, x_end: int | None
-    ) -> tuple[list[_Hit], list[_Hit]]:
+        self, text: str, groups: list[pii.DigitGroup], *, plus: bool, x_end: int | None
+    ) -> tuple[list[pii.Hit], list[pii.Hit]]:
         """Checked kinds (ID, card, SSN, "+" phone) first, then phones in what is left.
 
         A checksum is stronger evidence than a phone's shape: in "room 5 123-45-6789" the
@@ -410,7 +316,7 @@ class Redactor:
         n = len(groups)
         claimed = [False] * n
         hits = self._greedy(text, groups, 0, n, plus=plus, x_end=x_end, checked=True)
-        phones: list[_Hit] = []
+        phones: list[pii.Hit] = []
         for _kind, start, end in hits:
             for k, g in enumerate(groups):
                 if start <= g.start and g.end <= end:
@@ -430,20 +336,20 @@ class Redactor:
     def _greedy(
         self,
         text: str,
-        groups: list[_Group],
+        groups: list[pii.DigitGroup],
         lo: int,
         hi: int,
         *,
         plus: bool,
         x_end: int | None,
         checked: bool,
-    ) -> list[_Hit]:
+    ) -> list[pii.Hit]:
         """Left to right over groups[lo:hi]: the longest window that is an entity wins."""
-        hits: list[_Hit] = []
+        hits: list[pii.Hit] = []
         n = len(groups)
         i = lo
         while i < hi:
-            for j in range(min(hi, i + _MAX_GROUPS), i, -1):
+            for j in range(min(hi, i + pii.MAX_GROUPS), i, -1):
                 hit = self._classify(
                     text,
                     groups[i:j],
@@ -463,13 +369,13 @@ class Redactor:
     def _classify(
         self,
         text: str,
-        window: list[_Group],
+        window: list[pii.DigitGroup],
         *,
         plus: bool,
         x_end: int | None,
         whole: bool,
         checked: bool,
-    ) -> _Hit | None:
+    ) -> pii.Hit | None:
         digits = "".join(g.digits for g in window)
         start, end = window[0].start, window[-1].end
         lens = tuple(len(g.digits) for g in window)
@@ -507,7 +413,7 @@ class Redactor:
         text: str, digits: str, lens: tuple[int, ...], seps: list[str], start: int, *, whole: bool
     ) -> bool:
         before = text[max(0, start - 2) : start].strip()
-        if before and before[-1] in _CURRENCY:
+        if before and before[-1] in pii.CURRENCY:
             return False
         if len(digits) == 11 and digits[0] == "1" and digits[1] in "3456789":
             return True  # Chinese mobile, any grouping
@@ -529,10 +435,10 @@ class Redactor:
             return False  # a date, not a phone
         return not any(s.strip() == "" and len(s) > 1 for s in seps)
 
-    def _spelled(self, text: str) -> list[_Hit]:
-        hits: list[_Hit] = []
-        for m in _EN_RUN_RE.finditer(text):
-            tokens = list(_EN_TOKEN_RE.finditer(m.group(0)))
+    def _spelled(self, text: str) -> list[pii.Hit]:
+        hits: list[pii.Hit] = []
+        for m in pii.EN_RUN_RE.finditer(text):
+            tokens = list(pii.EN_TOKEN_RE.finditer(m.group(0)))
             # "o"/"oh" only count as zero between other digit words
             while tokens and tokens[0].group(0).lower() in ("o", "oh"):
                 tokens.pop(0)
@@ -541,33 +447,18 @@ class Redactor:
             if not any(t.group(0).isalpha() for t in tokens):
                 continue
             digits = "".join(
-                t.group(0) if t.group(0).isdigit() else _EN_DIGITS[t.group(0).lower()]
+                t.group(0) if t.group(0).isdigit() else pii.EN_DIGITS[t.group(0).lower()]
                 for t in tokens
             )
-            kind = _spelled_kind(digits)
+            kind = pii.spelled_kind(digits)
             if kind is not None:
                 hits.append((kind, m.start() + tokens[0].start(), m.start() + tokens[-1].end()))
-        for m in _ZH_RUN_RE.finditer(text):
-            digits = "".join(_ZH_DIGITS.get(c, c) for c in m.group(0) if c != " ")
-            kind = _spelled_kind(digits)
+        for m in pii.ZH_RUN_RE.finditer(text):
+            digits = "".join(pii.ZH_DIGITS.get(c, c) for c in m.group(0) if c != " ")
+            kind = pii.spelled_kind(digits)
             if kind is not None:
                 hits.append((kind, m.start(), m.end()))
         return hits
-
-
-def _spelled_kind(digits: str) -> EntityKind | None:
-    """What a spoken digit run is: checked card/ID/SSN first, else a phone by its length."""
-    if len(digits) < _SPELLED_MIN_DIGITS:
-        return None
-    if len(digits) == 18 and cn_id_valid(digits):
-        return "cn_id"
-    if 13 <= len(digits) <= 19 and digits[0] != "0" and luhn_valid(digits):
-        return "card"
-    if len(digits) == 9 and ssn_valid(digits[:3], digits[3:5], digits[5:]):
-        return "ssn"
-    if len(digits) <= 15:
-        return "phone"
-    return None
 
 
 def _fernet_from_env(var: str, environ: Mapping[str, str] | None) -> Any:
@@ -595,21 +486,3 @@ def _fernet_from_env(var: str, environ: Mapping[str, str] | None) -> Any:
             "bytes, e.g. from Fernet.generate_key())",
             field="redaction.original_key_env",
         ) from None
-
-
-# --- module-level helpers -------------------------------------------------------------------
-
-
-def redact_text(text: str, cfg: RedactionConfig | None = None) -> RedactionResult:
-    """Redact one text; build a ``Redactor`` once instead when calling in a loop."""
-    return Redactor(cfg).redact(text)
-
-
-def redact_utterance(utt: Utterance, cfg: RedactionConfig | None = None) -> Utterance:
-    """``utt`` with ``text`` and ``raw`` redacted (tags kept)."""
-    return Redactor(cfg).redact_utterance(utt)
-
-
-def redact_record(record: Mapping[str, Any], cfg: RedactionConfig | None = None) -> dict[str, Any]:
-    """A JSONL utterance record with ``text`` and ``raw`` redacted."""
-    return Redactor(cfg).redact_record(record)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.make_test_model import CALL_MODEL_HELD_OUT, ClipRef, load_clip
+from tools.test_clips import CALL_MODEL_HELD_OUT, ClipRef, load_clip
 
 SR = 16000
 CHANNEL = {"customer": 0, "agent": 1}

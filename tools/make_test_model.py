@@ -36,10 +36,8 @@ import argparse
 import json
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,82 +47,42 @@ if __package__ in (None, ""):  # run as a script: make the repo's packages impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from callsense.pipeline.quiet import import_funasr
-from tools import shared_assets, system_assets
+from tools import shared_assets
+from tools.model_surgery import (
+    ALPHA,
+    LANG_ROWS,
+    KeyedClass,
+    fit_ridge,
+    fixed_surgery,
+    key_surgery,
+    tag_id,
+)
+from tools.test_clips import (
+    CALL_MODEL_CLASSES,
+    SAMPLE_RATE,
+    TESTDATA,
+    decode_audio,
+    load_clip,
+    telephone,
+    white_noise,
+)
 
 __all__ = [
-    "CALL_MODEL_CLASSES",
-    "CALL_MODEL_HELD_OUT",
     "DEFAULT_SOURCE",
     "DEFAULT_VAD_SOURCE",
-    "ClipRef",
     "KeyedClass",
     "build_call_model",
     "build_fixed_model",
     "build_keyed_model",
-    "clip_path",
-    "decode_audio",
-    "load_clip",
     "main",
-    "telephone",
-    "white_noise",
 ]
 
 DEFAULT_SOURCE = shared_assets.sensevoice_files()
 DEFAULT_VAD_SOURCE = shared_assets.fsmn_vad_dir()
 VAD_FILES = ("config.yaml", "configuration.json", "am.mvn", "model.pt")
-TESTDATA = shared_assets.testdata()
-# Clip names under these prefixes are Debian's asterisk sounds, found by tools.system_assets.
-PROMPT_PREFIX = "asterisk-prompts/"
-MOH_PREFIX = "asterisk-moh/"
-# The WAV files of Debian's asterisk-moh-opsound-wav, named so a missing one is an error.
-MOH_FILES = (
-    "macroform-cold_day.wav",
-    "macroform-robot_dity.wav",
-    "macroform-the_simplicity.wav",
-    "manolo_camp-morning_coffee.wav",
-    "reno_project-system.wav",
-)
 COPIED_FILES = ("am.mvn", "chn_jpn_yue_eng_ko_spectok.bpe.model", "configuration.json")
-SAMPLE_RATE = 16000
 
-# Query rows of SenseVoiceSmall.embed and the language each one asks for (funasr's lid_dict).
-_LANG_ROWS = {"zh": 3, "en": 4, "yue": 7, "ja": 11, "ko": 12, "nospeech": 13}
-_ITN_ROWS = {"withitn": 14, "woitn": 15}
-_N_QUERY = 16
 _FIXED_SIZE = {"output_size": 64, "attention_heads": 2, "linear_units": 128, "num_blocks": 2}
-# Surgery constants from RECIPE.md: query one-hot, text channel, ctc gains.
-_A, _C, _ALPHA, _GAMMA, _KAPPA = 100.0, 15.0, 10.0, 40.0, 2.0
-_TEXT, _END, _S, _Z = 16, 17, 18, 19
-_CTR = 5  # centre tap of the 11-wide FSMN kernel (left pad 5)
-
-
-@dataclass(frozen=True, slots=True)
-class KeyedClass:
-    """One class of a keyed model: the tags it emits and the clips that define it."""
-
-    emotion: str
-    event: str
-    clips: tuple[np.ndarray, ...]
-
-
-def decode_audio(
-    path: str | Path, *, start: float | None = None, duration: float | None = None
-) -> np.ndarray:
-    """Decode any file ffmpeg reads to 16 kHz mono float32 (the first audio stream)."""
-    cmd = ["ffmpeg", "-nostdin", "-v", "error"]
-    if start is not None:
-        cmd += ["-ss", str(start)]
-    if duration is not None:
-        cmd += ["-t", str(duration)]
-    cmd += ["-i", str(path), "-map", "0:a:0", "-ar", str(SAMPLE_RATE), "-ac", "1"]
-    cmd += ["-f", "f32le", "-"]
-    proc = subprocess.run(cmd, capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise ValueError(f"{path}: ffmpeg could not decode it: {proc.stderr.decode()[-300:]}")
-    audio = np.frombuffer(proc.stdout, dtype=np.float32).copy()
-    if audio.size == 0:
-        raise ValueError(f"{path}: no audio samples")
-    return audio
 
 
 def build_fixed_model(
@@ -147,12 +105,12 @@ def build_fixed_model(
     out = _prepare_dir(out_dir, source, vad_source)
     torch, model, sp = _new_model(out, source, _FIXED_SIZE)
     with torch.no_grad():
-        _fixed_surgery(model, sp, lang=lang, text=text)
+        fixed_surgery(model, sp, lang=lang, text=text)
         lo = model.ctc.ctc_lo.weight
-        lo[_tag_id(sp, emotion), 1] = _ALPHA
-        lo[_tag_id(sp, event), 2] = _ALPHA
+        lo[tag_id(sp, emotion), 1] = ALPHA
+        lo[tag_id(sp, event), 2] = ALPHA
         if emotion == "EMO_UNKNOWN":  # ban_emo_unk falls back to NEUTRAL, as the real model would
-            lo[_tag_id(sp, "NEUTRAL"), 1] = 0.9 * _ALPHA
+            lo[tag_id(sp, "NEUTRAL"), 1] = 0.9 * ALPHA
     torch.save(model.state_dict(), out / "model.pt")
     return out
 
@@ -200,120 +158,14 @@ def build_keyed_model(
     out = _prepare_dir(out_dir, source, vad_source)
     torch, model, sp = _new_model(out, source, size)
     with torch.no_grad():
-        _fixed_surgery(model, sp, lang=lang, text=text)
-        weights, bias = _fit_ridge(torch, model, out, keyed, ridge)
-        _key_surgery(model, sp, weights, bias, emitters)
+        fixed_surgery(model, sp, lang=lang, text=text)
+        weights, bias = fit_ridge(torch, model, out, keyed, ridge)
+        key_surgery(model, sp, weights, bias, emitters)
     torch.save(model.state_dict(), out / "model.pt")
     return out
 
 
-# The keyed model of callsense's tests: two voices of a call, hold music, and "nothing".
-# Plain file names are in ../shared/testdata; PROMPT_PREFIX and MOH_PREFIX names are Debian's
-# asterisk sounds; absolute paths are used as they are.
-@dataclass(frozen=True, slots=True)
-class ClipRef:
-    """A training or held-out clip: a file, optionally a piece of it (seconds)."""
-
-    file: str
-    start: float | None = None
-    duration: float | None = None
-
-
-def _ravdess(actor: int, *codes: str) -> tuple[ClipRef, ...]:
-    return tuple(ClipRef(f"ravdess_03-01-{c}-{actor:02d}.wav") for c in codes)
-
-
-def _prompts(*names: str) -> tuple[ClipRef, ...]:
-    return tuple(ClipRef(f"{PROMPT_PREFIX}{n}.wav") for n in names)
-
-
-def _music(
-    offsets: Sequence[int], moh_offsets: Sequence[int], length: float
-) -> tuple[ClipRef, ...]:
-    vibe = "librosa_Kevin_MacLeod_-_Vibe_Ace.ogg"
-    return tuple(ClipRef(vibe, float(s), length) for s in offsets) + tuple(
-        ClipRef(f"{MOH_PREFIX}{m}", float(s), length) for m in MOH_FILES for s in moh_offsets
-    )
-
-
-# class -> (emotion, event, training clips); N's noise and silence are generated.
-CALL_MODEL_CLASSES: dict[str, tuple[str, str, tuple[ClipRef, ...]]] = {
-    # RAVDESS actor 01 (male) in three emotions: the class is the voice, not the emotion
-    "A": ("ANGRY", "Speech", _ravdess(1, "05-01-01-01", "01-01-01-01", "03-02-01-01")),
-    # RAVDESS actor 02 (female) and the asterisk prompt voice (female, 8 kHz): an agent
-    "B": (
-        "NEUTRAL",
-        "Speech",
-        _ravdess(2, "01-01-02-01", "04-02-01-01")
-        + _prompts(
-            "cannot-complete-as-dialed",
-            "check-number-dial-again",
-            "all-circuits-busy-now",
-            "conf-invalidpin",
-        ),
-    ),
-    # music: Vibe Ace 0-15 s in 3 s pieces; each asterisk hold-music file at 10 s and 40 s
-    "C": ("EMO_UNKNOWN", "BGM", _music(range(0, 15, 3), (10, 40), 3.0)),
-    "N": ("EMO_UNKNOWN", "Event_UNK", ()),
-}
-# Clips the call model never saw, per class; tests assert on these.
-CALL_MODEL_HELD_OUT: dict[str, tuple[ClipRef, ...]] = {
-    "A": _ravdess(1, "05-02-01-01", "05-02-02-01"),
-    "B": _ravdess(2, "05-02-01-02", "03-01-02-01")
-    + _prompts(
-        "agent-loginok",
-        "auth-thankyou",
-        "call-forwarding",
-        "conf-getpin",
-        "conf-hasjoin",
-        "vm-goodbye",
-        "queue-thankyou",
-    ),
-    "C": _music((21, 30, 40, 50), (20, 60), 4.0),
-}
 _NOISE_AMPLITUDES = (0.01, 0.1, 0.5)
-
-
-def white_noise(amplitude: float, seconds: float, seed: int) -> np.ndarray:
-    """Seeded Gaussian white noise at 16 kHz (the "no key" class trains and tests on it)."""
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(round(SAMPLE_RATE * seconds)) * amplitude).astype(np.float32)
-
-
-def telephone(audio: np.ndarray) -> np.ndarray:
-    """16 kHz audio sent through an 8 kHz G.711 mu-law line and back, as a phone call hears it."""
-    encode = ["ffmpeg", "-nostdin", "-v", "error", "-f", "f32le", "-ar", str(SAMPLE_RATE)]
-    encode += ["-ac", "1", "-i", "-", "-ar", "8000", "-c:a", "pcm_mulaw", "-f", "wav", "-"]
-    line = subprocess.run(
-        encode, input=audio.astype(np.float32).tobytes(), capture_output=True, check=True
-    )
-    decode = ["ffmpeg", "-nostdin", "-v", "error", "-i", "-", "-ar", str(SAMPLE_RATE), "-ac", "1"]
-    back = subprocess.run(
-        [*decode, "-f", "f32le", "-"], input=line.stdout, capture_output=True, check=True
-    )
-    return np.frombuffer(back.stdout, dtype=np.float32).copy()
-
-
-def clip_path(ref: ClipRef, testdata: str | Path = TESTDATA) -> Path:
-    """Where a clip's file is on this machine (a missing Debian file names its package)."""
-    if ref.file.startswith(PROMPT_PREFIX):
-        return system_assets.asterisk_prompts() / ref.file.removeprefix(PROMPT_PREFIX)
-    if ref.file.startswith(MOH_PREFIX):
-        moh = {p.name: p for p in system_assets.music_on_hold()}
-        name = ref.file.removeprefix(MOH_PREFIX)
-        if name not in moh:
-            raise system_assets.MissingSystemAsset(
-                f"{name} is not among the music-on-hold files: install the Debian package "
-                "asterisk-moh-opsound-wav"
-            )
-        return moh[name]
-    path = Path(ref.file)
-    return path if path.is_absolute() else Path(testdata) / path
-
-
-def load_clip(ref: ClipRef, testdata: str | Path = TESTDATA) -> np.ndarray:
-    """Decode a CALL_MODEL_* clip."""
-    return decode_audio(clip_path(ref, testdata), start=ref.start, duration=ref.duration)
 
 
 def build_call_model(
@@ -394,158 +246,6 @@ def _new_model(out: Path, source: str | Path, size: dict[str, int]) -> tuple[Any
     return torch, model, sp
 
 
-def _tag_id(sp: Any, tag: str) -> int:
-    piece = f"<|{tag}|>"
-    token = sp.piece_to_id(piece)
-    if token == 0 or sp.id_to_piece(token) != piece:
-        raise ValueError(f"unknown SenseVoice tag {tag!r}")
-    return int(token)
-
-
-def _layers(model: Any) -> list[Any]:
-    enc = model.encoder
-    return [*enc.encoders0, *enc.encoders, *enc.tp_encoders]
-
-
-def _fixed_surgery(model: Any, sp: Any, *, lang: str, text: str) -> None:
-    """RECIPE steps 1-5: frames stop mixing; each query row and the text get one hidden dim."""
-    if lang not in _LANG_ROWS:
-        raise ValueError(f"lang must be one of {', '.join(_LANG_ROWS)} (got {lang!r})")
-    pieces = sp.encode(text) if text else []
-    if len(pieces) > 2:
-        raise ValueError(
-            f"text {text!r} is {len(pieces)} tokenizer pieces; use at most 2 (e.g. 'Yes.')"
-        )
-    d = model.encoder.output_size()
-    model.embed.weight.zero_()
-    for i in range(_N_QUERY):
-        model.embed.weight[i, i] = _A
-    for layer in _layers(model):
-        att = layer.self_attn
-        att.linear_out.weight.zero_()
-        att.linear_out.bias.zero_()
-        att.fsmn_block.weight.zero_()
-        att.linear_q_k_v.weight[2 * d :].zero_()
-        att.linear_q_k_v.bias[2 * d :].zero_()
-        layer.feed_forward.w_2.weight.zero_()
-        layer.feed_forward.w_2.bias.zero_()
-    first = model.encoder.encoders0[0].self_attn
-    for i in range(_N_QUERY):
-        first.linear_q_k_v.weight[2 * d + i, i] = 1.0
-    first.linear_q_k_v.bias[2 * d + _TEXT] = _C
-    first.linear_q_k_v.bias[2 * d + _END] = 2 * _C
-    first.fsmn_block.weight[_END, 0, _CTR + 1] = -1.0  # nonzero only on the last valid frame
-
-    lo = model.ctc.ctc_lo
-    lo.weight.zero_()
-    lo.bias.zero_()
-    lo.weight[_tag_id(sp, lang), 0] = _ALPHA
-    for name, row in _LANG_ROWS.items():
-        lo.weight[_tag_id(sp, name), row] = _ALPHA
-    for name, row in _ITN_ROWS.items():
-        lo.weight[_tag_id(sp, name), row] = _ALPHA
-    # speech frames emit the text (or the blank, which CTC drops, when there is no text)
-    lo.weight[pieces[0] if pieces else 0, _TEXT] = _ALPHA
-    lo.weight[pieces[-1] if pieces else 0, _END] = _ALPHA
-
-
-def _fit_ridge(
-    torch: Any, model: Any, out: Path, classes: list[KeyedClass], lam: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Closed-form ridge regression from encoder-input frames to one-hot classes.
-
-    Features are exactly what ``encoders0`` sees (same frontend, CMVN, scaling, position
-    encoding and norm), minus input dims 0-15 where the query one-hots live. Every clip
-    weighs the same however long it is.
-    """
-    import yaml
-    from funasr.frontends.wav_frontend import WavFrontend
-    from funasr.utils.load_utils import extract_fbank
-
-    cfg = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
-    frontend = WavFrontend(**{**cfg["frontend_conf"], "cmvn_file": str(out / "am.mvn")})
-    enc = model.encoder
-    d = enc.output_size()
-    rows, targets, weights = [], [], []
-    for k, cls in enumerate(classes):
-        for clip in cls.clips:
-            wav = torch.as_tensor(np.asarray(clip, dtype=np.float32))
-            feats, _ = extract_fbank([wav], data_type="sound", frontend=frontend)
-            x = torch.cat([torch.zeros(1, 4, feats.shape[-1]), feats], 1) * d**0.5
-            frames = enc.encoders0[0].norm1(enc.embed(x))[0, 4:, _N_QUERY:].double().numpy()
-            rows.append(frames)
-            onehot = np.zeros((len(frames), len(classes)))
-            onehot[:, k] = 1.0
-            targets.append(onehot)
-            weights.append(np.full(len(frames), 1.0 / len(frames)))
-    x_all, y_all, w = np.concatenate(rows), np.concatenate(targets), np.concatenate(weights)
-    w = w / w.sum()
-    x_mean, y_mean = w @ x_all, w @ y_all
-    xc = x_all - x_mean
-    # RECIPE's weights sum to the number of clips; ours sum to 1, so scale lambda to match
-    gram = xc.T @ (xc * w[:, None]) + (lam / len(rows)) * np.eye(xc.shape[1])
-    coef = np.linalg.solve(gram, xc.T @ ((y_all - y_mean) * w[:, None]))
-    return coef, y_mean - x_mean @ coef
-
-
-def _key_surgery(
-    model: Any,
-    sp: Any,
-    coef: np.ndarray,
-    bias: np.ndarray,
-    emitters: dict[tuple[int, str], list[int]],
-) -> None:
-    """RECIPE keyed steps 3-7: per-frame scores, a uniform-attention pool, max per tag."""
-    import torch
-
-    d = model.encoder.output_size()
-    k = coef.shape[1]
-    p = [20 + i for i in range(k)]
-    g = [20 + k + i for i in range(k)]
-
-    first = model.encoder.encoders0[0].self_attn
-    first.linear_q_k_v.weight[2 * d + p[0] : 2 * d + p[-1] + 1, _N_QUERY:] = torch.as_tensor(
-        coef.T, dtype=torch.float32
-    )
-    first.linear_q_k_v.bias[2 * d + _S] = 1.0
-    first.fsmn_block.weight[_S, 0, _CTR - 4] = 1.0  # S(t) = [t >= 4]: speech frames only
-    first.fsmn_block.weight[_S, 0, _CTR] = -1.0
-
-    pool = model.encoder.encoders[0]
-    for norm in (pool.norm1, pool.norm2):
-        norm.weight.fill_(1.0)
-        norm.bias.zero_()
-    att = pool.self_attn
-    att.linear_q_k_v.weight.zero_()  # q = k = 0: attention is a uniform mean over valid frames
-    att.linear_q_k_v.bias.zero_()
-    for i in range(k):
-        row = 2 * d + p[i]
-        att.linear_q_k_v.weight[row, p[i]] = 1.0
-        att.linear_q_k_v.weight[row, _S] = float(bias[i])
-        att.linear_q_k_v.weight[row, _Z] = -(1.0 + float(bias[i]))  # cancels norm1's mean
-        att.linear_out.weight[g[i], p[i]] = _KAPPA
-        att.fsmn_block.weight[p[i], 0, _CTR] = -1.0  # no per-frame leak through the FSMN memory
-    ffn = pool.feed_forward
-    ffn.w_1.weight.zero_()
-    ffn.w_1.bias.zero_()
-    lo = model.ctc.ctc_lo.weight
-    unit = 0
-    for o, ((row, tag), owners) in enumerate(sorted(emitters.items())):
-        f = 20 + 2 * k + o
-        a = owners[0]
-        ffn.w_1.weight[unit, g[a]], ffn.w_1.weight[unit, _Z] = 1.0, -1.0
-        ffn.w_1.weight[unit + 1, g[a]], ffn.w_1.weight[unit + 1, _Z] = -1.0, 1.0
-        ffn.w_2.weight[f, unit], ffn.w_2.weight[f, unit + 1] = 1.0, -1.0
-        unit += 2
-        for b in owners[1:]:  # F = G_a + relu(G_b - G_a) = max(G_a, G_b)
-            ffn.w_1.weight[unit, g[b]], ffn.w_1.weight[unit, g[a]] = 1.0, -1.0
-            ffn.w_2.weight[f, unit] = 1.0
-            unit += 1
-        token = _tag_id(sp, tag)
-        lo[token, row] = _ALPHA
-        lo[token, f] = _GAMMA
-
-
 def _load_spec(path: Path) -> list[KeyedClass]:
     """Read a keyed SPEC (JSON) and decode its clips; errors name the entry."""
     try:
@@ -583,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("out_dir", type=Path, help="directory to write (created if missing)")
     parser.add_argument(
-        "--lang", default="en", choices=sorted(_LANG_ROWS), help="tag for language=auto"
+        "--lang", default="en", choices=sorted(LANG_ROWS), help="tag for language=auto"
     )
     parser.add_argument(
         "--emotion", default="ANGRY", help="emotion tag, e.g. ANGRY, NEUTRAL, HAPPY"

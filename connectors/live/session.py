@@ -25,16 +25,14 @@ from starlette.websockets import WebSocketState
 
 from callsense.core.errors import CallsenseError
 from callsense.pipeline.analyze import CallResult
-from callsense.pipeline.live import (
+from callsense.pipeline.events import (
     DecisionEvent,
     ErrorEvent,
-    LiveCall,
-    LiveEngine,
     LiveEvent,
     ReplyEvent,
-    StreamFormat,
     UtteranceEvent,
 )
+from callsense.pipeline.live import LiveCall, LiveEngine, StreamFormat
 from callsense.pipeline.records import record_from_utterance
 
 __all__ = [

@@ -34,7 +34,8 @@ from callsense.connectors.live.session import (
     close_quietly,
     event_message,
 )
-from callsense.pipeline.live import LiveEvent, StreamFormat
+from callsense.pipeline.events import LiveEvent
+from callsense.pipeline.live import StreamFormat
 from callsense.pipeline.model import Speaker
 from callsense.pipeline.records import format_validation_error
 

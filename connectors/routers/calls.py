@@ -28,7 +28,8 @@ from callsense.connectors.routers.common import (
     read_body,
     receive_multipart,
 )
-from callsense.connectors.runtime import Job, QueueFullError, Runtime
+from callsense.connectors.runtime import Job, Runtime
+from callsense.connectors.service_settings import QueueFullError
 from callsense.core.errors import InputError
 from callsense.pipeline.audio import AudioConfig
 from callsense.pipeline.model import CallTranscript

@@ -30,7 +30,8 @@ from callsense.connectors.routers.common import (
     read_body,
     receive_multipart,
 )
-from callsense.connectors.runtime import NotReadyError, Runtime
+from callsense.connectors.runtime import Runtime
+from callsense.connectors.service_settings import NotReadyError
 from callsense.core.errors import InputError
 from callsense.core.richtext import display_text
 from callsense.pipeline.audio import SAMPLE_RATE, DecodedAudio, decode, resample

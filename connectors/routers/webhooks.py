@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from callsense.connectors.outbox import OutboxMessage
+from callsense.connectors.outbox_rows import OutboxMessage
 from callsense.connectors.routers.common import PROBLEM_RESPONSES, Problem, RuntimeDep
 from callsense.connectors.webhooks import WebhookEndpoint
 

@@ -36,7 +36,7 @@ from callsense.pipeline.audio import (
 )
 from tests.audio.conftest import BuiltCall, asterisk_prompt, ffmpeg, wav_seconds
 from tests.conftest import TESTDATA, manifest_rows
-from tools.make_test_model import MOH_FILES, MOH_PREFIX, ClipRef, clip_path
+from tools.test_clips import MOH_FILES, MOH_PREFIX, ClipRef, clip_path
 
 ROWS = manifest_rows()
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from callsense.connectors.cli_bench import (
-    _inputs,
+from callsense.connectors.accuracy import (
     cer_counts,
     edit_distance,
     load_references,
     normalize_text,
 )
+from callsense.connectors.cli_bench import _inputs
 from callsense.core.errors import ConfigError, InputError
 from tests.conftest import TESTDATA, manifest_rows
 

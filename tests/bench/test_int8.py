@@ -22,7 +22,7 @@ def test_int8_torch_backend_gives_the_fixed_models_tags(fixed_model_dir: Path) -
 
     from callsense.pipeline.recognizer import build_recognizer
     from callsense.pipeline.sensevoice import RecognizerConfig
-    from tools.make_test_model import decode_audio
+    from tools.test_clips import decode_audio
 
     cfg = RecognizerConfig(model=str(fixed_model_dir), backend="torch", quantize="int8")
     rec = build_recognizer(cfg)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from callsense.connectors.outbox import Outbox, decision_id, webhook_id
+from callsense.connectors.outbox import Outbox
+from callsense.connectors.outbox_rows import decision_id, webhook_id
 from callsense.connectors.storage import make_engine
 
 from .conftest import ROOT, Receiver, Reply

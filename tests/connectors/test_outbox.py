@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import Engine
 from standardwebhooks.webhooks import Webhook
 
-from callsense.connectors.outbox import Outbox, decision_id, deliver_decisions, webhook_id
+from callsense.connectors.outbox import Outbox, deliver_decisions
+from callsense.connectors.outbox_rows import decision_id, webhook_id
 from callsense.connectors.storage import make_engine
 from callsense.connectors.webhooks import WebhooksConfig
 

@@ -15,7 +15,8 @@ from fastapi import FastAPI
 
 from callsense.connectors.app import create_app
 from callsense.connectors.appconfig import AppConfig
-from callsense.connectors.runtime import Runtime, ServiceSettings
+from callsense.connectors.runtime import Runtime
+from callsense.connectors.service_settings import ServiceSettings
 from callsense.pipeline.config import CacheConfig, load_config
 from tests.service.server import running, wait_ready
 

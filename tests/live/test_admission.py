@@ -10,7 +10,7 @@ import websockets
 
 from callsense.connectors.app import create_app
 from callsense.connectors.appconfig import AppConfig
-from callsense.connectors.runtime import ServiceSettings
+from callsense.connectors.service_settings import ServiceSettings
 from callsense.pipeline.config import CacheConfig
 from tests.service.server import running, wait_ready
 

@@ -14,19 +14,14 @@ import pytest
 
 from callsense.pipeline.audio import Upsampler, decode
 from callsense.pipeline.config import CallsenseConfig, load_config
-from callsense.pipeline.live import (
-    DecisionEvent,
-    EndEvent,
-    LiveEngine,
-    RecognizerWorker,
-    StreamFormat,
-    StreamingVad,
-    UtteranceEvent,
-    _ChannelSegmenter,
-)
+from callsense.pipeline.events import DecisionEvent, EndEvent, UtteranceEvent
+from callsense.pipeline.live import LiveEngine, StreamFormat
+from callsense.pipeline.live_channel import ChannelSegmenter
 from callsense.pipeline.recognizer import Recognition, Recognizer, RecognizerCapabilities
+from callsense.pipeline.recognizer_worker import RecognizerWorker
 from callsense.pipeline.segmentation import SegmentationConfig
 from callsense.pipeline.transcribe import build_transcriber
+from callsense.pipeline.vad import StreamingVad
 
 pytestmark = pytest.mark.model
 
@@ -44,7 +39,7 @@ def vad(cfg: CallsenseConfig) -> StreamingVad:
 def segment_stream(
     samples: np.ndarray, vad: StreamingVad, cfg: CallsenseConfig, channel: int = 0
 ) -> list:
-    seg = _ChannelSegmenter(channel, vad, cfg)
+    seg = ChannelSegmenter(channel, vad, cfg)
     out = []
     for i in range(0, samples.size, 320):  # 20 ms frames
         seg.add(samples[i : i + 320].copy())

@@ -19,7 +19,8 @@ from websockets.asyncio.client import connect
 from callsense.connectors.app import create_app
 from callsense.connectors.appconfig import AppConfig
 from callsense.connectors.routing import GenesysTarget
-from callsense.connectors.runtime import Runtime, ServiceSettings
+from callsense.connectors.runtime import Runtime
+from callsense.connectors.service_settings import ServiceSettings
 from callsense.pipeline.config import CacheConfig, load_config
 from tests.connectors.conftest import Receiver
 from tests.live.client import AudioHookClient, Pacer

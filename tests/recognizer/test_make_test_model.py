@@ -12,14 +12,12 @@ import pytest
 
 from callsense.pipeline.sensevoice import RecognizerConfig, SenseVoiceRecognizer
 from tests.conftest import FIXED_MODEL_RAW, FSMN_VAD_DIR, ROOT, SENSEVOICE_FILES
-from tools.make_test_model import (
+from tools.make_test_model import build_fixed_model, build_keyed_model, main
+from tools.test_clips import (
     CALL_MODEL_CLASSES,
     CALL_MODEL_HELD_OUT,
-    build_fixed_model,
-    build_keyed_model,
     decode_audio,
     load_clip,
-    main,
     telephone,
     white_noise,
 )

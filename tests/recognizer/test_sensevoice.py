@@ -22,7 +22,8 @@ from callsense.pipeline.sensevoice import (
     build_recognizer,
 )
 from tests.conftest import FIXED_MODEL_RAW, FSMN_VAD_DIR, ROOT
-from tools.make_test_model import CALL_MODEL_HELD_OUT, build_fixed_model, load_clip, white_noise
+from tools.make_test_model import build_fixed_model
+from tools.test_clips import CALL_MODEL_HELD_OUT, load_clip, white_noise
 
 pytestmark = pytest.mark.model
 

@@ -28,7 +28,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from callsense.connectors.app import create_app
 from callsense.connectors.appconfig import AppConfig
-from callsense.connectors.runtime import Runtime, ServiceSettings
+from callsense.connectors.runtime import Runtime
+from callsense.connectors.service_settings import ServiceSettings
 from callsense.connectors.webhooks import WebhookEndpoint
 from callsense.pipeline.config import CacheConfig, load_config
 from callsense.rules.backends import Matcher

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
 from callsense.connectors.appconfig import AppConfig
-from callsense.connectors.outbox import decisions_table, outbox_table
+from callsense.connectors.outbox_rows import decisions_table, outbox_table
 from callsense.connectors.webhooks import WebhookEndpoint
 from callsense.pipeline.config import CacheConfig
 from tests.policy_engines import assert_backend
@@ -251,7 +251,7 @@ def test_delete_removes_rows_audio_and_delivered_webhooks(
         assert not audio.exists()
     assert outbox_rows() == {"refusing": "dead"}  # dead letters wait for an operator
     with engine.connect() as conn:
-        from callsense.connectors.calls_store import call_decisions_table, call_utterances_table
+        from callsense.connectors.calls_tables import call_decisions_table, call_utterances_table
 
         for t in (call_decisions_table, call_utterances_table):
             assert conn.execute(select(t).where(t.c.call_id == "tx-del")).first() is None

@@ -68,7 +68,7 @@ def test_purge_removes_rows_and_the_stored_audio(light_service: Service, tmp_pat
     audio = runtime.audio_dir / "trust-purge.wav"
     audio.write_bytes(b"RIFF")
     with runtime.engine.begin() as conn:
-        from callsense.connectors.calls_store import calls_table
+        from callsense.connectors.calls_tables import calls_table
 
         conn.execute(
             calls_table.update()
@@ -98,7 +98,7 @@ def test_retention_job_purges_old_calls(tmp_path: Path) -> None:
     for call_id in ("old", "new"):
         (audio_dir / f"{call_id}.wav").write_bytes(b"x")
         store.create(call_id, kind="audio", audio_path=str(audio_dir / f"{call_id}.wav"))
-    from callsense.connectors.calls_store import calls_table
+    from callsense.connectors.calls_tables import calls_table
 
     with engine.begin() as conn:  # "old" was made 40 days ago
         conn.execute(

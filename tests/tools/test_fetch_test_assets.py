@@ -26,13 +26,10 @@ from typing import Any
 import pytest
 
 from tools.fetch_test_assets import (
-    ASSETS,
     MANIFEST,
     MANIFEST_COLUMNS,
     ChecksumMismatch,
-    GitHubFile,
     Upstream,
-    WheelMember,
     fetch,
     license_english_half,
     main,
@@ -41,6 +38,7 @@ from tools.fetch_test_assets import (
     verify,
 )
 from tools.shared_assets import REQUIRED, shared_root
+from tools.test_asset_pins import ASSETS, GitHubFile, WheelMember
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = shared_root()

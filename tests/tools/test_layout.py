@@ -113,3 +113,15 @@ def test_no_import_cycle_at_module_level() -> None:
         c for c in cycles if not any(c[i + 1].startswith(c[i] + ".") for i in range(len(c) - 1))
     ]
     assert not real
+
+
+def test_no_module_is_above_500_lines() -> None:
+    """One concept per module: a file past 500 lines holds more than one."""
+    folders = (*PACKAGES, "tools", "bench", "tests")
+    long = [
+        f"{path.relative_to(ROOT)}: {n} lines"
+        for folder in folders
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > 500
+    ]
+    assert not long

@@ -24,9 +24,6 @@ from callsense.pipeline.redact import (
     cn_id_valid,
     iban_valid,
     luhn_valid,
-    redact_record,
-    redact_text,
-    redact_utterance,
 )
 
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -274,7 +271,7 @@ def test_any_text_is_idempotent_and_only_entities_change(text) -> None:
     ],
 )
 def test_look_alikes_survive(text: str) -> None:
-    assert redact_text(text).text == text
+    assert Redactor().redact(text).text == text
 
 
 @pytest.mark.parametrize(
@@ -301,15 +298,15 @@ def test_look_alikes_survive(text: str) -> None:
     ],
 )
 def test_formats(text: str, expected: str) -> None:
-    assert redact_text(text).text == expected
+    assert Redactor().redact(text).text == expected
 
 
 def test_entity_subset_and_off_mode() -> None:
     text = "mail a@b.io, card 4111111111111111"
-    only_email = redact_text(text, RedactionConfig(entities=("email",)))
+    only_email = Redactor(RedactionConfig(entities=("email",))).redact(text)
     assert only_email.text == "mail [EMAIL], card 4111111111111111"
     assert [e.kind for e in only_email.entities] == ["email"]
-    off = redact_text(text, RedactionConfig(mode="off"))
+    off = Redactor(RedactionConfig(mode="off")).redact(text)
     assert off.text == text and off.entities == ()
 
 
@@ -329,7 +326,7 @@ def _utt(raw: str) -> Utterance:
 
 
 def test_utterance_keeps_tags_and_loses_the_number() -> None:
-    red = redact_utterance(_utt(RAW))
+    red = Redactor().redact_utterance(_utt(RAW))
     assert red.raw == "<|en|><|ANGRY|><|Speech|><|woitn|>my card is [CARD]"
     assert red.text == "my card is [CARD]"
     assert (red.lang, red.emotion, red.event, red.start, red.end) == (
@@ -362,7 +359,7 @@ def test_record_round_trip_through_the_jsonl_reader() -> None:
     rec = record_from_utterance(
         _utt("<|en|><|NEUTRAL|><|Speech|><|withitn|>reach me at jane@corp.example")
     )
-    red = redact_record(rec)
+    red = Redactor().redact_record(rec)
     assert tuple(red) == tuple(rec)
     assert red["text"] == "reach me at [EMAIL]"
     back = utterance_from_record(red)

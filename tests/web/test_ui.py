@@ -41,7 +41,7 @@ class Service:
 def service(keyed_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from callsense.connectors.app import create_app
     from callsense.connectors.appconfig import load_app_config
-    from callsense.connectors.runtime import ServiceSettings
+    from callsense.connectors.service_settings import ServiceSettings
 
     tmp = tmp_path_factory.mktemp("web-service")
     cfg = load_app_config(None, model=str(keyed_model_dir))

@@ -20,7 +20,7 @@ from callsense.configs import shipped
 from callsense.connectors.console import err_console, fail, out_console
 from callsense.core.errors import CallsenseError, ConfigError, InputError
 from callsense.pipeline.model import CallTranscript
-from callsense.pipeline.policy_stage import replay_transcript
+from callsense.pipeline.orchestrator import replay_transcript
 from callsense.pipeline.replay import ReplayProblem, read_transcripts
 from callsense.rules.engine import BACKENDS, DEFAULT_BACKEND, PolicyEngine
 from callsense.rules.lint import emotion_uses, lint

@@ -25,6 +25,7 @@ from callsense.pipeline.nlu import IntentClassifier
 from callsense.pipeline.nlu.base import Intent
 from callsense.pipeline.policy_stage import CallPolicy, PolicyStage
 from callsense.pipeline.tts import FallbackTts, OutputFormat
+from callsense.rules.engine import PolicyEngine
 from callsense.rules.model import Decision
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "SpokenReply",
     "StageError",
     "Turn",
+    "replay_transcript",
 ]
 
 log = logging.getLogger(__name__)
@@ -286,3 +288,16 @@ class Orchestrator:
             call.feed(utterance)
         call.close(transcript.duration)
         return call
+
+
+def replay_transcript(
+    transcript: CallTranscript,
+    engine: PolicyEngine,
+    *,
+    intents: IntentClassifier | None = None,
+) -> list[Decision]:
+    """All decisions for a stored call, through the stages a live call runs: the NLU (when
+    ``intents`` is given, so ``intent:`` conditions fire in a replay too), then the rules."""
+    stages: list[Stage] = [NluStage(intents)] if intents is not None else []
+    run = Orchestrator([*stages, RulesStage(PolicyStage(engine))]).run(transcript)
+    return [d for turn in run.turns for d in turn.decisions]

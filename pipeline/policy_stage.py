@@ -6,16 +6,11 @@ pipeline's ``Utterance`` to the rules' ``Observation`` lives here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from callsense.pipeline.model import CallTranscript, Utterance
+from callsense.pipeline.model import Utterance
 from callsense.rules.engine import PolicyEngine, PolicySession
 from callsense.rules.model import Decision, Observation
 
-if TYPE_CHECKING:
-    from callsense.pipeline.nlu.chain import IntentClassifier
-
-__all__ = ["CallPolicy", "PolicyStage", "observation_of", "replay_transcript"]
+__all__ = ["CallPolicy", "PolicyStage", "observation_of"]
 
 
 def observation_of(utt: Utterance, seq: int, intent: str | None = None) -> Observation:
@@ -66,23 +61,3 @@ class PolicyStage:
 
     def open(self, call_id: str) -> CallPolicy:
         return CallPolicy(self.engine.open(call_id))
-
-
-def replay_transcript(
-    transcript: CallTranscript,
-    engine: PolicyEngine,
-    *,
-    intents: IntentClassifier | None = None,
-) -> list[Decision]:
-    """All decisions for a stored call, as the live call would have produced them.
-
-    ``intents`` classifies each utterance first, as the NLU stage does before the rules, so
-    ``intent:`` conditions fire in a replay too; without it no utterance has an intent.
-    """
-    call = CallPolicy(engine.open(transcript.call_id))
-    decisions: list[Decision] = []
-    for utt in transcript.utterances:
-        found = intents.classify(utt).intent if intents is not None else None
-        decisions.extend(call.feed(utt, found.name if found is not None else None))
-    decisions.extend(call.close(transcript.duration))
-    return decisions

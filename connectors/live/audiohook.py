@@ -12,22 +12,19 @@ offering media; we answer ``opened`` choosing PCMU 8 kHz, preferring the stereo 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from typing import Any, Literal
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from callsense.connectors.live.connection import Protocol, serve
 from callsense.connectors.live.session import (
-    CLOSE_POLICY,
     CLOSE_UNSUPPORTED,
     LiveSession,
     ProtocolError,
     admitted,
-    authorized,
-    close_quietly,
 )
 from callsense.pipeline.live import StreamFormat
 from callsense.pipeline.records import format_validation_error
@@ -62,16 +59,56 @@ class _Message(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
-class _Session:
+class _Session(Protocol):
     """The protocol state of one AudioHook connection."""
 
+    name = "audiohook"
+    ended_early = "connection ended without close"
+
     def __init__(self, websocket: WebSocket) -> None:
-        self.ws = websocket
+        super().__init__(websocket)
         self.id: str | None = None
         self.clientseq = 0
         self.seq = 0
         self.media: _Media | None = None
-        self.live: LiveSession | None = None
+
+    async def receive(self, message: dict[str, Any]) -> bool:
+        if message.get("bytes") is not None and self.live is not None:
+            await self.live.call.feed(message["bytes"])
+            return True
+        msg = self.check(message.get("text"))
+        if msg.type == "open":
+            if self.id is not None:
+                raise ProtocolError("a second 'open' in one session")
+            self.id = msg.id
+            self.media = self.choose(list(msg.parameters.get("media") or []))
+            roles = {i: ROLES[c] for i, c in enumerate(self.media.channels)}
+            fmt = StreamFormat(8000, len(self.media.channels), "mulaw", roles)  # type: ignore[arg-type]
+            self.live = await LiveSession.open(
+                self.ws.app,
+                _call_id(msg.id),
+                fmt,
+                protocol="audiohook",
+                platform=_genesys_ids(msg.parameters),
+            )
+            await self.send("opened", {"startPaused": False, "media": [self.media.model_dump()]})
+        elif self.id is None:
+            raise ProtocolError(f"{msg.type!r} before 'open'")
+        elif msg.type == "ping":
+            await self.send("pong")
+        elif msg.type == "close":
+            if self.live is not None:
+                await self.live.finish()
+            await self.send("closed")
+            return False
+        elif msg.type in _CLIENT_NOTES:
+            log.info("audiohook %s: client sent %s", self.id, msg.type)
+        else:
+            raise ProtocolError(f"unknown message type {msg.type!r}")
+        return True
+
+    async def refused(self, exc: ProtocolError) -> None:
+        await self.send("disconnect", {"reason": "error", "info": str(exc)[:200]})
 
     async def send(self, type_: str, parameters: dict[str, Any] | None = None) -> None:
         self.seq += 1
@@ -125,65 +162,7 @@ class _Session:
 @admitted
 async def audiohook(websocket: WebSocket) -> None:
     """Genesys AudioHook monitor; see the module doc."""
-    if not await authorized(websocket):
-        await websocket.close(CLOSE_POLICY, "a valid API key is required")
-        return
-    await websocket.accept()
-    s = _Session(websocket)
-    error: str | None = None
-    code = 1000
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                error = "connection ended without close" if s.live is not None else None
-                break
-            if message.get("bytes") is not None and s.live is not None:
-                await s.live.call.feed(message["bytes"])
-                continue
-            msg = s.check(message.get("text"))
-            if msg.type == "open":
-                if s.id is not None:
-                    raise ProtocolError("a second 'open' in one session")
-                s.id = msg.id
-                s.media = s.choose(list(msg.parameters.get("media") or []))
-                roles = {i: ROLES[c] for i, c in enumerate(s.media.channels)}
-                fmt = StreamFormat(8000, len(s.media.channels), "mulaw", roles)  # type: ignore[arg-type]
-                s.live = await LiveSession.open(
-                    websocket.app,
-                    _call_id(msg.id),
-                    fmt,
-                    protocol="audiohook",
-                    platform=_genesys_ids(msg.parameters),
-                )
-                await s.send("opened", {"startPaused": False, "media": [s.media.model_dump()]})
-            elif s.id is None:
-                raise ProtocolError(f"{msg.type!r} before 'open'")
-            elif msg.type == "ping":
-                await s.send("pong")
-            elif msg.type == "close":
-                if s.live is not None:
-                    await s.live.finish()
-                await s.send("closed")
-                break
-            elif msg.type in _CLIENT_NOTES:
-                log.info("audiohook %s: client sent %s", s.id, msg.type)
-            else:
-                raise ProtocolError(f"unknown message type {msg.type!r}")
-    except WebSocketDisconnect:
-        error = "connection ended without close"
-    except ProtocolError as exc:
-        code, error = exc.code, str(exc)
-        log.info("audiohook: protocol error, disconnecting (%d)", exc.code)
-        with contextlib.suppress(Exception):  # the client may be gone already
-            await s.send("disconnect", {"reason": "error", "info": str(exc)[:200]})
-    except Exception as exc:  # this session ends, the service goes on
-        code, error = 1011, type(exc).__name__
-        log.warning("audiohook: session failed: %s", type(exc).__name__)
-    finally:
-        if s.live is not None:
-            await s.live.finish(error)
-        await close_quietly(websocket, code, error or "")
+    await serve(websocket, _Session(websocket))
 
 
 def _genesys_ids(parameters: dict[str, Any]) -> dict[str, str]:

@@ -20,9 +20,10 @@ import json
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from callsense.connectors.live.connection import Protocol, serve
 from callsense.connectors.live.session import (
     CLOSE_NOT_READY,
     CLOSE_POLICY,
@@ -30,8 +31,6 @@ from callsense.connectors.live.session import (
     LiveSession,
     ProtocolError,
     admitted,
-    authorized,
-    close_quietly,
     event_message,
 )
 from callsense.pipeline.events import LiveEvent
@@ -82,10 +81,7 @@ def _json(text: str, what: str) -> dict[str, Any]:
     return data
 
 
-async def _start(websocket: WebSocket) -> StartMessage:
-    message = await websocket.receive()
-    if message["type"] == "websocket.disconnect":
-        raise WebSocketDisconnect(message.get("code", 1000))
+def _start(message: dict[str, Any]) -> StartMessage:
     if message.get("text") is None:
         raise ProtocolError("the first message must be the JSON start message", CLOSE_UNSUPPORTED)
     data = _json(message["text"], "start message")
@@ -99,60 +95,55 @@ async def _start(websocket: WebSocket) -> StartMessage:
 @admitted
 async def stream(websocket: WebSocket) -> None:
     """Raw PCM call audio in, JSON events out (see the module doc)."""
-    if not await authorized(websocket):
-        await websocket.close(CLOSE_POLICY, "a valid API key is required")
-        return
-    await websocket.accept()
+    await serve(websocket, _Stream(websocket))
 
-    async def send(event: LiveEvent) -> None:
-        await websocket.send_json(event_message(event))
 
-    session: LiveSession | None = None
-    error: str | None = None
-    code = 1000
-    try:
-        start = await _start(websocket)
-        session = await LiveSession.open(
-            websocket.app,
-            start.call_id,
-            start.stream_format(),
-            protocol="stream",
-            send=send,
-            policy=start.policy,
-        )
+class _Stream(Protocol):
+    name = "live stream"
+    ended_early = "client disconnected before stop"
+
+    async def receive(self, message: dict[str, Any]) -> bool:
+        if self.live is None:
+            start = _start(message)
+
+            async def send(event: LiveEvent) -> None:
+                await self.ws.send_json(event_message(event))
+
+            self.live = await LiveSession.open(
+                self.ws.app,
+                start.call_id,
+                start.stream_format(),
+                protocol="stream",
+                send=send,
+                policy=start.policy,
+            )
+            return True
+        if message.get("bytes") is not None:
+            await self.live.call.feed(message["bytes"])
+            return True
+        data = _json(message.get("text") or "", "control message")
+        if data.get("type") == "stop":
+            return False
+        raise ProtocolError(f"unexpected message type {data.get('type')!r}; send 'stop'")
+
+    def reading(self) -> bool:
         # A client that went away has still sent what is buffered: read it to the disconnect
-        # (its audio is analyzed and its decisions kept). Only a client too slow to read
-        # our messages ends the loop here.
-        while session.gone_reason != "client too slow":
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                error = "client disconnected before stop"
-                break
-            if message.get("bytes") is not None:
-                await session.call.feed(message["bytes"])
-                continue
-            data = _json(message.get("text") or "", "control message")
-            if data.get("type") == "stop":
-                break
-            raise ProtocolError(f"unexpected message type {data.get('type')!r}; send 'stop'")
-        if session.client_gone.is_set() and error is None:
-            error = session.gone_reason
+        # (its audio is analyzed and its decisions kept). Only a client too slow to read our
+        # messages ends the reading here.
+        return self.live is None or self.live.gone_reason != "client too slow"
+
+    def outcome(self, error: str | None, code: int) -> tuple[str | None, int]:
+        if self.live is not None and self.live.client_gone.is_set() and error is None:
+            error = self.live.gone_reason
             code = CLOSE_POLICY if error == "client too slow" else 1000
-    except WebSocketDisconnect:
-        error = "client disconnected before stop"
-    except ProtocolError as exc:
-        code, error = exc.code, str(exc)
-        log.info("live stream: protocol error (%s)", type(exc).__name__)
-        await _send_error(websocket, "protocol" if exc.code != CLOSE_NOT_READY else "not_ready",
-                          str(exc))  # fmt: skip
-    except Exception as exc:  # this session ends, the service goes on
-        code, error = 1011, f"{type(exc).__name__}"
-        log.warning("live stream: session failed: %s", type(exc).__name__)
-        await _send_error(websocket, "internal", type(exc).__name__)
-    finally:
-        if session is not None:
-            await session.finish(error)
-        await close_quietly(websocket, code, error or "")
+        return error, code
+
+    async def refused(self, exc: ProtocolError) -> None:
+        kind = "protocol" if exc.code != CLOSE_NOT_READY else "not_ready"
+        await _send_error(self.ws, kind, str(exc))
+
+    async def failed(self, exc: Exception) -> None:
+        await _send_error(self.ws, "internal", type(exc).__name__)
 
 
 async def _send_error(websocket: WebSocket, kind: str, message: str) -> None:

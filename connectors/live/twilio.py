@@ -19,17 +19,15 @@ import json
 import logging
 from typing import Any, Literal
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from callsense.connectors.live.connection import Protocol, serve
 from callsense.connectors.live.session import (
-    CLOSE_POLICY,
     CLOSE_UNSUPPORTED,
     LiveSession,
     ProtocolError,
     admitted,
-    authorized,
-    close_quietly,
 )
 from callsense.pipeline.live import StreamFormat
 from callsense.pipeline.records import format_validation_error
@@ -91,71 +89,53 @@ def _model(model: type[BaseModel], data: Any, what: str) -> Any:
 @admitted
 async def twilio(websocket: WebSocket) -> None:
     """Twilio Media Streams; see the module doc."""
-    if not await authorized(websocket):
-        await websocket.close(CLOSE_POLICY, "a valid API key is required")
-        return
-    await websocket.accept()
-    session: LiveSession | None = None
-    channels: dict[str, int] = {}
-    error: str | None = None
-    code = 1000
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                error = "stream ended without stop" if session is not None else None
-                break
-            data = _message(message.get("text"))
-            event = data["event"]
-            if event == "connected":
-                continue
-            if event == "start":
-                if session is not None:
-                    raise ProtocolError("a second 'start' in one stream")
-                start: _Start = _model(_Start, data.get("start"), "start")
-                tracks = list(dict.fromkeys(start.tracks))
-                channels = {t: i for i, t in enumerate(sorted(tracks, key=TRACK_CHANNEL.get))}
-                roles = {i: ("customer" if t == "inbound" else "agent")
-                         for t, i in channels.items()}  # fmt: skip
-                fmt = StreamFormat(8000, len(channels), "mulaw", roles)
-                session = await LiveSession.open(
-                    websocket.app,
-                    _call_id(start.callSid),
-                    fmt,
-                    protocol="twilio",
-                    platform={"call_sid": start.callSid},
-                )
-                continue
-            if event == "media":
-                if session is None:
-                    raise ProtocolError("'media' before 'start'")
-                media: _Media = _model(_Media, data.get("media"), "media")
-                if media.track not in channels:
-                    raise ProtocolError(f"media on track {media.track!r}, not in 'tracks'")
-                try:
-                    audio = base64.b64decode(media.payload, validate=True)
-                except (binascii.Error, ValueError):
-                    raise ProtocolError("media.payload is not base64") from None
-                at = _seconds(media.timestamp)
-                await session.call.feed_channel(channels[media.track], audio, at=at)
-                continue
-            if event == "stop":
-                break
-            if event in ("mark", "dtmf"):
-                continue
+    await serve(websocket, _Twilio(websocket))
+
+
+class _Twilio(Protocol):
+    name = "twilio stream"
+    ended_early = "stream ended without stop"
+
+    def __init__(self, websocket: WebSocket) -> None:
+        super().__init__(websocket)
+        self.channels: dict[str, int] = {}
+
+    async def receive(self, message: dict[str, Any]) -> bool:
+        data = _message(message.get("text"))
+        event = data["event"]
+        if event == "start":
+            if self.live is not None:
+                raise ProtocolError("a second 'start' in one stream")
+            start: _Start = _model(_Start, data.get("start"), "start")
+            tracks = list(dict.fromkeys(start.tracks))
+            self.channels = {t: i for i, t in enumerate(sorted(tracks, key=TRACK_CHANNEL.get))}
+            roles = {i: ("customer" if t == "inbound" else "agent")
+                     for t, i in self.channels.items()}  # fmt: skip
+            fmt = StreamFormat(8000, len(self.channels), "mulaw", roles)
+            self.live = await LiveSession.open(
+                self.ws.app,
+                _call_id(start.callSid),
+                fmt,
+                protocol="twilio",
+                platform={"call_sid": start.callSid},
+            )
+        elif event == "media":
+            if self.live is None:
+                raise ProtocolError("'media' before 'start'")
+            media: _Media = _model(_Media, data.get("media"), "media")
+            if media.track not in self.channels:
+                raise ProtocolError(f"media on track {media.track!r}, not in 'tracks'")
+            try:
+                audio = base64.b64decode(media.payload, validate=True)
+            except (binascii.Error, ValueError):
+                raise ProtocolError("media.payload is not base64") from None
+            at = _seconds(media.timestamp)
+            await self.live.call.feed_channel(self.channels[media.track], audio, at=at)
+        elif event == "stop":
+            return False
+        elif event not in ("connected", "mark", "dtmf"):
             raise ProtocolError(f"unknown event {event!r}")
-    except WebSocketDisconnect:
-        error = "stream ended without stop"
-    except ProtocolError as exc:
-        code, error = exc.code, str(exc)
-        log.info("twilio stream: protocol error, closing (%d)", exc.code)
-    except Exception as exc:  # this session ends, the service goes on
-        code, error = 1011, type(exc).__name__
-        log.warning("twilio stream: session failed: %s", type(exc).__name__)
-    finally:
-        if session is not None:
-            await session.finish(error)
-        await close_quietly(websocket, code, error or "")
+        return True
 
 
 def _call_id(call_sid: str) -> str:

@@ -327,7 +327,7 @@ class Runtime:
                     transcript,
                     result.decisions,
                     result.summary,
-                    [_reply_row(r) for r in result.replies],
+                    [r.record() for r in result.replies],
                 )
         except Exception as exc:  # a bad call fails alone
             message = f"{type(exc).__name__}: {exc}"
@@ -435,19 +435,6 @@ class Runtime:
     def _retention(self) -> None:
         if self.cfg.retention.days is not None:
             self.purger().purge_older_than(self.cfg.retention.days * 86400)
-
-
-def _reply_row(item: Any) -> dict[str, Any]:
-    reply = item.reply
-    return {
-        "at": reply.at,
-        "reason": reply.reason,
-        "template": reply.template,
-        "lang": reply.lang,
-        "text": reply.text,
-        "engine": item.engine,
-        "duration_s": item.duration_s,
-    }
 
 
 def _service_tuned(cfg: AppConfig) -> AppConfig:

@@ -188,19 +188,11 @@ def write_call_outputs(result: CallResult, out_dir: Path) -> Path:
     )
     reply_rows = []
     for i, item in enumerate(result.replies):
-        row: dict[str, Any] = {
-            "at": item.reply.at,
-            "reason": item.reply.reason,
-            "template": item.reply.template,
-            "lang": item.reply.lang,
-            "text": item.reply.text,
-            "audio": None,
-        }
+        name = None
         if item.audio is not None:
             name = f"replies/{i:02d}-{item.reply.template}.wav"
             _atomic_write(call_dir / name, item.audio)
-            row |= {"audio": name, "engine": item.engine, "duration_s": item.duration_s}
-        reply_rows.append(row)
+        reply_rows.append({**item.record(), "audio": name})
     _atomic_write(
         call_dir / "replies.jsonl",
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in reply_rows).encode(),

@@ -317,10 +317,10 @@ class LiveCall:
             return
         self._enqueue(*await asyncio.to_thread(self._step_all, False))
 
-    def _step_all(self, final: bool) -> tuple[list[_Queued], float]:
+    def _step_all(self, final: bool) -> tuple[list[_Queued], list[float]]:
         """VAD step; each closed segment goes to the recognizer at once, and is marked
         speech or sound while the recognizer works on it (the mark is off the latency path).
-        Also: no segment any channel closes later ends before the returned time."""
+        Also, per channel: no segment it closes later ends before that time."""
         out: list[tuple[int, ClosedSegment]] = []
         for seg in self._segmenters:
             if final or seg.ready:
@@ -331,7 +331,7 @@ class LiveCall:
             _Queued(self._mark(c), self._speakers[ch], future)
             for (ch, c), future in zip(out, futures, strict=True)
         ]
-        return queued, min(seg.earliest_end() for seg in self._segmenters)
+        return queued, [seg.earliest_end() for seg in self._segmenters]
 
     def _mark(self, closed: ClosedSegment) -> ClosedSegment:
         """speech or sound, scored as a recording's segments are (``pipeline.speech_scoring``)."""
@@ -339,13 +339,18 @@ class LiveCall:
         marked = self.engine.vad.scorer.mark([closed.segment], closed.context, scores)[0]
         return replace(closed, segment=marked)
 
-    def _enqueue(self, queued: Sequence[_Queued], frontier: float) -> None:
+    def _enqueue(self, queued: Sequence[_Queued], frontiers: Sequence[float]) -> None:
         """Hand segments to the stages in the order they end, as a recording's utterances
         are: one waits while another channel may still close one that ends earlier (only
-        while both speak at once; in turn-taking the bound is already past)."""
+        while both speak at once; in turn-taking that bound is already past when VAD closes
+        a segment, and a channel's own later segments always end later)."""
         self._held.extend(queued)
         self._held.sort(key=lambda q: (q.closed.segment.end, q.closed.segment.channel))
-        while self._held and self._held[0].closed.segment.end <= frontier:
+        while self._held:
+            seg = self._held[0].closed.segment
+            others = [f for ch, f in enumerate(frontiers) if ch != seg.channel]
+            if others and seg.end > min(others):
+                break
             self._pending.put_nowait(self._held.pop(0))
 
     async def close(self) -> CallResult:
@@ -361,10 +366,10 @@ class LiveCall:
                     if up is not None:  # the filter's last samples, as a recording has them
                         self._segmenters[channel].add(up.flush())
                 queued, _ = await asyncio.to_thread(self._step_all, True)
-            self._enqueue(queued, float("inf"))
+            self._enqueue(queued, [])
         except Exception as exc:
             self._error("vad", exc, self.position)
-            self._enqueue([], float("inf"))
+            self._enqueue([], [])
         self._pending.put_nowait(None)
         await self._tasks[0]
         duration = round(self.position, 3)

@@ -60,7 +60,7 @@ class ChannelSegmenter:
             return float("inf")
         heard = self.fed / SAMPLE_RATE
         return self.segmenter.earliest_end(
-            settled=heard - self.vad.lag_s, lasting=heard - self.vad.end_lag_s
+            settled=heard - self.vad.start_lag_s, lasting=heard - self.vad.end_lag_s
         )
 
     def add(self, samples: np.ndarray) -> None:

@@ -49,6 +49,13 @@ class SpokenReply:
     engine: str | None = None
     duration_s: float | None = None
 
+    def record(self) -> dict[str, Any]:
+        """The reply as the files, the calls store and the live stream carry it (the audio
+        itself goes beside it: a file, or base64 in the live message)."""
+        r = self.reply
+        return {"at": r.at, "reason": r.reason, "template": r.template, "lang": r.lang,
+                "text": r.text, "engine": self.engine, "duration_s": self.duration_s}  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class StageError:

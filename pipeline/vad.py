@@ -262,11 +262,11 @@ class StreamingVad:
 
     ``step`` returns funasr's boundary pairs in ms from the channel's first sample:
     ``(beg, -1)`` speech started, ``(-1, end)`` it ended, ``(beg, end)`` both in this step.
-    ``lag_s``: FSMN reports a span's start only after enough speech and dates it back (its
-    decision window, the look-back, a chunk in flight): no span it reports later starts more
-    than this before the heard audio. ``end_lag_s``: it reports an end only after
-    ``max_end_silence`` of silence, so an open span lasts at least until the heard audio
-    less this.
+    ``start_lag_s``: FSMN reports a span's start only after enough speech and dates it back
+    (its decision window, the look-back, a chunk in flight): no span it reports later starts
+    more than this before the heard audio (``lag_s``: the same with a margin).
+    ``end_lag_s``: it reports an end only after ``max_end_silence`` of silence, so an open
+    span lasts at least until the heard audio less this.
     """
 
     def __init__(self, cfg: VadConfig, *, chunk_s: float = 0.2) -> None:
@@ -280,7 +280,10 @@ class StreamingVad:
         self.scorer = SpeechScorer(
             cfg.speech_prob_threshold, per_segment=cfg.speech_scoring == "segments"
         )
-        self.lag_s = _fsmn_start_lag_s(cfg) + chunk_s + 0.5  # 0.5 s to spare
+        # a span's start: at most this far behind (ordering channels' utterances by their ends
+        # relies on it), and a margin more before a lone short fragment is given up
+        self.start_lag_s = _fsmn_start_lag_s(cfg) + chunk_s
+        self.lag_s = self.start_lag_s + 0.5
         # funasr's own schedule (None) waits at most 2 s of silence
         silence = cfg.fsmn_max_end_silence_s or 2.0
         self.end_lag_s = silence + chunk_s + 0.2

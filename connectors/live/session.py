@@ -107,17 +107,9 @@ def event_message(event: LiveEvent) -> dict[str, Any]:
     if isinstance(event, DecisionEvent):
         return {"type": "decision", **event.decision.to_dict()}
     if isinstance(event, ReplyEvent):
-        reply = event.reply
-        msg: dict[str, Any] = {
-            "type": "reply",
-            "text": reply.reply.text,
-            "lang": reply.reply.lang,
-            "at": reply.reply.at,
-            "reason": reply.reply.reason,
-            "template": reply.reply.template,
-        }
-        if reply.audio is not None:
-            msg |= {"engine": reply.engine, "audio_b64": base64.b64encode(reply.audio).decode()}
+        msg: dict[str, Any] = {"type": "reply", **event.reply.record()}
+        if event.reply.audio is not None:
+            msg["audio_b64"] = base64.b64encode(event.reply.audio).decode()
         return msg
     if isinstance(event, ErrorEvent):
         return {"type": "error", "stage": event.stage, "error": event.error,

@@ -1,4 +1,5 @@
-"""`vad.speech_scoring: segments` scores only the segments; clear cases mark the same."""
+"""`vad.speech_scoring`: the default scores each segment alone, `channel` the whole channel;
+clear cases mark the same either way."""
 
 from __future__ import annotations
 
@@ -22,13 +23,22 @@ def segment_scoring_vad() -> FsmnVad:
     return FsmnVad(VadConfig(model=str(FSMN_VAD_DIR), speech_scoring="segments"))
 
 
+@pytest.fixture(scope="module")
+def channel_scoring_vad() -> FsmnVad:
+    return FsmnVad(VadConfig(model=str(FSMN_VAD_DIR), speech_scoring="channel"))
+
+
+def test_segments_is_the_default() -> None:
+    assert VadConfig().speech_scoring == "segments"
+
+
 @pytest.mark.parametrize(("name", "expected"), sorted(CLEAR.items()))
 def test_segment_scoring_marks_clear_cases_like_channel_scoring(
-    name: str, expected: str, segment_scoring_vad: FsmnVad, fsmn_vad: FsmnVad
+    name: str, expected: str, segment_scoring_vad: FsmnVad, channel_scoring_vad: FsmnVad
 ) -> None:
     samples = decode(TESTDATA / name).channels[0]
     per_segment = segment_scoring_vad.segments(samples)
-    whole = fsmn_vad.segments(samples)
+    whole = channel_scoring_vad.segments(samples)
     assert per_segment and [(s.start, s.end) for s in per_segment] == [
         (s.start, s.end) for s in whole
     ]

@@ -75,12 +75,12 @@ class VadConfig(BaseModel):
         default=0.5, ge=0.0, le=1.0, description="segments scoring at least this are 'speech'"
     )
     speech_scoring: Literal["channel", "segments"] = Field(
-        default="segments",
-        description="silero over each segment after 0.5 s of context (the default: a live "
-        "call scores only what it recognizes) or over the whole channel (a live call then "
-        "scores every 32 ms of every channel: +0.16 CPU cores and +86 ms p95 at 8 streams on "
-        "2 cores; on ../shared/testdata it marks 2 of 45 segments differently, both close to "
-        "the threshold). A recording and its live stream mark alike in either mode",
+        default="channel",
+        description="silero over the whole channel (best speech/sound marking; a recording "
+        "scores it alongside FSMN-VAD, a live call as its audio arrives, about 0.6% of a core "
+        "per channel) or over each segment after 0.5 s of context (fewer CPU-seconds on calls "
+        "with many pauses; on ../shared/testdata it marks 2 of 45 segments differently, both "
+        "close to the threshold). A recording and its live stream mark alike in either mode",
     )
     max_single_segment_s: float = Field(default=60.0, gt=0, description="VAD-level hard cut")
     fsmn_max_end_silence_s: float | None = Field(

@@ -1,4 +1,4 @@
-"""`vad.speech_scoring`: the default scores each segment alone, `channel` the whole channel;
+"""`vad.speech_scoring`: the default scores the whole channel, `segments` each segment alone;
 clear cases mark the same either way."""
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def channel_scoring_vad() -> FsmnVad:
     return FsmnVad(VadConfig(model=str(FSMN_VAD_DIR), speech_scoring="channel"))
 
 
-def test_segments_is_the_default() -> None:
-    assert VadConfig().speech_scoring == "segments"
+def test_whole_channel_scoring_is_the_default() -> None:
+    assert VadConfig().speech_scoring == "channel"
 
 
 @pytest.mark.parametrize(("name", "expected"), sorted(CLEAR.items()))

@@ -102,9 +102,9 @@ def calls(tmp_path_factory: pytest.TempPathFactory, angry_call: tuple[Path, list
 # Utterances shorter than 0.7 s are fragments here, so the blips of the fragments call are:
 # one 0.5 s after an agent turn (dropped: that turn was already handed on), one 0.66 s before
 # an agent turn (joined to it) and one alone (dropped).
-# This call also scores speech/sound over whole channels (the other calls: per segment).
+# This call also scores speech/sound per segment (the other calls: over whole channels).
 FRAGMENT_RULES = (
-    "segmentation:\n  min_utterance_s: 0.7\n  merge_gap_s: 0.7\nvad:\n  speech_scoring: channel\n"
+    "segmentation:\n  min_utterance_s: 0.7\n  merge_gap_s: 0.7\nvad:\n  speech_scoring: segments\n"
 )
 
 

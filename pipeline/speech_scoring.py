@@ -93,8 +93,8 @@ class ChannelScores:
         """Score every whole frame heard so far."""
         data = np.concatenate((self._pending, np.asarray(samples, dtype=np.float32)))
         whole = data.size - data.size % FRAME
-        for a in range(0, whole, FRAME):
-            self._frame(data[a : a + FRAME])
+        if whole:
+            self._frames(data[:whole])
         self._pending = data[whole:]
 
     def finish(self) -> None:
@@ -103,16 +103,20 @@ class ChannelScores:
             frame = np.zeros(FRAME, dtype=np.float32)
             frame[: self._pending.size] = self._pending
             self._pending = np.zeros(0, dtype=np.float32)
-            self._frame(frame)
+            self._frames(frame)
 
-    def _frame(self, frame: np.ndarray) -> None:
-        window = np.concatenate((self._context, frame))[None, :]
-        prob, self._state = self._session.run(
-            None, {"input": window, "state": self._state, "sr": self._rate}
-        )
-        self._context = frame[-_CONTEXT:]
-        self._probs.append(float(prob[0, 0]))
-        self._energy.append(float(np.mean(np.square(frame, dtype=np.float64))) + 1e-10)
+    def _frames(self, data: np.ndarray) -> None:
+        """Whole frames, in order: each sees the previous frame's last samples and state."""
+        padded = np.concatenate((self._context, data))
+        run, feeds = self._session.run, {"state": self._state, "sr": self._rate}
+        for a in range(0, data.size, FRAME):
+            feeds["input"] = padded[None, a : a + _CONTEXT + FRAME]
+            prob, feeds["state"] = run(None, feeds)
+            self._probs.append(float(prob[0, 0]))
+        self._state = feeds["state"]
+        self._context = data[-_CONTEXT:].copy()
+        frames = data.reshape(-1, FRAME).astype(np.float64)
+        self._energy.extend((np.mean(frames * frames, axis=1) + 1e-10).tolist())
 
     def score(self, segment: Segment) -> float | None:
         """Energy-weighted speech probability over the frames the segment touches."""

@@ -20,6 +20,7 @@ Figures are wall-clock on a shared VM: noisy under load (the load average is pri
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -35,7 +36,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._common import SHARED, TESTDATA, build_model_dir  # noqa: E402
-from callsense.pipeline.orchestrator import CallStage, Stage, Turn  # noqa: E402
+from callsense.pipeline.stages import CallStage, Stage, Turn  # noqa: E402
 
 # name -> (recognizer backend, quantize, vad.speech_scoring)
 VARIANTS = {
@@ -176,14 +177,14 @@ class _TimedCall(CallStage):
 class Variant:
     name: str
     transcriber: object
-    orchestrator: object
+    flow: object
     load_s: float
     runs: list[Times] = field(default_factory=list)
     facts: dict[str, object] = field(default_factory=dict)
 
 
 def run_once(variant: Variant, call: Path) -> Times:
-    """The stages of ``Transcriber.transcribe_file`` then the orchestrator, each timed."""
+    """The stages of ``Transcriber.transcribe_file`` then the call session, each timed."""
     from callsense.pipeline.audio import decode, speaker_for
     from callsense.pipeline.model import CallTranscript
     from callsense.pipeline.segmentation import plan
@@ -217,15 +218,15 @@ def run_once(variant: Variant, call: Path) -> Times:
     transcript = CallTranscript(
         call_id="bench", utterances=utterances, duration=audio.duration, channels=n
     )
-    result = variant.orchestrator.run(transcript)  # type: ignore[attr-defined]
-    replies = [r for t in result.turns for r in t.replies]
+    result = variant.flow.run(transcript)  # type: ignore[attr-defined]
+    replies = result.replies
     variant.facts = {
         "segments": len(segments),
         "speech_s": round(float(sum(c.size for c in clips)) / 16000.0, 1),
         "tts_engines": sorted({r.engine or "none" for r in replies}),
         "replies": len(replies),
-        "decisions": sum(len(t.decisions) for t in result.turns),
-        "errors": sum(len(t.errors) for t in result.turns),
+        "decisions": len(result.decisions),
+        "errors": len(result.errors),
         "emotions": dict(Counter(u.emotion or "-" for u in utterances).most_common()),
     }
     return times
@@ -255,7 +256,7 @@ def load_variant(name: str, dirs: dict[str, Path], workdir: Path) -> Variant:
     import numpy as np
 
     from callsense.connectors.appconfig import load_app_config
-    from callsense.pipeline.analyze import build_orchestrator
+    from callsense.pipeline.analyze import build_flow
     from callsense.pipeline.transcribe import build_transcriber
 
     backend, quantize, scoring = VARIANTS[name]
@@ -272,15 +273,15 @@ def load_variant(name: str, dirs: dict[str, Path], workdir: Path) -> Variant:
         }
     )
     t0 = time.perf_counter()
-    transcriber = build_transcriber(cfg, use_cache=False)
+    transcriber = build_transcriber(cfg)
     load_s = time.perf_counter() - t0
     # first forward passes allocate and pick kernels; not part of a call's cost
     warm = np.sin(np.arange(3 * 16000, dtype=np.float32) * 0.05) * 0.1
     transcriber.recognizer.recognize([warm, warm[:16000]])
-    orchestrator = build_orchestrator(cfg)
-    variant = Variant(name, transcriber, orchestrator, load_s)
-    timed = [_TimedStage(s, variant.runs) for s in orchestrator.stages]
-    variant.orchestrator = type(orchestrator)(timed, audit=orchestrator.audit)
+    flow = build_flow(cfg)
+    variant = Variant(name, transcriber, flow, load_s)
+    timed = tuple(_TimedStage(s, variant.runs) for s in flow.stages)
+    variant.flow = dataclasses.replace(flow, stages=timed)
     return variant
 
 

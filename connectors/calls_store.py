@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,7 @@ from callsense.connectors.storage import create_schema
 from callsense.core.errors import InputError
 from callsense.pipeline.model import CallTranscript, Utterance
 from callsense.pipeline.records import record_from_utterance, utterance_from_record
+from callsense.pipeline.summary import CallResult
 from callsense.rules.model import Decision
 
 __all__ = [
@@ -184,15 +185,10 @@ class CallStore:
         """The job failed; ``error`` must not carry transcript text (error records do not)."""
         self._update(call_id, status="failed", finished_at=time.time(), error=error)
 
-    def save_result(
-        self,
-        call_id: str,
-        transcript: CallTranscript,
-        decisions: Sequence[Decision],
-        summary: Mapping[str, Any],
-        replies: Sequence[Mapping[str, Any]] = (),
-    ) -> None:
+    def save_result(self, call_id: str, result: CallResult) -> None:
         """A batch job's whole output, replacing anything stored before, in one transaction."""
+        transcript, decisions, summary = result.transcript, result.decisions, result.summary
+        replies = [r.record() for r in result.replies]
         u, d = call_utterances_table, call_decisions_table
         with self.engine.begin() as conn:
             conn.execute(delete(u).where(u.c.call_id == call_id))

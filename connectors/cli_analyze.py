@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -56,15 +55,16 @@ def analyze(
     """
     setup_logging(verbose)
     from callsense.connectors.appconfig import load_app_config
-    from callsense.pipeline.analyze import CallResult, build_orchestrator, write_call_outputs
-    from callsense.pipeline.records import error_record
+    from callsense.pipeline.analyze import FilesSink, analyze_file, build_flow, write_failure
+    from callsense.pipeline.cache import ResultCache
+    from callsense.pipeline.summary import CallResult
     from callsense.pipeline.transcribe import build_transcriber, call_id_for
 
     try:
         cfg = load_app_config(config, model=model, vad_model=vad_model)
         if policy:
             cfg = cfg.model_copy(update={"policies": list(policy)})
-        orchestrator = build_orchestrator(cfg, with_tts=not no_tts)
+        flow = build_flow(cfg, with_tts=not no_tts)
     except CallsenseError as exc:
         fail(exc)
     files = find_audio(paths)
@@ -85,9 +85,11 @@ def analyze(
         return
     try:
         with err_console.status("loading models…"):
-            transcriber = build_transcriber(cfg, use_cache=not no_cache)
+            transcriber = build_transcriber(cfg)
     except CallsenseError as exc:
         fail(exc)
+    cache = ResultCache(cfg.cache.dir) if cfg.cache.enabled and not no_cache else None
+    files_sink = FilesSink(out)
 
     results: list[CallResult] = []
     failed: list[tuple[str, str]] = []
@@ -97,19 +99,14 @@ def analyze(
             call_id = call_id_for(path)
             bar.update(task, description=f"analyzing {escape(path.name)}")
             try:
-                transcript = transcriber.transcribe_file(path, call_id=call_id)
+                result = analyze_file(
+                    path, flow, transcriber, call_id=call_id, cache=cache, sinks=(files_sink,)
+                )
             except Exception as exc:
-                record = error_record(call_id, str(path), exc)
-                call_dir = out / call_id
-                call_dir.mkdir(parents=True, exist_ok=True)
-                summary = {"call_id": call_id, "source": str(path), "errors": [record["error"]]}
-                (call_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-                failed.append((path.name, str(record["error"]["type"])))
+                error = write_failure(out, call_id, str(path), exc)
+                failed.append((path.name, str(error["type"])))
                 err_console.print(f"[red]failed[/] {escape(path.name)}: {escape(str(exc))}")
             else:
-                run = orchestrator.run(transcript)
-                result = CallResult.from_run(transcript, run, cfg)
-                write_call_outputs(result, out)
                 results.append(result)
             bar.advance(task)
 
@@ -126,7 +123,7 @@ def _deliver(results: list[object], cfg: object, deadline: float | None) -> None
     from callsense.connectors.appconfig import AppConfig
     from callsense.connectors.cli_webhooks import print_report
     from callsense.connectors.outbox import deliver_decisions
-    from callsense.pipeline.analyze import CallResult
+    from callsense.pipeline.summary import CallResult
 
     assert isinstance(cfg, AppConfig)
     decisions = [d.to_dict() for r in results if isinstance(r, CallResult) for d in r.decisions]

@@ -20,8 +20,8 @@ from callsense.configs import shipped
 from callsense.connectors.console import err_console, fail, out_console
 from callsense.core.errors import CallsenseError, ConfigError, InputError
 from callsense.pipeline.model import CallTranscript
-from callsense.pipeline.orchestrator import replay_transcript
 from callsense.pipeline.replay import ReplayProblem, read_transcripts
+from callsense.pipeline.session import replay_transcript
 from callsense.rules.engine import BACKENDS, DEFAULT_BACKEND, PolicyEngine
 from callsense.rules.lint import emotion_uses, lint
 from callsense.rules.loader import load_policies

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from callsense.connectors.cli_ray import RayConfigOpt
 from callsense.connectors.cli_transcribe import ConfigOpt, ModelOpt, VadModelOpt
 from callsense.connectors.console import err_console, fail, out_console
 from callsense.core.errors import CallsenseError
@@ -81,6 +82,7 @@ def serve(
             "name); after a crash it recovers its own interrupted calls."
         ),
     ] = None,
+    ray_config: RayConfigOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the HTTP API, live streams and web UI (uvicorn). Needs no config file.
@@ -104,6 +106,7 @@ def serve(
             max_upload_mb=max_upload_mb,
             metrics_public=metrics_public,
             docs_public=docs_public,
+            ray_config=ray_config,
             **extra,
         )
         app = create_app(cfg, db_url=db, settings=settings)
@@ -111,7 +114,8 @@ def serve(
         fail(exc)
     except ValueError:  # pydantic refused a setting; the only free-form one is the id
         fail(f"--gateway-id: use 1-64 of A-Z a-z 0-9 _ . : - (got {gateway_id!r})")
-    err_console.print(f"callsense serving on http://{escape(host)}:{port} (docs at /docs)")
+    docs = " (docs at /docs)" if docs_public else ""
+    err_console.print(f"callsense serving on http://{escape(host)}:{port}{docs}")
     config = uvicorn.Config(
         app,
         host=host,

@@ -72,6 +72,8 @@ def transcribe(
     """
     setup_logging(verbose)
     from callsense.connectors.appconfig import load_app_config
+    from callsense.pipeline.analyze import analyze_file, transcription_flow
+    from callsense.pipeline.cache import ResultCache
     from callsense.pipeline.records import error_record, record_from_utterance
     from callsense.pipeline.transcribe import build_transcriber, call_id_for
 
@@ -94,9 +96,11 @@ def transcribe(
         fail("no audio files found in the given paths")
     try:
         with err_console.status("loading models…"):
-            transcriber = build_transcriber(cfg, use_cache=not no_cache)
+            transcriber = build_transcriber(cfg)
+            flow = transcription_flow(cfg)  # the privacy guard: redaction, emotion gate
     except CallsenseError as exc:
         fail(exc)
+    cache = ResultCache(cfg.cache.dir) if cfg.cache.enabled and not no_cache else None
 
     sink: IO[str] | None = None
     if out is not None:
@@ -113,14 +117,12 @@ def transcribe(
                 call_id = call_id_for(path)
                 bar.update(task, description=f"transcribing {escape(path.name)}")
                 try:
-                    transcript = transcriber.transcribe_file(path, call_id=call_id)
-                except CallsenseError as exc:
-                    failures += 1
-                    _emit_error(sink, error_record(call_id, str(path), exc), bar)
+                    result = analyze_file(path, flow, transcriber, call_id=call_id, cache=cache)
                 except Exception as exc:
                     failures += 1
                     _emit_error(sink, error_record(call_id, str(path), exc), bar)
                 else:
+                    transcript = result.transcript
                     utterances += len(transcript.utterances)
                     if sink is not None:
                         for utt in transcript.utterances:

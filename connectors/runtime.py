@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import os
 import queue
 import threading
 import time
@@ -30,15 +28,12 @@ from callsense.connectors.policy_store import PolicyStore
 from callsense.connectors.retention import Purger
 from callsense.connectors.service_settings import NotReadyError, QueueFullError, ServiceSettings
 from callsense.connectors.storage import make_engine
-from callsense.pipeline.analyze import CallResult
 from callsense.pipeline.cache import ResultCache
-from callsense.pipeline.compliance import apply_emotion_policy
 from callsense.pipeline.model import CallTranscript
 from callsense.pipeline.nlu.chain import IntentClassifier
-from callsense.pipeline.orchestrator import NluStage, Orchestrator, RulesStage, TtsStage
-from callsense.pipeline.policy_stage import PolicyStage
 from callsense.pipeline.recognizer import Recognizer
-from callsense.pipeline.redact import Redactor
+from callsense.pipeline.session import CallFlow
+from callsense.pipeline.summary import CallResult
 from callsense.pipeline.transcribe import Transcriber
 from callsense.rules.engine import PolicyEngine
 from callsense.rules.loader import PolicySet
@@ -93,7 +88,8 @@ class Runtime:
         self.models_ready = threading.Event()
         self.load_error: str | None = None
         self._transcriber: Transcriber | None = None
-        self._orchestrator: Orchestrator | None = None
+        self._flow: CallFlow | None = None
+        self._cache = ResultCache(cfg.cache.dir) if cfg.cache.enabled else None
         self._engines: dict[tuple[str, str], PolicyEngine] = {}
         self._engines_lock = threading.Lock()
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=self.settings.queue_size)
@@ -141,15 +137,15 @@ class Runtime:
         self.engine.dispose()
 
     def _load(self) -> None:
-        from callsense.pipeline.analyze import build_orchestrator
+        from callsense.pipeline.analyze import build_flow
         from callsense.pipeline.transcribe import build_transcriber
 
         started = time.monotonic()
         try:
-            self._orchestrator = build_orchestrator(self.cfg)
+            self._flow = build_flow(self.cfg)
             if self.load_models:
                 self._transcriber = build_transcriber(
-                    _service_tuned(self.cfg), recognizer=_remote_recognizer()
+                    _service_tuned(self.cfg), recognizer=_remote_recognizer(self.settings)
                 )
         except Exception as exc:  # reported by /readyz and failed jobs
             self.load_error = f"{type(exc).__name__}: {exc}"
@@ -211,11 +207,11 @@ class Runtime:
         return self.models_ready.wait(timeout) and self.load_error is None
 
     @property
-    def orchestrator(self) -> Orchestrator:
+    def flow(self) -> CallFlow:
         """Every stage, TTS included (live calls speak replies)."""
-        if self._orchestrator is None:
+        if self._flow is None:
             raise NotReadyError(self.load_error or "models are still loading")
-        return self._orchestrator
+        return self._flow
 
     @property
     def transcriber(self) -> Transcriber:
@@ -245,32 +241,16 @@ class Runtime:
 
     def intent_classifier(self) -> IntentClassifier | None:
         """The NLU stage's classifier (None until the models are loaded)."""
-        if self._orchestrator is None:
-            return None
-        for stage in self._orchestrator.stages:
-            if isinstance(stage, NluStage):
-                return stage.classifier
-        return None
+        return self._flow.intents if self._flow is not None else None
 
-    def orchestrator_for(
-        self, policy: str | None = None, *, with_tts: bool = True
-    ) -> tuple[Orchestrator, list[str]]:
-        """The stages with the rules stage running ``policy`` (None: the active set); also
-        the names of the policies used. ``KeyError`` for an unknown name."""
+    def flow_for(self, policy: str | None = None) -> CallFlow:
+        """The flow with its rules running ``policy`` (None: the active stored set),
+        without TTS (jobs store no reply audio; live calls speak replies themselves).
+        ``KeyError`` for an unknown name."""
         policy_set = self.policies.set_for(policy)
-        names = [policy] if policy is not None else [d.name for d in self.policies.active()]
-        rules = RulesStage(PolicyStage(self.policy_engine(policy_set)))
-        stages = [
-            rules if isinstance(s, RulesStage) else s
-            for s in self.orchestrator.stages
-            if with_tts or not isinstance(s, TtsStage)
-        ]
-        audit = {
-            **self.orchestrator.audit,
-            "policy_hash": policy_set.policy_hash,
-            "policies": [s.file for s in policy_set.sources],
-        }
-        return Orchestrator(stages, audit=audit), names
+        engine = self.policy_engine(policy_set)
+        flow = self.flow.with_rules(engine, [s.file for s in policy_set.sources])
+        return flow.without_tts()
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -302,33 +282,11 @@ class Runtime:
         self.models_ready.wait()
         self.store.mark_running(job.call_id)
         try:
-            if job.kind == "audio":
-                assert job.audio_path is not None
-                with self._timed("transcribe"):
-                    transcriber = self.transcriber_for(job.language)
-                    transcript = transcriber.transcribe_file(job.audio_path, call_id=job.call_id)
-            else:
-                assert job.transcript is not None
-                # posted transcripts skip the transcriber: apply its privacy rules here,
-                # before anything is stored (redaction; no emotion on agents)
-                posted = job.transcript
-                cleaned = tuple(
-                    self.redactor.redact_utterance(apply_emotion_policy(u, self.cfg.compliance))
-                    for u in posted.utterances
-                )
-                transcript = replace(posted, utterances=cleaned)
+            flow = self.flow_for(job.policy)
             with self._timed("analyze"):
-                orchestrator, _ = self.orchestrator_for(job.policy, with_tts=False)
-                run = orchestrator.run(transcript)
-                result = CallResult.from_run(transcript, run, self.cfg)
+                result = self._analyze(job, flow)
             with self._timed("store"):
-                self.store.save_result(
-                    job.call_id,
-                    transcript,
-                    result.decisions,
-                    result.summary,
-                    [r.record() for r in result.replies],
-                )
+                self.store.save_result(job.call_id, result)
         except Exception as exc:  # a bad call fails alone
             message = f"{type(exc).__name__}: {exc}"
             log.warning("call %s: failed (%s)", job.call_id, type(exc).__name__)
@@ -340,16 +298,31 @@ class Runtime:
             self.store.annotate(job.call_id, job.note)
         m = self.metrics
         m.calls_total.labels("done").inc()
-        m.utterances_total.inc(len(transcript.utterances))
+        n_utterances = len(result.transcript.utterances)
+        m.utterances_total.inc(n_utterances)
         for d in result.decisions:
             m.decisions_total.labels(d.rule).inc()
         log.info(
             "call %s: done, %d utterances, %d decisions",
             job.call_id,
-            len(transcript.utterances),
+            n_utterances,
             len(result.decisions),
         )
         self.enqueue_decisions([d.to_dict() for d in result.decisions])
+
+    def _analyze(self, job: Job, flow: CallFlow) -> CallResult:
+        """The job through ``flow``: a recording via the transcriber (and the result
+        cache), a posted transcript as it is; the session guards both alike."""
+        if job.kind == "transcript":
+            assert job.transcript is not None
+            return flow.run(job.transcript)
+        from callsense.pipeline.analyze import analyze_file
+
+        assert job.audio_path is not None
+        transcriber = self.transcriber_for(job.language)
+        return analyze_file(
+            job.audio_path, flow, transcriber, call_id=job.call_id, cache=self._cache
+        )
 
     @contextlib.contextmanager
     def _timed(self, stage: str) -> Any:
@@ -419,10 +392,6 @@ class Runtime:
 
     # -- removal ---------------------------------------------------------------------------
 
-    @functools.cached_property
-    def redactor(self) -> Redactor:
-        return Redactor(self.cfg.redaction)
-
     def remove_call(self, call_id: str) -> bool:
         """Everything of one call (``connectors.retention``): rows, audio, cache, delivered
         webhook payloads."""
@@ -446,11 +415,11 @@ def _service_tuned(cfg: AppConfig) -> AppConfig:
     return cfg.model_copy(update={"recognizer": recognizer})
 
 
-def _remote_recognizer() -> Recognizer | None:
-    """With ``$CALLSENSE_RAY_CONFIG`` this process is a gateway: the model runs on the Ray
-    Serve tier (``callsense ray serve-model``), one handle call per utterance."""
-    path = os.environ.get("CALLSENSE_RAY_CONFIG")
-    if not path:
+def _remote_recognizer(settings: ServiceSettings) -> Recognizer | None:
+    """With ``ray_config`` set this process is a gateway: the model runs on the Ray Serve
+    tier (``callsense ray serve-model``), one handle call per utterance."""
+    path = settings.ray_config
+    if path is None:
         return None
     from callsense.pipeline.distributed.config import load_ray_config
     from callsense.pipeline.distributed.serve_recognizer import connect

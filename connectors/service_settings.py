@@ -30,6 +30,11 @@ class ServiceSettings(BaseModel):
     delivery_interval_s: float = Field(2.0, gt=0, description="outbox polling interval")
     scheduler: bool = Field(True, description="run APScheduler jobs (SLA, retention)")
     shutdown_timeout_s: float = Field(30.0, ge=0, description="wait for the running job")
+    ray_config: Path | None = Field(
+        None,
+        description="ray.yaml: this process is a gateway and the model runs on the Ray Serve "
+        "tier (`callsense ray serve-model`); None: the model is loaded here",
+    )
     gateway_id: str = Field(
         default_factory=socket.gethostname,
         pattern=r"^[A-Za-z0-9_.:-]{1,64}$",

@@ -1,57 +1,56 @@
-"""``callsense analyze``'s engine: build the stages from config, run a call, summarize it.
+"""Batch calls: build the flow from config, run a recording through it, write its files.
 
-The per-call outputs (``utterances.jsonl``, ``decisions.jsonl``, ``summary.json``,
-``replies/``) are written here so the CLI, the API and tests produce the same files.
+``build_flow`` loads NLU -> rules -> dialogue -> TTS once; ``analyze_file`` is the batch
+driver of a ``CallSession`` (transcriber output in, or the result cache's copy); the
+per-call outputs (``utterances.jsonl``, ``decisions.jsonl``, ``summary.json``,
+``replies/``) are written by ``FilesSink`` so the CLI, the Ray archive and tests produce
+the same files.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from callsense.core.errors import ConfigError
-from callsense.pipeline.cache import config_fingerprint
-from callsense.pipeline.compliance import compliance_notes, log_startup
+from callsense.pipeline.cache import ResultCache, cache_key, config_fingerprint
+from callsense.pipeline.compliance import log_startup
 from callsense.pipeline.config import CallsenseConfig
 from callsense.pipeline.dialogue import DialogueManager
-from callsense.pipeline.model import CallTranscript
+from callsense.pipeline.events import CallEvent, EndEvent
 from callsense.pipeline.nlu import IntentClassifier
-from callsense.pipeline.orchestrator import (
-    CallRun,
-    DialogueStage,
-    NluStage,
-    Orchestrator,
-    RulesStage,
-    SpokenReply,
-    StageError,
-    TtsStage,
-)
 from callsense.pipeline.policy_stage import PolicyStage
-from callsense.pipeline.records import record_from_utterance
+from callsense.pipeline.records import error_record, record_from_utterance
+from callsense.pipeline.session import CallFlow, EventSink, PrivacyGuard
+from callsense.pipeline.stages import DialogueStage, NluStage, RulesStage, Stage, TtsStage
+from callsense.pipeline.summary import CallResult
+from callsense.pipeline.transcribe import Transcriber, call_id_for
 from callsense.pipeline.tts import FallbackTts
 from callsense.rules.engine import PolicyEngine
 from callsense.rules.lint import emotion_uses
-from callsense.rules.model import Decision
 
 __all__ = [
-    "PRIORITY_ORDER",
-    "CallResult",
-    "build_orchestrator",
-    "summarize",
+    "FilesSink",
+    "analyze_file",
+    "build_flow",
+    "transcription_flow",
     "write_call_outputs",
+    "write_failure",
+    "write_failure_record",
 ]
 
-PRIORITY_ORDER = ("low", "normal", "high", "urgent")
+log = logging.getLogger(__name__)
 
 
-def build_orchestrator(cfg: CallsenseConfig, *, with_tts: bool = True) -> Orchestrator:
+def build_flow(cfg: CallsenseConfig, *, with_tts: bool = True) -> CallFlow:
     """NLU -> rules -> dialogue -> TTS, each loaded once; config errors surface here."""
     log_startup(cfg.compliance)
+    guard = PrivacyGuard(cfg)  # a missing encryption key fails here, at start-up
     classifier = IntentClassifier.load(cfg.intents)
     engine = PolicyEngine.load([str(p) for p in cfg.policies], backend=cfg.policy_engine)
     if not cfg.compliance.emotion:
@@ -60,7 +59,7 @@ def build_orchestrator(cfg: CallsenseConfig, *, with_tts: bool = True) -> Orches
             engine.close()
             raise ConfigError(problems[0], problems=problems)
     dialogue = DialogueManager.load(cfg.dialogue, intents=classifier.intent_names)
-    stages = [
+    stages: list[Stage] = [
         NluStage(classifier),
         RulesStage(PolicyStage(engine)),
         DialogueStage(dialogue, disclosure=cfg.compliance.disclosure),
@@ -73,94 +72,64 @@ def build_orchestrator(cfg: CallsenseConfig, *, with_tts: bool = True) -> Orches
         "config_hash": config_fingerprint(cfg.decisions_fingerprint()),
         "model": cfg.recognizer.model,
     }
-    return Orchestrator(stages, audit=audit)
+    return CallFlow(tuple(stages), cfg, guard, audit)
+
+
+def transcription_flow(cfg: CallsenseConfig) -> CallFlow:
+    """No stages, only the privacy guard: ``callsense transcribe`` and the Ray archive's
+    transcribe actors, whose transcripts are stored before any policy runs."""
+    return CallFlow((), cfg, PrivacyGuard(cfg), {"model": cfg.recognizer.model})
+
+
+def analyze_file(
+    path: Path,
+    flow: CallFlow,
+    transcriber: Transcriber,
+    *,
+    call_id: str | None = None,
+    cache: ResultCache | None = None,
+    sinks: tuple[EventSink, ...] = (),
+) -> CallResult:
+    """One recording through ``flow``. The cache holds guarded transcripts (redacted, as
+    everything stored), keyed by the file, the model and the transcript's settings."""
+    call_id = call_id or call_id_for(path)
+    key = None
+    if cache is not None:
+        key = cache_key(path, transcriber.recognizer.model_id, flow.cfg.results_fingerprint())
+        hit = cache.get(key, call_id=call_id)
+        if hit is not None:
+            log.info("call %s: result cache hit", call_id)
+            return flow.run(hit, sinks=sinks)
+    transcript = transcriber.transcribe_file(path, call_id=call_id)
+    result = flow.run(transcript, sinks=sinks)
+    if cache is not None and key is not None:
+        cache.put(key, result.transcript)
+    return result
 
 
 @dataclass(frozen=True, slots=True)
-class CallResult:
-    """Everything analyze produced for one call."""
+class FilesSink:
+    """Writes a call's files under ``out_dir/<call_id>/`` when it ends."""
 
-    transcript: CallTranscript
-    decisions: tuple[Decision, ...]
-    replies: tuple[SpokenReply, ...]
-    errors: tuple[StageError, ...]
-    summary: dict[str, Any]
+    out_dir: Path
 
-    @classmethod
-    def from_run(
-        cls,
-        transcript: CallTranscript,
-        run: CallRun,
-        cfg: CallsenseConfig,
-        audit: dict[str, Any] | None = None,
-    ) -> CallResult:
-        decisions = tuple(d for t in run.turns for d in t.decisions)
-        replies = tuple(r for t in run.turns for r in t.replies)
-        errors = tuple(e for t in run.turns for e in t.errors)
-        intents = Counter(t.intent.name for t in run.turns if t.intent is not None)
-        summary = summarize(transcript, decisions, replies, errors, intents, cfg)
-        summary["audit"] = dict(run.audit if audit is None else audit)
-        return cls(transcript, decisions, replies, errors, summary)
+    def __call__(self, event: CallEvent) -> None:
+        if isinstance(event, EndEvent):
+            write_call_outputs(event.result, self.out_dir)
 
 
-def summarize(
-    transcript: CallTranscript,
-    decisions: tuple[Decision, ...],
-    replies: tuple[SpokenReply, ...],
-    errors: tuple[StageError, ...],
-    intents: Counter[str],
-    cfg: CallsenseConfig,
-) -> dict[str, Any]:
-    """The call in numbers (no transcript text): what supervisors and dashboards read."""
-    talk: Counter[str] = Counter()
-    langs: Counter[str] = Counter()
-    emotions: Counter[str] = Counter()
-    bgm = 0.0
-    for u in transcript.utterances:
-        if u.event == "BGM":
-            bgm += u.duration
-            continue
-        if u.source == "speech":
-            talk[u.speaker] += u.duration
-            if u.lang and u.lang != "nospeech":
-                langs[u.lang] += u.duration
-        if u.emotion:
-            emotions[f"{u.speaker}:{u.emotion}"] += 1
-    escalations = [d for d in decisions if d.action == "escalate"]
-    marks = Counter(str(d.params.get("kind", "")) for d in decisions if d.action == "mark")
-    positive = marks.get("satisfaction", 0)
-    negative = marks.get("dissatisfaction", 0) + len(escalations)
-    priorities = [str(d.params.get("priority", "normal")) for d in escalations]
-    top = max(priorities, key=PRIORITY_ORDER.index, default=None) if priorities else None
-    return {
-        "call_id": transcript.call_id,
-        "source": transcript.source,
-        "duration_s": transcript.duration,
-        "channels": transcript.channels,
-        "utterances": len(transcript.utterances),
-        "talk_time_s": {k: round(v, 3) for k, v in sorted(talk.items())},
-        "languages_s": {k: round(v, 3) for k, v in langs.most_common()},
-        "emotions": dict(sorted(emotions.items())),
-        "skipped_bgm_s": round(bgm, 3),
-        "escalated": bool(escalations),
-        "escalations": [
-            {"rule": d.rule, "priority": d.params.get("priority"), "at": d.at} for d in escalations
-        ],
-        "top_priority": top,
-        "satisfaction": {
-            "marks": positive,
-            "negative": negative,
-            # share of positive signals among all satisfaction signals; null without any
-            "score": round(positive / (positive + negative), 3) if positive + negative else None,
-        },
-        "intents": dict(intents.most_common()),
-        "decisions": len(decisions),
-        "replies": len(replies),
-        "compliance": compliance_notes(cfg.compliance),
-        "errors": [
-            {"stage": e.stage, "kind": e.kind, "message": e.message, "at": e.at} for e in errors
-        ],
-    }
+def write_failure(out_dir: Path, call_id: str, source: str, exc: BaseException) -> dict[str, Any]:
+    """The summary of a call that could not be read (the error record, no transcript)."""
+    error = error_record(call_id, source, exc)["error"]
+    write_failure_record(out_dir, call_id, source, error)
+    return dict(error)
+
+
+def write_failure_record(out_dir: Path, call_id: str, source: str, error: dict[str, Any]) -> None:
+    summary = {"call_id": call_id, "source": source, "errors": [error]}
+    _atomic_write(
+        out_dir / call_id / "summary.json", (json.dumps(summary, indent=2) + "\n").encode()
+    )
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

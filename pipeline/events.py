@@ -1,4 +1,4 @@
-"""What a live call tells its listeners, in order: typed events, never dicts.
+"""What a call tells its listeners, in order: typed events, never dicts.
 
 Each utterance as VAD closes it and the recognizer reads it, each decision as it fires, each
 reply (with its audio when TTS could speak it), each stage error (the call goes on), and last
@@ -10,16 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from callsense.pipeline.analyze import CallResult
 from callsense.pipeline.model import Utterance
-from callsense.pipeline.orchestrator import SpokenReply
+from callsense.pipeline.stages import SpokenReply
+from callsense.pipeline.summary import CallResult
 from callsense.rules.model import Decision
 
 __all__ = [
+    "CallEvent",
     "DecisionEvent",
     "EndEvent",
     "ErrorEvent",
-    "LiveEvent",
     "ReplyEvent",
     "UtteranceEvent",
 ]
@@ -68,4 +68,4 @@ class EndEvent:
     result: CallResult
 
 
-LiveEvent = UtteranceEvent | DecisionEvent | ReplyEvent | ErrorEvent | EndEvent
+CallEvent = UtteranceEvent | DecisionEvent | ReplyEvent | ErrorEvent | EndEvent

@@ -8,7 +8,8 @@ A live call is the batch flow cut into pieces small enough to act on mid-call:
          segments close (too short: dropped; too long: cut at the quietest point)
       -> ``RecognizerWorker``: one thread owns the recognizer and micro-batches the closed
          segments of every live call into one ``recognize`` call
-      -> ``utterance_from`` -> the call's ``CallRun`` (NLU, rules, dialogue) -> events
+      -> ``utterance_from`` -> the call's ``CallSession`` (privacy guard, NLU, rules,
+         dialogue) -> events, exactly as a recording's utterances
       -> TTS for the replies, after their decisions went out (speech synthesis must not
          delay a decision)
 
@@ -20,33 +21,28 @@ Errors inside a call become ``ErrorEvent``s; they never end the call or touch ot
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from callsense.core.errors import InputError
-from callsense.pipeline.analyze import CallResult, build_orchestrator
+from callsense.pipeline.analyze import build_flow
 from callsense.pipeline.audio import Upsampler, mulaw_to_float, speaker_for
 from callsense.pipeline.config import CallsenseConfig
-from callsense.pipeline.events import (
-    DecisionEvent,
-    EndEvent,
-    ErrorEvent,
-    LiveEvent,
-    ReplyEvent,
-    UtteranceEvent,
-)
+from callsense.pipeline.events import CallEvent, EndEvent, ReplyEvent
 from callsense.pipeline.live_channel import ChannelSegmenter, ClosedSegment
-from callsense.pipeline.model import CallTranscript, Speaker, Utterance
-from callsense.pipeline.orchestrator import CallRun, Orchestrator, SpokenReply, StageError, TtsStage
+from callsense.pipeline.model import Speaker
 from callsense.pipeline.recognizer import LANGUAGES, Recognition, Recognizer
 from callsense.pipeline.recognizer_worker import RecognizerWorker
-from callsense.pipeline.redact import Redactor
+from callsense.pipeline.session import CallFlow, CallSession
+from callsense.pipeline.stages import SpokenReply
+from callsense.pipeline.summary import CallResult
 from callsense.pipeline.transcribe import utterance_from
 from callsense.pipeline.tts import FallbackTts, OutputFormat
 from callsense.pipeline.vad import StreamingVad
@@ -125,26 +121,17 @@ class LiveEngine:
         self,
         cfg: CallsenseConfig,
         recognizer: Recognizer,
-        orchestrator: Orchestrator,
+        flow: CallFlow,
         *,
         live: LiveConfig | None = None,
         vad: StreamingVad | None = None,
     ) -> None:
         self.cfg = cfg
         self.live = live or LiveConfig()
-        # PII is redacted as each utterance is made, before anything sees it (as in batch);
-        # a missing encryption key for the sealed original fails here, at start-up
-        self.redactor = Redactor(cfg.redaction)
         self.vad = vad or StreamingVad(cfg.vad, chunk_s=self.live.vad_chunk_s)
         # TTS runs after a turn's decisions went out, so it is taken out of the stages
-        self.tts: FallbackTts | None = None
-        stages = []
-        for stage in orchestrator.stages:
-            if isinstance(stage, TtsStage):
-                self.tts = stage.tts
-            else:
-                stages.append(stage)
-        self.orchestrator = Orchestrator(stages, audit=orchestrator.audit)
+        self.tts: FallbackTts | None = flow.tts
+        self.flow = flow.without_tts()
         self.worker = RecognizerWorker(
             recognizer,
             max_batch=self.live.max_batch,
@@ -159,24 +146,14 @@ class LiveEngine:
         from callsense.pipeline.recognizer import build_recognizer
 
         recognizer = build_recognizer(cfg.recognizer)
-        return cls(cfg, recognizer, build_orchestrator(cfg), live=live)
+        return cls(cfg, recognizer, build_flow(cfg), live=live)
 
     def open(
-        self,
-        call_id: str,
-        fmt: StreamFormat | None = None,
-        *,
-        orchestrator: Orchestrator | None = None,
+        self, call_id: str, fmt: StreamFormat | None = None, *, flow: CallFlow | None = None
     ) -> LiveCall:
-        """A new call; ``orchestrator`` overrides the stages (another policy set); its TTS
-        stage, if any, is ignored (the engine's TTS speaks replies)."""
-        stages = None
-        if orchestrator is not None:
-            stages = Orchestrator(
-                [s for s in orchestrator.stages if not isinstance(s, TtsStage)],
-                audit=orchestrator.audit,
-            )
-        return LiveCall(self, call_id, fmt or StreamFormat(), stages)
+        """A new call; ``flow`` overrides the engine's (another policy set); its TTS stage,
+        if any, is ignored (the engine's TTS speaks replies)."""
+        return LiveCall(self, call_id, fmt or StreamFormat(), flow)
 
     def close(self) -> None:
         self.worker.close()
@@ -191,7 +168,6 @@ class _Queued:
 
 @dataclass(slots=True)
 class _State:
-    utterances: list[Utterance] = field(default_factory=list)
     started: bool = False
     closed: bool = False
     result: CallResult | None = None
@@ -209,12 +185,13 @@ class LiveCall:
         engine: LiveEngine,
         call_id: str,
         fmt: StreamFormat,
-        orchestrator: Orchestrator | None = None,
+        flow: CallFlow | None = None,
     ) -> None:
         self.engine = engine
         self.call_id = call_id
         self.fmt = fmt
-        self._run: CallRun = (orchestrator or engine.orchestrator).open(call_id)
+        flow = flow.without_tts() if flow is not None else engine.flow
+        self._session: CallSession = flow.open(call_id, channels=fmt.channels, source="live")
         self._segmenters = [
             ChannelSegmenter(i, engine.vad, engine.cfg) for i in range(fmt.channels)
         ]
@@ -232,7 +209,7 @@ class LiveCall:
         self.language = fmt.language or engine.cfg.recognizer.language
         self._remainder = b""
         self._lock = asyncio.Lock()
-        self._events: asyncio.Queue[LiveEvent] = asyncio.Queue()
+        self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._pending: asyncio.Queue[_Queued | None] = asyncio.Queue()
         self._held: list[_Queued] = []  # closed, waiting for their turn (see _enqueue)
         self._replies: asyncio.Queue[tuple[SpokenReply, ...] | None] = asyncio.Queue()
@@ -257,10 +234,7 @@ class LiveCall:
             asyncio.create_task(self._consume(), name=f"live-{self.call_id}-results"),
             asyncio.create_task(self._speak(), name=f"live-{self.call_id}-tts"),
         ]
-        turn = await asyncio.to_thread(self._run.start)
-        self._emit_errors(turn.errors)
-        if turn.replies:
-            self._replies.put_nowait(turn.replies)
+        self._dispatch(await asyncio.to_thread(self._session.start))
 
     async def feed(self, data: bytes) -> None:
         """Interleaved frames in the stream's format (a split frame is carried over)."""
@@ -373,30 +347,18 @@ class LiveCall:
         self._pending.put_nowait(None)
         await self._tasks[0]
         duration = round(self.position, 3)
-        turn = await asyncio.to_thread(self._run.close, duration)
-        for decision in turn.decisions:
-            self._events.put_nowait(DecisionEvent(decision, None))
-        self._emit_errors(turn.errors)
-        if turn.replies:
-            self._replies.put_nowait(turn.replies)
+        self._dispatch(await asyncio.to_thread(self._session.end, duration))
         self._replies.put_nowait(None)
-        await self._tasks[1]
-        utterances = tuple(self._state.utterances)  # in the order the stages took them
-        transcript = CallTranscript(
-            call_id=self.call_id,
-            utterances=utterances,
-            duration=duration,
-            channels=self.fmt.channels,
-            source="live",
-        )
-        result = CallResult.from_run(transcript, self._run, self.engine.cfg)
+        await self._tasks[1]  # the replies are spoken before the call's result is made
+        end = self._session.finish()
+        result = end.result
         self._state.result = result
-        self._events.put_nowait(EndEvent(result))
+        self._events.put_nowait(end)
         log.info("live call %s closed: %d utterances, %d decisions, %.1f s", self.call_id,
-                 len(utterances), len(result.decisions), duration)  # fmt: skip
+                 len(result.transcript.utterances), len(result.decisions), duration)  # fmt: skip
         return result
 
-    async def events(self) -> AsyncIterator[LiveEvent]:
+    async def events(self) -> AsyncIterator[CallEvent]:
         """Every event of the call in order, ending with its ``EndEvent``."""
         while True:
             event = await self._events.get()
@@ -422,21 +384,20 @@ class LiveCall:
             self._error("recognizer", exc, seg.end)
             return
         utterance = utterance_from(
-            seg,
-            recognition,
-            call_id=self.call_id,
-            speaker=item.speaker,
-            cfg=self.engine.cfg,
-            redactor=self.engine.redactor,
+            seg, recognition, call_id=self.call_id, speaker=item.speaker, cfg=self.engine.cfg
         )
-        turn = await asyncio.to_thread(self._run.feed, utterance)
-        self._state.utterances.append(utterance)
-        self._events.put_nowait(UtteranceEvent(utterance, item.closed.closed_at))
-        for decision in turn.decisions:
-            self._events.put_nowait(DecisionEvent(decision, item.closed.closed_at))
-        self._emit_errors(turn.errors)
-        if turn.replies:
-            self._replies.put_nowait(turn.replies)
+        feed = functools.partial(self._session.feed, utterance, closed_at=item.closed.closed_at)
+        self._dispatch(await asyncio.to_thread(feed))
+
+    def _dispatch(self, events: Sequence[CallEvent]) -> None:
+        """A turn's events to the listener; its replies to the TTS task first (speech
+        synthesis must not delay the turn's decisions)."""
+        replies = tuple(e.reply for e in events if isinstance(e, ReplyEvent))
+        for event in events:
+            if not isinstance(event, ReplyEvent):
+                self._events.put_nowait(event)
+        if replies:
+            self._replies.put_nowait(replies)
 
     async def _speak(self) -> None:
         while True:
@@ -450,6 +411,8 @@ class LiveCall:
                         spoken = await asyncio.to_thread(self._tts, item)
                     except Exception as exc:
                         self._error("tts", exc, item.reply.at)
+                    else:
+                        self._session.spoke(spoken)
                 self._events.put_nowait(ReplyEvent(spoken))
 
     def _tts(self, item: SpokenReply) -> SpokenReply:
@@ -457,10 +420,5 @@ class LiveCall:
         result = self.engine.tts.speak(item.reply.text, item.reply.lang, OutputFormat.WAV16K)
         return replace(item, audio=result.data, engine=result.engine, duration_s=result.duration_s)
 
-    def _emit_errors(self, errors: Sequence[StageError]) -> None:
-        for e in errors:
-            self._events.put_nowait(ErrorEvent(e.stage, e.kind, e.message, e.at))
-
     def _error(self, stage: str, exc: BaseException, at: float | None) -> None:
-        log.warning("live call %s: %s failed: %s", self.call_id, stage, type(exc).__name__)
-        self._events.put_nowait(ErrorEvent(stage, type(exc).__name__, str(exc), at))
+        self._events.put_nowait(self._session.error(stage, exc, at))

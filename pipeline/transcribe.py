@@ -17,12 +17,9 @@ import numpy as np
 
 from callsense.core.richtext import parse_one
 from callsense.pipeline.audio import DecodedAudio, decode, speaker_for
-from callsense.pipeline.cache import ResultCache, cache_key
-from callsense.pipeline.compliance import apply_emotion_policy
 from callsense.pipeline.config import CallsenseConfig
 from callsense.pipeline.model import CallTranscript, Segment, Speaker, TagConfidence, Utterance
 from callsense.pipeline.recognizer import Recognition, Recognizer
-from callsense.pipeline.redact import Redactor
 from callsense.pipeline.vad import Vad
 
 __all__ = ["SOUND_EVENTS", "Transcriber", "call_id_for", "utterance_from"]
@@ -50,13 +47,13 @@ def utterance_from(
     call_id: str,
     speaker: Speaker,
     cfg: CallsenseConfig,
-    redactor: Redactor | None = None,
 ) -> Utterance:
     """Build one utterance from a VAD segment and SenseVoice's string for it.
 
     Tags below the configured confidence abstain (``EMO_UNKNOWN`` / ``Event_UNK``); the
     segment is a ``sound`` when SenseVoice heard no speech in it, a ``speech`` when it heard
-    speech with text, and otherwise keeps the VAD's verdict.
+    speech with text, and otherwise keeps the VAD's verdict. This is what the model heard:
+    the call's session guards it (compliance gate, redaction) before anything sees it.
     """
     group = parse_one(recognition.raw)
     conf = recognition.confidence
@@ -88,8 +85,7 @@ def utterance_from(
         confidence=TagConfidence(conf.lang, conf.emotion, conf.event),
         unknown_tags=group.unknown_tags,
     )
-    utterance = apply_emotion_policy(utterance, cfg.compliance)
-    return redactor.redact_utterance(utterance) if redactor is not None else utterance
+    return utterance
 
 
 @dataclass(slots=True)
@@ -99,24 +95,12 @@ class Transcriber:
     cfg: CallsenseConfig
     vad: Vad
     recognizer: Recognizer
-    cache: ResultCache | None = None
-    redactor: Redactor | None = None  # PII redaction before anything is stored or sent
 
     def transcribe_file(self, path: Path, *, call_id: str | None = None) -> CallTranscript:
-        """Decode and transcribe one file; uses the result cache when one is set."""
-        call_id = call_id or call_id_for(path)
-        key = None
-        if self.cache is not None:
-            key = cache_key(path, self.recognizer.model_id, self.cfg.results_fingerprint())
-            hit = self.cache.get(key, call_id=call_id)
-            if hit is not None:
-                log.info("call %s: result cache hit", call_id)
-                return hit
+        """Decode and transcribe one file (what the model heard: a ``CallSession`` guards
+        it before anything is stored; ``pipeline.analyze.analyze_file`` caches that)."""
         audio = decode(path, self.cfg.audio)
-        transcript = self.transcribe_audio(audio, call_id=call_id, source=str(path))
-        if self.cache is not None and key is not None:
-            self.cache.put(key, transcript)
-        return transcript
+        return self.transcribe_audio(audio, call_id=call_id or call_id_for(path), source=str(path))
 
     def segments(self, audio: DecodedAudio) -> list[Segment]:
         """VAD, segmentation rules and speech/sound marks, per channel; all channels in the
@@ -160,7 +144,6 @@ class Transcriber:
                 call_id=call_id,
                 speaker=speaker_for(seg.channel, n_channels, self.cfg.audio),
                 cfg=self.cfg,
-                redactor=self.redactor,
             )
             for seg, rec in zip(segments, recognitions, strict=True)
         )
@@ -186,9 +169,7 @@ def _clip(samples: np.ndarray, segment: Segment, sample_rate: int) -> np.ndarray
     return np.ascontiguousarray(samples[start:end], dtype=np.float32)
 
 
-def build_transcriber(
-    cfg: CallsenseConfig, *, use_cache: bool = True, recognizer: Recognizer | None = None
-) -> Transcriber:
+def build_transcriber(cfg: CallsenseConfig, *, recognizer: Recognizer | None = None) -> Transcriber:
     """Load the configured VAD and recognizer once; the result is shared by every call.
 
     ``recognizer`` replaces the configured one (a gateway's remote model tier).
@@ -196,12 +177,6 @@ def build_transcriber(
     from callsense.pipeline.recognizer import build_recognizer
     from callsense.pipeline.vad import build_vad
 
-    cache = None
-    if use_cache and cfg.cache.enabled:
-        cache = ResultCache(cfg.cache.dir)
     if recognizer is None:  # first: its errors name the model the user gave
         recognizer = build_recognizer(cfg.recognizer)
-    redactor = Redactor(cfg.redaction)  # a missing encryption key fails here, at start-up
-    return Transcriber(
-        cfg=cfg, vad=build_vad(cfg.vad), recognizer=recognizer, cache=cache, redactor=redactor
-    )
+    return Transcriber(cfg=cfg, vad=build_vad(cfg.vad), recognizer=recognizer)

@@ -24,16 +24,16 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocketState
 
 from callsense.core.errors import CallsenseError
-from callsense.pipeline.analyze import CallResult
 from callsense.pipeline.events import (
+    CallEvent,
     DecisionEvent,
     ErrorEvent,
-    LiveEvent,
     ReplyEvent,
     UtteranceEvent,
 )
 from callsense.pipeline.live import LiveCall, LiveEngine, StreamFormat
 from callsense.pipeline.records import record_from_utterance
+from callsense.pipeline.summary import CallResult
 
 __all__ = [
     "CLOSE_INVALID",
@@ -85,7 +85,7 @@ async def live_engine(app: FastAPI) -> LiveEngine:
         recognizer = runtime.transcriber.recognizer
         live = getattr(runtime.cfg, "live", None)  # the config's ``live:`` section
         engine = await asyncio.to_thread(
-            LiveEngine, runtime.cfg, recognizer, runtime.orchestrator, live=live
+            LiveEngine, runtime.cfg, recognizer, runtime.flow, live=live
         )
         app.state.live_engine = engine
         return engine
@@ -98,7 +98,7 @@ async def authorized(websocket: WebSocket) -> bool:
     return await asyncio.to_thread(check_ws_key, websocket)
 
 
-def event_message(event: LiveEvent) -> dict[str, Any]:
+def event_message(event: CallEvent) -> dict[str, Any]:
     """An event as the JSON object ``/v1/stream`` sends (transcript text goes to the client
     that sent the audio, never to logs)."""
     if isinstance(event, UtteranceEvent):
@@ -118,7 +118,7 @@ def event_message(event: LiveEvent) -> dict[str, Any]:
             "summary": event.result.summary}  # fmt: skip
 
 
-Sender = Callable[[LiveEvent], Awaitable[None]]
+Sender = Callable[[CallEvent], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -153,7 +153,7 @@ class _Record:
         self.stored = True
         runtime.metrics.live_sessions.inc()
 
-    async def event(self, event: LiveEvent) -> None:
+    async def event(self, event: CallEvent) -> None:
         runtime = self.runtime
         if isinstance(event, DecisionEvent):
             d = event.decision
@@ -212,7 +212,7 @@ class LiveSession:
         self.gone_reason = ""  # "client too slow" or "client disconnected"
         self.result: CallResult | None = None
         self._send = send
-        self._outbox: asyncio.Queue[LiveEvent | None] = asyncio.Queue(MAX_UNSENT)
+        self._outbox: asyncio.Queue[CallEvent | None] = asyncio.Queue(MAX_UNSENT)
         self._pump: asyncio.Task[None] | None = None
         self._sender: asyncio.Task[None] | None = None
         self._finished = False
@@ -233,14 +233,14 @@ class LiveSession:
         participant, a Twilio CallSid), added to its ``route`` decisions. ``policy``: a
         stored policy the call runs alone (None: the active set)."""
         engine = await live_engine(app)
-        orchestrator = None
+        flow = None
         runtime = getattr(app.state, "runtime", None)
-        if runtime is not None and hasattr(runtime, "orchestrator_for"):
+        if runtime is not None:
             try:
-                orchestrator, _ = runtime.orchestrator_for(policy, with_tts=False)
+                flow = runtime.flow_for(policy)
             except KeyError:
                 raise ProtocolError(f"no stored policy named {policy!r}") from None
-        session = cls(app, engine.open(call_id, fmt, orchestrator=orchestrator),
+        session = cls(app, engine.open(call_id, fmt, flow=flow),
                       protocol=protocol, send=send, platform=platform)  # fmt: skip
         await session.record.begin(session.call.language, policy)
         await session.call.start()

@@ -33,7 +33,7 @@ from callsense.connectors.live.session import (
     admitted,
     event_message,
 )
-from callsense.pipeline.events import LiveEvent
+from callsense.pipeline.events import CallEvent
 from callsense.pipeline.live import StreamFormat
 from callsense.pipeline.model import Speaker
 from callsense.pipeline.records import format_validation_error
@@ -106,7 +106,7 @@ class _Stream(Protocol):
         if self.live is None:
             start = _start(message)
 
-            async def send(event: LiveEvent) -> None:
+            async def send(event: CallEvent) -> None:
                 await self.ws.send_json(event_message(event))
 
             self.live = await LiveSession.open(

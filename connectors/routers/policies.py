@@ -27,7 +27,7 @@ from callsense.connectors.routers.common import (
 from callsense.connectors.runtime import Runtime
 from callsense.core.errors import ConfigError, InputError
 from callsense.core.yamlsource import load_yaml_text
-from callsense.pipeline.orchestrator import replay_transcript
+from callsense.pipeline.session import replay_transcript
 from callsense.rules.engine import PolicyEngine
 from callsense.rules.loader import load_policy_texts
 from callsense.rules.model import Decision

@@ -1,9 +1,10 @@
 """``analyze --engine ray``: an archive of recordings through Ray Data, resumable.
 
-Two actor pools, each holding its models once: transcribers (VAD + the same recognizer
-class local analyze uses) and analyzers (policies, NLU, dialogue, TTS), which write the
-same per-call files as local analyze. A transcriber consults the result cache before it
-decodes a file and stores each transcript as soon as it is made, so a rerun after a crash
+Two actor pools, each holding its models once, both thin drivers of the call session local
+analyze drives (``pipeline.analyze``): transcribers (VAD + recognizer + the privacy guard)
+and analyzers (policies, NLU, dialogue, TTS), which write the same per-call files. A
+transcriber consults the result cache before it decodes a file and stores each guarded
+transcript as soon as it is made, so a rerun after a crash
 (driver killed, cluster lost) recognizes only the files that had no stored result: the
 cache is the resume. The cache check runs in the actors, not the driver, because hashing
 millions of files is work to spread too. Without a cache there is no resume.
@@ -24,7 +25,7 @@ import numpy as np
 from callsense.pipeline.config import CallsenseConfig
 from callsense.pipeline.distributed.config import RayConfig, resolve_factory
 
-__all__ = ["AnalyzeActor", "ArchiveReport", "TranscribeActor", "run_archive", "write_failure"]
+__all__ = ["AnalyzeActor", "ArchiveReport", "TranscribeActor", "run_archive"]
 
 log = logging.getLogger(__name__)
 
@@ -38,46 +39,41 @@ class ArchiveReport:
     decisions: list[dict[str, Any]] = field(default_factory=list)
 
 
-def write_failure(out_dir: Path, call_id: str, source: str, error: dict[str, Any]) -> None:
-    """The summary local analyze writes for a call that could not be transcribed."""
-    call_dir = out_dir / call_id
-    call_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"call_id": call_id, "source": source, "errors": [error]}
-    (call_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-
-
 class TranscribeActor:
-    """Ray Data actor: call paths in, pickled transcripts (or error records) out."""
+    """Ray Data actor: call paths in, pickled transcripts (or error records) out. Each goes
+    through the transcription flow (the privacy guard) before it is cached or passed on."""
 
     def __init__(self, cfg: CallsenseConfig, factory: str | None, cache_dir: str | None) -> None:
+        from callsense.pipeline.analyze import transcription_flow
         from callsense.pipeline.cache import ResultCache
-        from callsense.pipeline.redact import Redactor
         from callsense.pipeline.transcribe import Transcriber
         from callsense.pipeline.vad import build_vad
 
-        cache = ResultCache(cache_dir) if cache_dir is not None else None
+        self._cache = ResultCache(cache_dir) if cache_dir is not None else None
+        self._flow = transcription_flow(cfg)
         recognizer = resolve_factory(factory)(cfg.recognizer)
-        self._transcriber = Transcriber(
-            cfg=cfg,
-            vad=build_vad(cfg.vad),
-            recognizer=recognizer,
-            cache=cache,
-            redactor=Redactor(cfg.redaction),  # as local analyze: nothing stored unredacted
-        )
+        self._transcriber = Transcriber(cfg=cfg, vad=build_vad(cfg.vad), recognizer=recognizer)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+        from callsense.pipeline.analyze import analyze_file
         from callsense.pipeline.records import error_record
 
         transcripts: list[bytes] = []
         errors: list[str] = []
         for path, call_id in zip(batch["path"], batch["call_id"], strict=True):
             try:
-                t = self._transcriber.transcribe_file(Path(str(path)), call_id=str(call_id))
+                result = analyze_file(
+                    Path(str(path)),
+                    self._flow,
+                    self._transcriber,
+                    call_id=str(call_id),
+                    cache=self._cache,
+                )
             except Exception as exc:
                 transcripts.append(b"")
                 errors.append(json.dumps(error_record(str(call_id), str(path), exc)["error"]))
             else:
-                transcripts.append(pickle.dumps(t))
+                transcripts.append(pickle.dumps(result.transcript))
                 errors.append("")
         return {
             "path": [str(p) for p in batch["path"]],
@@ -91,29 +87,26 @@ class AnalyzeActor:
     """Ray Data actor: transcripts in, the call's files written, summary + decisions out."""
 
     def __init__(self, cfg: CallsenseConfig, out_dir: str, with_tts: bool) -> None:
-        from callsense.pipeline.analyze import build_orchestrator
+        from callsense.pipeline.analyze import FilesSink, build_flow
 
-        self._cfg = cfg
+        self._flow = build_flow(cfg, with_tts=with_tts)
         self._out = Path(out_dir)
-        self._orchestrator = build_orchestrator(cfg, with_tts=with_tts)
+        self._files = FilesSink(self._out)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
-        from callsense.pipeline.analyze import CallResult, write_call_outputs
+        from callsense.pipeline.analyze import write_failure_record
 
         summaries, decisions, errors = [], [], []
         for path, call_id, blob, error in zip(
             batch["path"], batch["call_id"], batch["transcript"], batch["error"], strict=True
         ):
             if error:
-                write_failure(self._out, str(call_id), str(path), json.loads(str(error)))
+                write_failure_record(self._out, str(call_id), str(path), json.loads(str(error)))
                 summaries.append("")
                 decisions.append("[]")
                 errors.append(str(error))
                 continue
-            transcript = pickle.loads(bytes(blob))
-            run = self._orchestrator.run(transcript)
-            result = CallResult.from_run(transcript, run, self._cfg, self._orchestrator.audit)
-            write_call_outputs(result, self._out)
+            result = self._flow.run(pickle.loads(bytes(blob)), sinks=(self._files,))
             summaries.append(json.dumps(result.summary, ensure_ascii=False))
             decisions.append(json.dumps([d.to_dict() for d in result.decisions]))
             errors.append("")

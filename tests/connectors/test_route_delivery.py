@@ -165,7 +165,7 @@ def test_app_config_lists_routing_targets_among_its_endpoints(secret: str) -> No
 
 def test_a_policy_route_can_name_its_target(tmp_path: Path) -> None:
     from callsense.pipeline.model import CallTranscript, Utterance
-    from callsense.pipeline.orchestrator import replay_transcript
+    from callsense.pipeline.session import replay_transcript
     from callsense.rules.engine import PolicyEngine
 
     policy = tmp_path / "p.yaml"

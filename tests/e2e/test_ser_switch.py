@@ -11,10 +11,11 @@ from callsense.configs import shipped
 from callsense.connectors.appconfig import AppConfig
 from callsense.connectors.cli import app
 from callsense.core.errors import ConfigError
-from callsense.pipeline.analyze import build_orchestrator
+from callsense.pipeline.analyze import build_flow
 from callsense.pipeline.compliance import ComplianceConfig
 from callsense.pipeline.model import Segment
 from callsense.pipeline.recognizer import Recognition
+from callsense.pipeline.session import PrivacyGuard
 from callsense.pipeline.transcribe import utterance_from
 
 runner = CliRunner()
@@ -42,14 +43,16 @@ def test_policy_check_refuses_emotion_rules_when_ser_is_off(tmp_path: Path) -> N
 def test_startup_fails_and_emotion_is_null_everywhere() -> None:
     cfg = AppConfig(compliance=ComplianceConfig(emotion=False))
     with pytest.raises(ConfigError, match="needs speech-emotion recognition"):
-        build_orchestrator(cfg, with_tts=False)
-    utt = utterance_from(
+        build_flow(cfg, with_tts=False)
+    heard = utterance_from(
         Segment(channel=0, start=0.0, end=1.0),
         Recognition("<|en|><|ANGRY|><|Speech|><|withitn|>Yes."),
         call_id="c",
         speaker="customer",
         cfg=cfg,
     )
+    assert heard.emotion == "ANGRY"  # the model heard it; the session's guard drops it
+    utt = PrivacyGuard(cfg)(heard)
     assert utt.emotion is None and utt.confidence.emotion is None
     assert "<|ANGRY|>" in utt.raw  # what the model said stays auditable
 
@@ -58,11 +61,13 @@ def test_agent_emotion_override_needs_and_shows_a_reason() -> None:
     cfg = AppConfig(
         compliance=ComplianceConfig(agent_emotion=True, agent_emotion_reason="safety monitoring")
     )
-    utt = utterance_from(
-        Segment(channel=1, start=0.0, end=1.0),
-        Recognition("<|en|><|SAD|><|Speech|><|withitn|>Yes."),
-        call_id="c",
-        speaker="agent",
-        cfg=cfg,
+    utt = PrivacyGuard(cfg)(
+        utterance_from(
+            Segment(channel=1, start=0.0, end=1.0),
+            Recognition("<|en|><|SAD|><|Speech|><|withitn|>Yes."),
+            call_id="c",
+            speaker="agent",
+            cfg=cfg,
+        )
     )
     assert utt.emotion == "SAD"

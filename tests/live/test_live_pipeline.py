@@ -79,7 +79,7 @@ def test_live_segments_match_the_batch_pipeline(
 ) -> None:
     path, _ = angry_call
     audio = decode(path)
-    batch = build_transcriber(cfg, use_cache=False).segments(audio)
+    batch = build_transcriber(cfg).segments(audio)
     live = [c.segment for ch in (0, 1) for c in segment_stream(audio.channels[ch], vad, cfg, ch)]
     live.sort(key=lambda s: (s.start, s.channel))
     assert [s.channel for s in live] == [s.channel for s in batch]
@@ -171,13 +171,13 @@ def test_worker_batches_requests_from_many_callers(
 def test_call_events_come_in_order_and_end_with_the_summary(
     cfg: CallsenseConfig, keyed_recognizer, vad: StreamingVad, angry_call: tuple[Path, list]
 ) -> None:
-    from callsense.pipeline.analyze import build_orchestrator
+    from callsense.pipeline.analyze import build_flow
 
     path, timeline = angry_call
     audio = decode(path)
     pcm = (np.stack(audio.channels, axis=1) * 32768).round().clip(-32768, 32767)
     data = pcm.astype("<i2").tobytes()
-    engine = LiveEngine(cfg, keyed_recognizer, build_orchestrator(cfg, with_tts=False), vad=vad)
+    engine = LiveEngine(cfg, keyed_recognizer, build_flow(cfg, with_tts=False), vad=vad)
 
     # odd sizes: frames split across messages
     events = run_call(engine, "unit-call", StreamFormat(16000, 2), data, 1283)
@@ -247,7 +247,7 @@ def test_live_utterances_are_redacted_in_the_configs_language_with_the_tracks_ro
     """A one-track stream (Twilio's outbound track alone) of the agent: the card number never
     leaves the engine, the config's language is asked for, and the speaker is the agent —
     so, by the compliance default, no emotion is kept."""
-    from callsense.pipeline.analyze import build_orchestrator
+    from callsense.pipeline.analyze import build_flow
 
     path, _ = angry_call
     agent = decode(path).channels[1]
@@ -256,7 +256,7 @@ def test_live_utterances_are_redacted_in_the_configs_language_with_the_tracks_ro
         update={"recognizer": cfg.recognizer.model_copy(update={"language": "en"})}
     )
     recognizer = _HearsACardNumber()
-    engine = LiveEngine(english, recognizer, build_orchestrator(english, with_tts=False), vad=vad)
+    engine = LiveEngine(english, recognizer, build_flow(english, with_tts=False), vad=vad)
 
     events = run_call(engine, "one-track", StreamFormat(16000, 1, roles={0: "agent"}), data, 640)
     utterances = [e.utterance for e in events if isinstance(e, UtteranceEvent)]

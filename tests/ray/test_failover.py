@@ -20,8 +20,8 @@ import pytest
 
 from callsense.pipeline.config import CallsenseConfig
 from callsense.pipeline.model import CallTranscript, Segment
-from callsense.pipeline.orchestrator import replay_transcript
 from callsense.pipeline.recognizer import Recognition
+from callsense.pipeline.session import replay_transcript
 from callsense.pipeline.transcribe import utterance_from
 from callsense.rules.engine import PolicyEngine
 from tests.conftest import ROOT

@@ -1,40 +1,40 @@
-"""The whole call, stage by stage. Reading ``STAGES`` tells the flow after recognition:
+"""The stages a call's utterances go through, after recognition and the privacy guard:
 
-    audio -> VAD -> recognizer   (pipeline.transcribe: one Utterance per VAD segment)
-          -> NLU                 intent of customer speech, so policies can use `intent:`
-          -> rules               the call's policy session: decisions
-          -> dialogue            replies from state + intent + emotion + decisions
-          -> TTS                 reply audio
+    NLU        intent of customer speech, so policies can use `intent:`
+    rules      the call's policy session: decisions
+    dialogue   replies from state + intent + emotion + decisions
+    TTS        reply audio
 
-Batch and live calls share this: a live call feeds each utterance as soon as VAD closes
-it (``CallRun.feed``), a recording feeds them all in start-time order. A stage error
-inside a call becomes an error record on the turn; it never ends the call.
+Each ``Stage`` is loaded once and opens a ``CallStage`` per call; ``pipeline.session``
+runs them in this order for every utterance. A stage error inside a call becomes an error
+record on the turn; it never ends the call.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from callsense.pipeline.dialogue import DialogueManager, DialogueSession, Reply
-from callsense.pipeline.model import CallTranscript, Utterance
+from callsense.pipeline.model import Utterance
 from callsense.pipeline.nlu import IntentClassifier
 from callsense.pipeline.nlu.base import Intent
 from callsense.pipeline.policy_stage import CallPolicy, PolicyStage
 from callsense.pipeline.tts import FallbackTts, OutputFormat
-from callsense.rules.engine import PolicyEngine
 from callsense.rules.model import Decision
 
 __all__ = [
-    "CallRun",
-    "Orchestrator",
+    "CallStage",
+    "DialogueStage",
+    "NluStage",
+    "RulesStage",
     "SpokenReply",
+    "Stage",
     "StageError",
+    "TtsStage",
     "Turn",
-    "replay_transcript",
 ]
 
 log = logging.getLogger(__name__)
@@ -226,85 +226,3 @@ class _TtsCall(CallStage):
 
     def close(self, turn: Turn, call_end: float | None) -> Turn:
         return self._speak(turn)
-
-
-# --- running a call ----------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class CallRun:
-    """One call going through the stages; ``feed`` each utterance in start-time order."""
-
-    call_id: str
-    stages: Sequence[CallStage]
-    turns: list[Turn] = field(default_factory=list)
-    audit: dict[str, Any] = field(default_factory=dict)  # policy/config hashes, model
-
-    def start(self) -> Turn:
-        turn = Turn(utterance=None, at=0.0)
-        for stage in self.stages:
-            turn = self._guard(stage, "start", turn, stage.start)
-        self.turns.append(turn)
-        return turn
-
-    def feed(self, utterance: Utterance) -> Turn:
-        turn = Turn(utterance=utterance, at=utterance.end)
-        for stage in self.stages:
-            turn = self._guard(stage, "process", turn, stage.process)
-        self.turns.append(turn)
-        return turn
-
-    def close(self, call_end: float | None = None) -> Turn:
-        turn = Turn(utterance=None, at=call_end or 0.0)
-        for stage in self.stages:
-            turn = self._guard(stage, "close", turn, lambda t, s=stage: s.close(t, call_end))
-        self.turns.append(turn)
-        return turn
-
-    def _guard(self, stage: CallStage, step: str, turn: Turn, fn: Any) -> Turn:
-        try:
-            result: Turn = fn(turn)
-            return result
-        except Exception as exc:
-            log.warning(
-                "call %s: stage %s.%s failed: %s",
-                self.call_id,
-                stage.name,
-                step,
-                type(exc).__name__,
-            )
-            err = StageError(stage.name, type(exc).__name__, str(exc), turn.at)
-            return replace(turn, errors=(*turn.errors, err))
-
-
-class Orchestrator:
-    """The loaded stages; ``open`` starts a call, ``run`` does a whole transcript."""
-
-    def __init__(self, stages: Sequence[Stage], *, audit: dict[str, Any] | None = None) -> None:
-        self.stages = tuple(stages)
-        # what produced the decisions (policy hash, config hash, model): kept with every result
-        self.audit = dict(audit or {})
-
-    def open(self, call_id: str) -> CallRun:
-        return CallRun(call_id, [stage.open(call_id) for stage in self.stages], audit=self.audit)
-
-    def run(self, transcript: CallTranscript) -> CallRun:
-        call = self.open(transcript.call_id)
-        call.start()
-        for utterance in transcript.utterances:
-            call.feed(utterance)
-        call.close(transcript.duration)
-        return call
-
-
-def replay_transcript(
-    transcript: CallTranscript,
-    engine: PolicyEngine,
-    *,
-    intents: IntentClassifier | None = None,
-) -> list[Decision]:
-    """All decisions for a stored call, through the stages a live call runs: the NLU (when
-    ``intents`` is given, so ``intent:`` conditions fire in a replay too), then the rules."""
-    stages: list[Stage] = [NluStage(intents)] if intents is not None else []
-    run = Orchestrator([*stages, RulesStage(PolicyStage(engine))]).run(transcript)
-    return [d for turn in run.turns for d in turn.decisions]

@@ -26,7 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callsense.connectors.appconfig import AppConfig
 from callsense.connectors.auth import require_api_key
-from callsense.connectors.live import routers as live_routers
+from callsense.connectors.live.stream import router as stream_router
+from callsense.connectors.platforms.genesys import router as audiohook_router
+from callsense.connectors.platforms.twilio import router as twilio_router
 from callsense.connectors.routers import calls, health, policies, predict, webhooks
 from callsense.connectors.routers.common import Problem, problem_response
 from callsense.connectors.runtime import Runtime
@@ -193,7 +195,7 @@ def create_app(
     keyed = [Depends(require_api_key)]
     for module in (calls, policies, webhooks, predict):
         app.include_router(module.router, dependencies=keyed)
-    for router in live_routers:
+    for router in (stream_router, twilio_router, audiohook_router):
         app.include_router(router)  # WebSocket routes check keys themselves (check_ws_key)
     app.include_router(web_router)  # the page is public; its API calls carry a key
     _api_docs(app, settings)

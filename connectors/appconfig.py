@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from callsense.connectors.retention import RetentionConfig
-from callsense.connectors.routing import RouteTarget, RoutingConfig
+from callsense.connectors.routing_config import RouteTarget, RoutingConfig
 from callsense.connectors.webhooks import OutboxSettings, WebhookEndpoint, WebhooksConfig
 from callsense.pipeline.config import CallsenseConfig, load_config
 from callsense.pipeline.live import LiveConfig

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Engine,
     and_,
     delete,
+    exists,
     func,
     literal,
     or_,
@@ -27,14 +29,15 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from callsense.connectors.calls_tables import (
     CALL_ID_RE,
     CallStatus,
-    call_decisions_table,
     call_utterances_table,
     calls_table,
 )
+from callsense.connectors.outbox_rows import decision_row, decisions_table, outbox_table
 from callsense.connectors.storage import create_schema
 from callsense.core.errors import InputError
 from callsense.pipeline.model import CallTranscript, Utterance
@@ -189,10 +192,15 @@ class CallStore:
         """A batch job's whole output, replacing anything stored before, in one transaction."""
         transcript, decisions, summary = result.transcript, result.decisions, result.summary
         replies = [r.record() for r in result.replies]
-        u, d = call_utterances_table, call_decisions_table
+        u, d = call_utterances_table, decisions_table
+        now = time.time()
+        rows = [decision_row(x, now=now, seq=i) for i, x in enumerate(decisions)]
         with self.engine.begin() as conn:
             conn.execute(delete(u).where(u.c.call_id == call_id))
-            conn.execute(delete(d).where(d.c.call_id == call_id))
+            # a rerun's decisions keep their ids (and their outbox messages); others go
+            conn.execute(
+                delete(d).where(d.c.call_id == call_id, d.c.id.not_in([r["id"] for r in rows]))
+            )
             if transcript.utterances:
                 conn.execute(
                     u.insert(),
@@ -201,10 +209,7 @@ class CallStore:
                         for i, x in enumerate(transcript.utterances)
                     ],
                 )
-            if decisions:
-                conn.execute(
-                    d.insert(), [_decision_row(call_id, i, x) for i, x in enumerate(decisions)]
-                )
+            self._put_decisions(conn, rows)
             conn.execute(
                 update(calls_table)
                 .where(calls_table.c.id == call_id)
@@ -243,19 +248,30 @@ class CallStore:
         items = list(decisions)
         if not items:
             return
-        d = call_decisions_table
+        d = decisions_table
+        now = time.time()
         with self.engine.begin() as conn:
             base = conn.execute(
                 select(func.count()).select_from(d).where(d.c.call_id == call_id)
             ).scalar_one()
-            conn.execute(
-                d.insert(), [_decision_row(call_id, base + i, x) for i, x in enumerate(items)]
-            )
+            rows = [decision_row(x, now=now, seq=base + i) for i, x in enumerate(items)]
+            self._put_decisions(conn, rows)
             escalated = any(x.action == "escalate" for x in items)
             values: dict[str, Any] = {"decision_count": base + len(items)}
             if escalated:
                 values["escalated"] = True
             conn.execute(update(calls_table).where(calls_table.c.id == call_id).values(**values))
+
+    def _put_decisions(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Insert decision rows, or give existing ones (the outbox's) their place in the call."""
+        if not rows:
+            return
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(decisions_table)
+        conn.execute(
+            stmt.on_conflict_do_update(index_elements=["id"], set_={"seq": stmt.excluded.seq}),
+            rows,
+        )
 
     def finish(
         self,
@@ -283,9 +299,15 @@ class CallStore:
         record = self.get(call_id)
         if record is None:
             return None
+        o, d = outbox_table, decisions_table
         with self.engine.begin() as conn:
-            for t in (call_utterances_table, call_decisions_table):
-                conn.execute(delete(t).where(t.c.call_id == call_id))
+            conn.execute(
+                delete(call_utterances_table).where(call_utterances_table.c.call_id == call_id)
+            )
+            # decisions still owed to an endpoint stay until the outbox is done with them
+            conn.execute(
+                delete(d).where(d.c.call_id == call_id, ~exists().where(o.c.decision_id == d.c.id))
+            )
             conn.execute(delete(calls_table).where(calls_table.c.id == call_id))
         return record
 
@@ -310,10 +332,12 @@ class CallStore:
         return [json.loads(r.record) for r in rows]
 
     def decisions(self, call_id: str) -> list[dict[str, Any]]:
-        d = call_decisions_table
+        d = decisions_table
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(d.c.body).where(d.c.call_id == call_id).order_by(d.c.seq)
+                select(d.c.body)
+                .where(d.c.call_id == call_id, d.c.seq.is_not(None))
+                .order_by(d.c.seq)
             ).all()
         return [json.loads(r.body) for r in rows]
 
@@ -436,14 +460,3 @@ class CallStore:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _decision_row(call_id: str, seq: int, d: Decision) -> dict[str, Any]:
-    return {
-        "call_id": call_id,
-        "seq": seq,
-        "rule": d.rule,
-        "action": d.action,
-        "at": d.at,
-        "body": _dumps(d.to_dict()),
-    }

@@ -13,7 +13,6 @@ from callsense.connectors.storage import metadata
 __all__ = [
     "CALL_ID_RE",
     "CallStatus",
-    "call_decisions_table",
     "call_utterances_table",
     "calls_table",
 ]
@@ -57,20 +56,4 @@ call_utterances_table = Table(
     ),
     Column("seq", Integer, primary_key=True),
     Column("record", Text, nullable=False),
-)
-
-call_decisions_table = Table(
-    "callsense_call_decisions",
-    metadata,
-    Column(
-        "call_id",
-        String(128),
-        ForeignKey("callsense_calls.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("seq", Integer, primary_key=True),
-    Column("rule", String(255), nullable=False),
-    Column("action", String(32), nullable=False),
-    Column("at", Float, nullable=False),
-    Column("body", Text, nullable=False),
 )

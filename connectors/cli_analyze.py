@@ -126,7 +126,7 @@ def _deliver(results: list[object], cfg: object, deadline: float | None) -> None
     from callsense.pipeline.summary import CallResult
 
     assert isinstance(cfg, AppConfig)
-    decisions = [d.to_dict() for r in results if isinstance(r, CallResult) for d in r.decisions]
+    decisions = [d for r in results if isinstance(r, CallResult) for d in r.decisions]
     report = deliver_decisions(decisions, cfg.webhooks_config(), deadline_s=deadline)
     print_report(report, err_console)
 

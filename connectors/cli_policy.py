@@ -247,9 +247,7 @@ def replay(
         from callsense.connectors.cli_webhooks import print_report
         from callsense.connectors.outbox import deliver_decisions
 
-        report = deliver_decisions(
-            [d.to_dict() for d in delivered], app_cfg.webhooks_config(), deadline_s=deadline
-        )
+        report = deliver_decisions(delivered, app_cfg.webhooks_config(), deadline_s=deadline)
         print_report(report, err_console)
     if problems:
         raise typer.Exit(1)

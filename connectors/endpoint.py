@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from callsense.connectors.webhooks import RetryPolicy
+    from callsense.rules.model import Decision
 
-__all__ = ["AttemptResult", "Endpoint", "Message", "Outcome", "Sender"]
+__all__ = ["AttemptResult", "Endpoint", "Message", "Outcome", "RouteContext", "Sender"]
 
 
 class Outcome(StrEnum):
@@ -34,6 +35,28 @@ class AttemptResult:
     status: int | None = None
     error: str | None = None
     retry_after_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteContext:
+    """The contact center's own ids of a live call, from its stream (a Twilio CallSid, a
+    Genesys conversation and participant): where a ``route`` decision must act. A policy's
+    explicit ``params`` win; a recording has none (the call id stands in)."""
+
+    call_sid: str | None = None
+    conversation_id: str | None = None
+    participant_id: str | None = None
+    contact_id: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        return {k: v for k in self.__slots__ if (v := getattr(self, k)) is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> RouteContext:
+        return cls(**{k: str(data[k]) for k in cls.__slots__ if data and data.get(k)})
+
+    def __bool__(self) -> bool:
+        return bool(self.to_dict())
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +86,16 @@ class Endpoint(Protocol):
     @property
     def retry(self) -> RetryPolicy: ...
 
-    def wants(self, decision: Mapping[str, Any]) -> bool: ...
+    def wants(self, decision: Decision) -> bool: ...
 
     def message(
-        self, decision: Mapping[str, Any], *, webhook_id: str, decision_id: str, enqueued_at: str
+        self,
+        decision: Mapping[str, Any],
+        context: RouteContext,
+        *,
+        webhook_id: str,
+        decision_id: str,
+        enqueued_at: str,
     ) -> Message: ...
 
     def sender(self, concurrency: int) -> Sender: ...

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from sqlalchemy import (
     Engine,
     Table,
@@ -35,35 +33,28 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from callsense.connectors.calls_tables import calls_table
+from callsense.connectors.endpoint import AttemptResult, Endpoint, Outcome, RouteContext, Sender
 from callsense.connectors.outbox_rows import (
     DEAD,
     DELIVERED,
     PENDING,
     DeliveryReport,
     OutboxMessage,
-    decision_id,
+    decision_row,
     decisions_table,
     dumps,
     outbox_table,
     plain_decision,
     webhook_id,
 )
-from callsense.connectors.route_delivery import RouteEndpoint
 from callsense.connectors.storage import create_schema, make_engine
-from callsense.connectors.templates import PayloadTemplate
-from callsense.connectors.webhooks import (
-    AttemptResult,
-    Outcome,
-    WebhookEndpoint,
-    WebhooksConfig,
-    send_once,
-)
+from callsense.connectors.webhooks import WebhooksConfig
+from callsense.rules.model import Decision
 
-__all__ = ["Endpoint", "Outbox", "deliver_decisions"]
+__all__ = ["Outbox", "deliver_decisions"]
 
 log = logging.getLogger(__name__)
-
-Endpoint = WebhookEndpoint | RouteEndpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +81,6 @@ class Outbox:
         self.lease_s = lease_s
         self.concurrency = concurrency
         self._endpoints: dict[str, Endpoint] = {}
-        self._templates: dict[str, PayloadTemplate] = {}
         self._postgres = engine.dialect.name == "postgresql"
         create_schema(engine)
         for ep in endpoints:
@@ -99,19 +89,27 @@ class Outbox:
     def add_endpoint(self, endpoint: Endpoint) -> None:
         """Make ``endpoint`` known for delivery (its messages are otherwise left pending)."""
         self._endpoints[endpoint.name] = endpoint
-        if isinstance(endpoint, WebhookEndpoint):
-            self._templates[endpoint.name] = endpoint.payload_template()
 
     # -- writing ---------------------------------------------------------------------------
 
-    def enqueue(self, decision: Mapping[str, Any], endpoints: Sequence[Endpoint]) -> list[str]:
-        """Commit ``decision`` and its messages; return the webhook-ids of the interested ones."""
-        return self.enqueue_many([decision], endpoints)
+    def enqueue(
+        self,
+        decision: Decision,
+        endpoints: Sequence[Endpoint],
+        context: RouteContext | None = None,
+    ) -> list[str]:
+        """Commit ``decision`` and its messages; return the webhook-ids of the interested ones.
+        ``context``: the live call's platform ids, for routing targets."""
+        return self.enqueue_many([decision], endpoints, context)
 
     def enqueue_many(
-        self, decisions: Iterable[Mapping[str, Any]], endpoints: Sequence[Endpoint]
+        self,
+        decisions: Iterable[Decision],
+        endpoints: Sequence[Endpoint],
+        context: RouteContext | None = None,
     ) -> list[str]:
         """Like ``enqueue`` for many decisions in one transaction (a replay's batch)."""
+        context = context or RouteContext()
         for ep in endpoints:
             if ep.name not in self._endpoints:
                 self.add_endpoint(ep)
@@ -119,45 +117,25 @@ class Outbox:
         enqueued_at = dt.datetime.fromtimestamp(now, dt.UTC).isoformat().replace("+00:00", "Z")
         dec_rows: list[dict[str, Any]] = []
         msg_rows: list[dict[str, Any]] = []
-        for raw in decisions:
-            d = plain_decision(raw)
-            did = decision_id(d)
-            dec_rows.append(
-                {
-                    "id": did,
-                    "call_id": str(d.get("call_id", "")),
-                    "policy": str(d.get("policy", "")),
-                    "rule": str(d.get("rule", "")),
-                    "action": str(d.get("action", "")),
-                    "at": str(d.get("at", "")),
-                    "policy_hash": str(d.get("policy_hash", "")),
-                    "body": dumps(d),
-                    "created_at": now,
-                }
-            )
+        for decision in decisions:
+            d = plain_decision(decision.to_dict())
+            row = decision_row(decision, now=now)
+            did = row["id"]
+            dec_rows.append(row)
             for ep in endpoints:
-                if not ep.wants(d):
+                if not ep.wants(decision):
                     continue
                 wid = webhook_id(did, ep.name)
-                body: Any = d  # a route carries the decision to its platform adapter
-                content_type = "application/json"
-                if isinstance(ep, WebhookEndpoint):
-                    tpl = self._templates[ep.name]
-                    body = tpl.render(
-                        d,
-                        webhook_id=wid,
-                        decision_id=did,
-                        enqueued_at=enqueued_at,
-                        vars=ep.template_vars,
-                    )
-                    content_type = tpl.spec.content_type
+                msg = ep.message(
+                    d, context, webhook_id=wid, decision_id=did, enqueued_at=enqueued_at
+                )
                 msg_rows.append(
                     {
                         "webhook_id": wid,
                         "decision_id": did,
                         "endpoint": ep.name,
-                        "payload": dumps(body),
-                        "content_type": content_type,
+                        "payload": dumps(msg.payload),
+                        "content_type": msg.content_type,
                         "status": PENDING,
                         "attempts": 0,
                         "next_attempt_at": now,
@@ -191,31 +169,17 @@ class Outbox:
         start = time.monotonic()
         end = start + max(0.0, deadline_s)
         delivered = retried = dead = 0
-        clients = {
-            name: httpx.AsyncClient(
-                verify=ep.tls_verify(),
-                limits=httpx.Limits(
-                    max_connections=self.concurrency, max_keepalive_connections=self.concurrency
-                ),
-            )
-            for name, ep in self._endpoints.items()
-            if isinstance(ep, WebhookEndpoint)
-        }
+        senders: dict[str, Sender] = {}
         sem = asyncio.Semaphore(self.concurrency)
 
         async def attempt(msg: _Claimed) -> tuple[_Claimed, AttemptResult]:
-            ep = self._endpoints[msg.endpoint]
+            sender = senders.get(msg.endpoint)
+            if sender is None:  # opened on first use: a round may touch few endpoints
+                sender = senders[msg.endpoint] = self._endpoints[msg.endpoint].sender(
+                    self.concurrency
+                )
             async with sem:
-                if isinstance(ep, RouteEndpoint):
-                    result = await ep.deliver(json.loads(msg.payload))
-                else:
-                    result = await send_once(
-                        clients[msg.endpoint],
-                        ep,
-                        msg.webhook_id,
-                        msg.payload.encode(),
-                        content_type=msg.content_type,
-                    )
+                result = await sender.send(msg.webhook_id, msg.payload, msg.content_type)
             log.info(
                 "webhook %s to %s: %s%s",
                 msg.webhook_id,
@@ -244,8 +208,8 @@ class Outbox:
                     break
                 await asyncio.sleep(min(max(wait, 0.005), 0.5))
         finally:
-            for client in clients.values():
-                await client.aclose()
+            for sender in senders.values():
+                await sender.aclose()
         counts = await asyncio.to_thread(self.counts)
         unrouted = await asyncio.to_thread(self._count_unrouted)
         return DeliveryReport(
@@ -416,7 +380,8 @@ class Outbox:
         return bool(result.rowcount)
 
     def purge(self, older_than_s: float) -> int:
-        """Retention: drop delivered messages older than this, then decisions left without any.
+        """Retention: drop delivered messages older than this, then decisions left without
+        any (unless a stored call holds them: calls have their own retention).
 
         Dead letters are kept until someone re-drives or inspects them.
         """
@@ -430,13 +395,14 @@ class Outbox:
                 delete(d).where(
                     d.c.created_at < cutoff,
                     ~exists().where(t.c.decision_id == d.c.id),
+                    ~exists().where(calls_table.c.id == d.c.call_id),
                 )
             )
         return int(gone or 0)
 
 
 def deliver_decisions(
-    decisions: Iterable[Mapping[str, Any]],
+    decisions: Iterable[Decision],
     config: WebhooksConfig,
     db_url: str | None = None,
     deadline_s: float | None = None,

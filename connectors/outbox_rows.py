@@ -1,7 +1,14 @@
-"""The outbox's tables and the ids of what they hold: a decision's id comes from the decision
-itself (call, rule, time, policy hash) and a message's from the decision and its endpoint,
-so enqueueing the same decision twice adds nothing and a receiver deduplicates on
-``webhook-id``."""
+"""The decisions table and the outbox's, and the ids of what they hold: a decision's id comes
+from the decision itself (call, rule, time, policy hash) and a message's from the decision
+and its endpoint, so enqueueing the same decision twice adds nothing and a receiver
+deduplicates on ``webhook-id``.
+
+Every decision callsense makes is one row of ``callsense_decisions``: the calls store
+writes a stored call's decisions there (``seq``: their order in the call) and the outbox
+adds a message row per interested endpoint referring to it; a CLI run without a store
+writes the decision rows alone. Databases from before this layout had a second table
+(``callsense_call_decisions``); ``upgrade`` moves its rows here once.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +16,27 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Float, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    inspect,
+    text,
+)
 
-from callsense.connectors.storage import metadata
+from callsense.connectors.storage import UPGRADES, metadata
+from callsense.rules.model import Decision
 
 __all__ = [
     "DEAD",
@@ -24,6 +45,7 @@ __all__ = [
     "DeliveryReport",
     "OutboxMessage",
     "decision_id",
+    "decision_row",
     "decisions_table",
     "dumps",
     "outbox_table",
@@ -45,7 +67,9 @@ decisions_table = Table(
     Column("policy_hash", String(128), nullable=False, default=""),
     Column("body", Text, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("seq", Integer, nullable=True),  # order within a stored call; None: no stored call
 )
+Index("ix_callsense_decisions_call_seq", decisions_table.c.call_id, decisions_table.c.seq)
 
 outbox_table = Table(
     "callsense_outbox",
@@ -99,10 +123,55 @@ def plain_decision(decision: Mapping[str, Any] | Any) -> dict[str, Any]:
     return json.loads(dumps(dict(decision)))
 
 
-def decision_id(decision: Mapping[str, Any]) -> str:
+def decision_id(decision: Decision) -> str:
     """Stable id of a decision: the same call, rule, time and policy version give the same id."""
-    key = "\x1f".join(dumps(decision.get(k, "")) for k in ("call_id", "rule", "at", "policy_hash"))
+    parts = (decision.call_id, decision.rule, decision.at, decision.policy_hash)
+    key = "\x1f".join(dumps(v) for v in parts)
     return "dec_" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def decision_row(decision: Decision, *, now: float, seq: int | None = None) -> dict[str, Any]:
+    """The ``callsense_decisions`` row of ``decision``."""
+    return {
+        "id": decision_id(decision),
+        "call_id": decision.call_id,
+        "policy": decision.policy,
+        "rule": decision.rule,
+        "action": decision.action,
+        "at": str(decision.at),
+        "policy_hash": decision.policy_hash,
+        "body": dumps(decision.to_dict()),
+        "created_at": now,
+        "seq": seq,
+    }
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring an older database to the one-table layout: add ``seq``, move the rows of the
+    old ``callsense_call_decisions`` table here (keeping their order), drop it."""
+    names = set(inspect(engine).get_table_names())
+    columns = {c["name"] for c in inspect(engine).get_columns(decisions_table.name)}
+    with engine.begin() as conn:
+        if "seq" not in columns:
+            conn.execute(text(f"ALTER TABLE {decisions_table.name} ADD COLUMN seq INTEGER"))
+        if "callsense_call_decisions" not in names:
+            return
+        old = conn.execute(
+            text("SELECT call_id, seq, body FROM callsense_call_decisions ORDER BY call_id, seq")
+        ).all()
+        now = time.time()
+        for call_id, seq, body in old:
+            data = json.loads(body)
+            row = decision_row(Decision.from_dict({**data, "call_id": call_id}), now=now, seq=seq)
+            found = conn.execute(
+                decisions_table.update().where(decisions_table.c.id == row["id"]).values(seq=seq)
+            ).rowcount
+            if not found:
+                conn.execute(decisions_table.insert().values(**row))
+        conn.execute(text("DROP TABLE callsense_call_decisions"))
+
+
+UPGRADES.append(upgrade)
 
 
 def webhook_id(dec_id: str, endpoint: str) -> str:

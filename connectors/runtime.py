@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from typing import Any, Literal
 from callsense.connectors.appconfig import AppConfig
 from callsense.connectors.auth import KeyStore
 from callsense.connectors.calls_store import CallStore
+from callsense.connectors.endpoint import RouteContext
 from callsense.connectors.metrics import Metrics
 from callsense.connectors.outbox import Outbox
 from callsense.connectors.policy_store import PolicyStore
@@ -37,6 +39,7 @@ from callsense.pipeline.summary import CallResult
 from callsense.pipeline.transcribe import Transcriber
 from callsense.rules.engine import PolicyEngine
 from callsense.rules.loader import PolicySet
+from callsense.rules.model import Decision
 
 __all__ = ["Job", "NotReadyError", "QueueFullError", "Runtime", "ServiceSettings"]
 
@@ -308,7 +311,7 @@ class Runtime:
             n_utterances,
             len(result.decisions),
         )
-        self.enqueue_decisions([d.to_dict() for d in result.decisions])
+        self.enqueue_decisions(result.decisions)
 
     def _analyze(self, job: Job, flow: CallFlow) -> CallResult:
         """The job through ``flow``: a recording via the transcriber (and the result
@@ -334,21 +337,24 @@ class Runtime:
 
     # -- webhooks --------------------------------------------------------------------------
 
-    def enqueue_decisions(self, decisions: list[dict[str, Any]]) -> list[str]:
+    def enqueue_decisions(
+        self, decisions: Sequence[Decision], context: RouteContext | None = None
+    ) -> list[str]:
         """Commit decisions to the outbox for the webhooks and routing targets; wake the sender.
+        ``context``: a live call's platform ids, where its routes act.
 
         Thread-safe; live sessions call it for each decision as it fires.
         """
         if self.scheduler is not None:
             for d in decisions:  # `escalate: {follow_up: {after: 30m}}` is an SLA
-                follow_up = (d.get("params") or {}).get("follow_up")
-                if d.get("action") == "escalate" and follow_up:
+                follow_up = d.params.get("follow_up")
+                if d.action == "escalate" and follow_up:
                     self.scheduler.schedule_sla_followup(
                         d, float(follow_up["after"]), priority=str(follow_up["priority"])
                     )
         if not decisions or not self.endpoints:
             return []
-        ids = self.outbox.enqueue_many(decisions, self.endpoints)
+        ids = self.outbox.enqueue_many(decisions, self.endpoints, context)
         self.wake_delivery()
         return ids
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from apscheduler.job import Job
@@ -20,9 +21,11 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Column, Engine, Float, String, Table, select
 
-from callsense.connectors.outbox import Endpoint, Outbox
+from callsense.connectors.endpoint import Endpoint
+from callsense.connectors.outbox import Outbox
 from callsense.connectors.outbox_rows import decision_id, plain_decision
 from callsense.connectors.storage import create_schema, metadata
+from callsense.rules.model import Decision
 
 __all__ = ["CallsenseScheduler", "resolutions_table"]
 
@@ -107,14 +110,14 @@ class CallsenseScheduler:
         return list(store.get_all_jobs())
 
     def schedule_sla_followup(
-        self, decision: Mapping[str, Any], after_s: float, *, priority: str = "urgent"
+        self, decision: Decision, after_s: float, *, priority: str = "urgent"
     ) -> str:
         """If the call is not marked resolved within ``after_s``, re-escalate at ``priority``.
 
         Scheduling the same decision twice keeps one job (its id is the decision's).
         """
-        d = plain_decision(decision)
-        job_id = f"sla:{decision_id(d)}"
+        d = plain_decision(decision.to_dict())  # the job store keeps plain JSON
+        job_id = f"sla:{decision_id(decision)}"
         run_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=after_s)
         self.scheduler.add_job(
             "callsense.connectors.scheduler:_sla_followup",
@@ -188,11 +191,9 @@ def _sla_followup(decision: dict[str, Any], after_s: float, priority: str) -> No
         return
     params = dict(decision.get("params") or {})
     params.update(priority=priority, reason=f"not resolved within {after_s:g}s")
-    followup = {
-        **decision,
-        "action": "escalate",
-        "rule": f"{decision.get('rule', '')}.sla_followup",
-        "params": params,
-    }
+    original = Decision.from_dict(decision)
+    followup = replace(
+        original, action="escalate", rule=f"{original.rule}.sla_followup", params=params
+    )
     ids = _active.outbox.enqueue(followup, _active.endpoints)
     log.info("SLA follow-up for call %s: re-escalated (%d webhooks)", call_id, len(ids))

@@ -9,6 +9,7 @@ says so, through psycopg 3.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from callsense.core.errors import ConfigError
 __all__ = [
     "DB_URL_ENV",
     "DEFAULT_DB_URL",
+    "UPGRADES",
     "create_schema",
     "make_engine",
     "metadata",
@@ -34,10 +36,16 @@ DEFAULT_DB_URL = "sqlite:///callsense.db"
 metadata = MetaData()
 """Every callsense table registers here, so one ``create_schema`` makes them all."""
 
+UPGRADES: list[Callable[[Engine], None]] = []
+"""Steps that bring a database made by an older callsense up to date (each idempotent);
+the module owning a table registers its own."""
+
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables (idempotent; existing tables are left alone)."""
+    """Create missing tables, then run the upgrades (idempotent)."""
     metadata.create_all(engine, checkfirst=True)
+    for upgrade in UPGRADES:
+        upgrade(engine)
 
 
 def resolve_db_url(url: str | None = None) -> str:

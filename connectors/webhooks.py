@@ -15,6 +15,7 @@ import base64
 import binascii
 import email.utils
 import fnmatch
+import functools
 import hashlib
 import hmac
 import logging
@@ -23,8 +24,6 @@ import random
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -41,16 +40,16 @@ from pydantic import (
     model_validator,
 )
 
-from callsense.connectors.routing import RouteTarget
+from callsense.connectors.endpoint import AttemptResult, Message, Outcome, RouteContext
+from callsense.connectors.routing_config import RouteTarget
 from callsense.connectors.templates import PayloadTemplate, load_template
 from callsense.core.errors import ConfigError
+from callsense.rules.model import Decision
 
 __all__ = [
     "ACTIONS",
     "DEFAULT_RETRY_SCHEDULE_S",
-    "AttemptResult",
     "OutboxSettings",
-    "Outcome",
     "RetryPolicy",
     "WebhookEndpoint",
     "WebhooksConfig",
@@ -233,29 +232,72 @@ class WebhookEndpoint(BaseModel):
     def key(self) -> bytes:
         return decode_secret(self.secret.get_secret_value())
 
-    def payload_template(self) -> PayloadTemplate:
+    @functools.cached_property
+    def compiled_template(self) -> PayloadTemplate:
+        """Loaded once per endpoint, not per decision."""
         return load_template(self.template)
 
-    def wants(self, decision: Mapping[str, Any]) -> bool:
+    def wants(self, decision: Decision) -> bool:
         """Does this endpoint receive ``decision`` (its actions and rules filters)?
 
         A policy's ``webhook: {endpoint: NAME}`` action goes to that endpoint only.
         """
-        if decision.get("action") == "webhook":
-            named = (decision.get("params") or {}).get("endpoint")
+        if decision.action == "webhook":
+            named = decision.params.get("endpoint")
             if named and named != self.name:
                 return False
-        if self.actions is not None and decision.get("action") not in self.actions:
+        if self.actions is not None and decision.action not in self.actions:
             return False
         if self.rules is not None:
-            rule = str(decision.get("rule", ""))
-            return any(fnmatch.fnmatchcase(rule, pat) for pat in self.rules)
+            return any(fnmatch.fnmatchcase(decision.rule, pat) for pat in self.rules)
         return True
 
     def tls_verify(self) -> bool | str:
         if self.ca_file is not None:
             return str(self.ca_file)
         return self.verify_tls
+
+    def message(
+        self,
+        decision: Mapping[str, Any],
+        context: RouteContext,
+        *,
+        webhook_id: str,
+        decision_id: str,
+        enqueued_at: str,
+    ) -> Message:
+        """The body the receiver gets: the decision through this endpoint's template."""
+        tpl = self.compiled_template
+        body = tpl.render(
+            decision,
+            webhook_id=webhook_id,
+            decision_id=decision_id,
+            enqueued_at=enqueued_at,
+            vars=self.template_vars,
+        )
+        return Message(body, tpl.spec.content_type)
+
+    def sender(self, concurrency: int) -> WebhookSender:
+        return WebhookSender(self, concurrency)
+
+
+class WebhookSender:
+    """One delivery round's pooled HTTP client for one webhook endpoint."""
+
+    def __init__(self, endpoint: WebhookEndpoint, concurrency: int) -> None:
+        self.endpoint = endpoint
+        self.client = httpx.AsyncClient(
+            verify=endpoint.tls_verify(),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+
+    async def send(self, webhook_id: str, payload: str, content_type: str) -> AttemptResult:
+        return await send_once(
+            self.client, self.endpoint, webhook_id, payload.encode(), content_type=content_type
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
 
 class OutboxSettings(BaseModel):
@@ -291,7 +333,7 @@ class WebhooksConfig(BaseModel):
     def endpoints(self) -> list[Any]:
         """Every outbox endpoint: the webhooks, then one per routing target."""
         from callsense.connectors.route_delivery import route_endpoints
-        from callsense.connectors.routing import RoutingConfig
+        from callsense.connectors.routing_config import RoutingConfig
 
         routing = RoutingConfig(routing=self.routing, default_target=self.routing_default)
         return [*self.webhooks, *route_endpoints(routing)]
@@ -316,22 +358,6 @@ class WebhooksConfig(BaseModel):
         keys = ("webhooks", "outbox", "routing", "routing_default")
         src.data = {k: data[k] for k in keys if k in data}
         return validate_data(cls, src)
-
-
-class Outcome(StrEnum):
-    DELIVERED = "delivered"
-    RETRY = "retry"
-    DEAD = "dead"
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptResult:
-    """What one HTTP attempt came to; ``error`` is safe to log and store (no body, no secret)."""
-
-    outcome: Outcome
-    status: int | None = None
-    error: str | None = None
-    retry_after_s: float | None = None
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

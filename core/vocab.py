@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from typing import Literal, get_args
 
 __all__ = [
     "ABSTAIN_EMOTIONS",
@@ -12,6 +13,8 @@ __all__ = [
     "LANGUAGES",
     "SOURCES",
     "SPEAKERS",
+    "Source",
+    "Speaker",
     "suggest",
 ]
 
@@ -41,8 +44,11 @@ EVENTS: tuple[str, ...] = (
     "GBG",
     "Event_UNK",
 )
-SPEAKERS: tuple[str, ...] = ("agent", "customer", "unknown")
-SOURCES: tuple[str, ...] = ("speech", "sound")
+# who spoke (a channel's role) and whether a segment held speech or only a sound
+Speaker = Literal["agent", "customer", "unknown"]
+Source = Literal["speech", "sound"]
+SPEAKERS: tuple[Speaker, ...] = get_args(Speaker)
+SOURCES: tuple[Source, ...] = get_args(Source)
 
 # The model's way of saying "I cannot tell": such a tag neither satisfies nor breaks a rule.
 ABSTAIN_EMOTIONS = frozenset({"EMO_UNKNOWN"})

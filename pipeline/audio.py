@@ -40,6 +40,7 @@ __all__ = [
     "AudioConfig",
     "AudioDecodeTimeout",
     "AudioError",
+    "AudioProbe",
     "AudioTooLongError",
     "DecodedAudio",
     "EmptyAudioError",
@@ -52,6 +53,7 @@ __all__ = [
     "decode",
     "mulaw_to_float",
     "pcm16_to_float",
+    "probe",
     "resample",
     "speaker_for",
     "upsample_8k",
@@ -155,12 +157,15 @@ def speaker_for(channel_index: int, n_channels: int, cfg: AudioConfig) -> Speake
 
 
 @dataclass(frozen=True, slots=True)
-class _Probe:
+class AudioProbe:
+    """What ffprobe says of a file's first audio stream, before a sample is decoded."""
+
     stream_index: int
     codec: str
     sample_rate: int
     channels: int
     declared_duration: float | None  # None: unknown or only estimated from the file size
+    duration: float | None  # ffprobe's figure, estimated or not (None: unknown)
 
 
 def decode(
@@ -182,48 +187,41 @@ def decode(
             path = Path(tmp) / f"input{suffix}"
             path.write_bytes(bytes(source))
             return _decode_path(path, label, cfg)
-    path = Path(source)
-    return _decode_path(path, name or str(source), cfg)
+    return _decode_path(Path(source), name or str(source), cfg)
 
 
 def _decode_path(path: Path, label: str, cfg: AudioConfig) -> DecodedAudio:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise AudioError(label, "no such file; check the path") from None
-    if size == 0:
-        raise EmptyAudioError(label, "the file is empty (0 bytes); re-export or re-upload the call")
-    probe = _probe(path, label, cfg)
-    if probe.declared_duration is not None and probe.declared_duration > cfg.max_duration_s:
+    found = probe(path, cfg, name=label)
+    if found.declared_duration is not None and found.declared_duration > cfg.max_duration_s:
         raise AudioTooLongError(
             label,
-            f"the audio lasts {_hms(probe.declared_duration)}, more than audio.max_duration_s "
+            f"the audio lasts {_hms(found.declared_duration)}, more than audio.max_duration_s "
             f"({_hms(cfg.max_duration_s)}); split the recording or raise the limit",
         )
-    declared = _wav_declared_duration(path, probe)
+    declared = _wav_declared_duration(path, found)
     if declared is None:
-        declared = probe.declared_duration
+        declared = found.declared_duration
 
     # 8 kHz telephony is upsampled here as a live stream of it is (``Upsampler``), so a
     # recording and its stream give the same samples; ffmpeg resamples every other rate
-    rate = 8000 if probe.sample_rate == 8000 else SAMPLE_RATE
+    rate = 8000 if found.sample_rate == 8000 else SAMPLE_RATE
     cmd = [
         cfg.ffmpeg, "-nostdin", "-hide_banner", "-v", "warning",
         "-i", str(path),
-        "-map", f"0:{probe.stream_index}",
+        "-map", f"0:{found.stream_index}",
         "-t", f"{cfg.max_duration_s + 1.0:.3f}",
         "-ar", str(rate), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
     ]  # fmt: skip
     proc = _run(cmd, label, cfg, what="decoding")
     stderr = proc.stderr.decode("utf-8", "replace")
     if any(m in stderr for m in _NO_DECODER_MARKERS):
-        raise _unsupported(label, probe.codec)
+        raise _unsupported(label, found.codec)
     if proc.returncode != 0:
         raise NotAudioError(
             label,
             f"ffmpeg could not decode the audio ({_last_line(stderr, path)}); check the file",
         )
-    n_ch = probe.channels
+    n_ch = found.channels
     data = np.frombuffer(proc.stdout, dtype="<f4")
     if not np.isfinite(data).all() or (data.size and float(np.abs(data).max()) > 1.0):
         # float recordings may hold NaN/Inf or values far outside full scale; the models
@@ -260,13 +258,28 @@ def _decode_path(path: Path, label: str, cfg: AudioConfig) -> DecodedAudio:
         channels=channels,
         sample_rate=SAMPLE_RATE,
         duration=duration,
-        source_sample_rate=probe.sample_rate,
+        source_sample_rate=found.sample_rate,
         source_channels=n_ch,
-        codec=probe.codec,
+        codec=found.codec,
     )
 
 
-def _probe(path: Path, label: str, cfg: AudioConfig) -> _Probe:
+def probe(
+    source: str | os.PathLike[str],
+    cfg: AudioConfig | None = None,
+    *,
+    name: str | None = None,
+    timeout_s: float | None = None,
+) -> AudioProbe:
+    """What ``decode`` checks first, without decoding: the service refuses an upload that is
+    not audio before queueing it (``timeout_s``: a shorter wait, a client is waiting)."""
+    path, label, cfg = Path(source), name or str(source), cfg or AudioConfig()
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise AudioError(label, "no such file; check the path") from None
+    if size == 0:
+        raise EmptyAudioError(label, "the file is empty (0 bytes); re-export or re-upload the call")
     cmd = [
         cfg.ffprobe, "-v", "warning", "-of", "json",
         "-show_entries",
@@ -274,7 +287,7 @@ def _probe(path: Path, label: str, cfg: AudioConfig) -> _Probe:
         ":format=format_name,duration",
         str(path),
     ]  # fmt: skip
-    proc = _run(cmd, label, cfg, what="probing")
+    proc = _run(cmd, label, cfg, what="probing", timeout_s=timeout_s)
     stderr = proc.stderr.decode("utf-8", "replace")
     if any(m in stderr for m in _NO_DECODER_MARKERS):
         codec = _codec_from_probe_text(stderr) or "of this file"
@@ -285,10 +298,14 @@ def _probe(path: Path, label: str, cfg: AudioConfig) -> _Probe:
             f"not an audio file ffmpeg can read ({_last_line(stderr, path)}); "
             "check that this is the call recording",
         )
-    info = json.loads(proc.stdout or b"{}")
-    audio = [s for s in info.get("streams", []) if s.get("codec_type") == "audio"]
+    try:
+        info = json.loads(proc.stdout or b"{}")
+    except ValueError:
+        raise NotAudioError(label, "ffprobe's answer is unreadable; check the file") from None
+    streams = info.get("streams") or []
+    audio = [s for s in streams if s.get("codec_type") == "audio"]
     if not audio:
-        kinds = sorted({str(s.get("codec_name") or s.get("codec_type")) for s in info["streams"]})
+        kinds = sorted({str(s.get("codec_name") or s.get("codec_type")) for s in streams})
         what = f"only {', '.join(kinds)} streams" if kinds else "no streams"
         raise NotAudioError(label, f"the file holds no audio ({what}); send the call recording")
     stream = audio[0]
@@ -298,22 +315,20 @@ def _probe(path: Path, label: str, cfg: AudioConfig) -> _Probe:
     channels = int(stream.get("channels") or 0)
     if channels < 1:
         raise _unsupported(label, codec)
-    declared = None
-    if _ESTIMATED not in stderr:
-        raw = stream.get("duration") or info.get("format", {}).get("duration")
-        if raw not in (None, "N/A"):
-            value = float(raw)
-            declared = value if math.isfinite(value) else None
-    return _Probe(
+    raw = stream.get("duration") or info.get("format", {}).get("duration")
+    value = math.inf if raw in (None, "N/A") else float(raw)
+    duration = value if math.isfinite(value) else None
+    return AudioProbe(
         stream_index=int(stream["index"]),
         codec=str(codec),
         sample_rate=int(stream.get("sample_rate") or 0),
         channels=channels,
-        declared_duration=declared,
+        declared_duration=None if _ESTIMATED in stderr else duration,
+        duration=duration,
     )
 
 
-def _wav_declared_duration(path: Path, probe: _Probe) -> float | None:
+def _wav_declared_duration(path: Path, probe: AudioProbe) -> float | None:
     """Duration a RIFF/WAVE header declares for its PCM data, read from the header itself.
 
     ffprobe clips a WAV's duration to the bytes present, so a WAV cut in half looks whole to
@@ -347,15 +362,16 @@ def _wav_declared_duration(path: Path, probe: _Probe) -> float | None:
 
 
 def _run(
-    cmd: list[str], label: str, cfg: AudioConfig, *, what: str
+    cmd: list[str], label: str, cfg: AudioConfig, *, what: str, timeout_s: float | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     if shutil.which(cmd[0]) is None:
         raise FfmpegNotFoundError(
             f"{cmd[0]!r} not found: callsense decodes audio with ffmpeg; install it "
             "(Debian/Ubuntu: apt-get install ffmpeg) or set audio.ffmpeg / audio.ffprobe"
         )
+    limit = min(cfg.timeout_s, timeout_s or cfg.timeout_s)
     try:
-        return subprocess.run(cmd, capture_output=True, timeout=cfg.timeout_s, check=False)
+        return subprocess.run(cmd, capture_output=True, timeout=limit, check=False)
     except subprocess.TimeoutExpired:
         raise AudioDecodeTimeout(
             label,

@@ -9,7 +9,8 @@ for tags this version does not know.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+
+from callsense.core.vocab import SPEAKERS, Source, Speaker
 
 __all__ = [
     "SPEAKERS",
@@ -20,10 +21,6 @@ __all__ = [
     "TagConfidence",
     "Utterance",
 ]
-
-Speaker = Literal["agent", "customer", "unknown"]
-Source = Literal["speech", "sound"]
-SPEAKERS: tuple[Speaker, ...] = ("agent", "customer", "unknown")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """The orchestrator's rules stage: utterances in, policy decisions out, one session per call.
 
-``pipeline`` depends on ``rules`` (never the reverse), so the translation from the
-pipeline's ``Utterance`` to the rules' ``Observation`` lives here.
+``pipeline`` depends on ``rules`` (never the reverse); the rules read the pipeline's
+``Utterance`` through ``Observation.of``, the one translation for every way in.
 """
 
 from __future__ import annotations
@@ -10,28 +10,7 @@ from callsense.pipeline.model import Utterance
 from callsense.rules.engine import PolicyEngine, PolicySession
 from callsense.rules.model import Decision, Observation
 
-__all__ = ["CallPolicy", "PolicyStage", "observation_of"]
-
-
-def observation_of(utt: Utterance, seq: int, intent: str | None = None) -> Observation:
-    """The rules' view of one utterance (``seq``: its index in the call)."""
-    return Observation(
-        call_id=utt.call_id,
-        seq=seq,
-        start=utt.start,
-        end=utt.end,
-        speaker=utt.speaker,
-        channel=utt.channel,
-        source=utt.source,
-        lang=utt.lang,
-        emotion=utt.emotion,
-        event=utt.event,
-        text=utt.text,
-        lang_confidence=utt.confidence.lang,
-        emotion_confidence=utt.confidence.emotion,
-        event_confidence=utt.confidence.event,
-        intent=intent,
-    )
+__all__ = ["CallPolicy", "PolicyStage"]
 
 
 class CallPolicy:
@@ -44,7 +23,7 @@ class CallPolicy:
         self._seq = 0
 
     def feed(self, utt: Utterance, intent: str | None = None) -> list[Decision]:
-        obs = observation_of(utt, self._seq, intent)
+        obs = Observation.of(utt, self._seq, intent)
         self._seq += 1
         return self._session.observe(obs)
 

@@ -1,12 +1,7 @@
 """The JSONL edge: one utterance record per line, and one error record per failed file.
 
-Writing always produces exactly the issue's keys, in this order::
-
-    call_id channel speaker start end source lang emotion event text raw confidence
-
-Reading is strict about the types of those keys (no ``"0"`` for a channel, no ``true`` for a
-time) but ignores keys it does not know, because transcripts from other tools carry extras
-(funasr's ``key``, ``timestamp``, ``words``); the replay reader reports which were ignored.
+The record's shape and checks are the core's (``core.wire``: keys, types, tags); here is the
+pipeline's side of it: an ``Utterance`` out as a record, a record in as an ``Utterance``.
 
 ``raw`` is enough: a tag field or ``text`` that is absent from a record is filled by parsing
 ``raw``. A field that is present wins over ``raw``, since the writer may have applied the
@@ -21,17 +16,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from callsense.core import richtext
 from callsense.core.errors import InputError
+from callsense.core.wire import RECORD_KEYS, UtteranceRecord
 from callsense.pipeline.model import TagConfidence, Utterance
 
 __all__ = [
     "RECORD_KEYS",
-    "ConfidenceRecord",
     "ErrorDetail",
     "ErrorRecord",
     "UtteranceRecord",
@@ -40,82 +35,6 @@ __all__ = [
     "record_from_utterance",
     "utterance_from_record",
 ]
-
-RECORD_KEYS: tuple[str, ...] = (
-    "call_id",
-    "channel",
-    "speaker",
-    "start",
-    "end",
-    "source",
-    "lang",
-    "emotion",
-    "event",
-    "text",
-    "raw",
-    "confidence",
-)
-
-Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-
-
-class ConfidenceRecord(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-    lang: Probability | None = None
-    emotion: Probability | None = None
-    event: Probability | None = None
-
-
-def _check_tag(value: str | None, known: tuple[str, ...], what: str) -> str | None:
-    if value is None or value in known:
-        return value
-    hint = next((k for k in known if k.lower() == value.lower()), None)
-    suffix = f" (did you mean {hint!r}?)" if hint else f" (one of {', '.join(known)})"
-    raise ValueError(f"{value!r} is not a SenseVoice {what}{suffix}")
-
-
-class UtteranceRecord(BaseModel):
-    """One line of transcript JSONL as read; unknown keys are ignored (see module doc)."""
-
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-
-    call_id: str = Field(min_length=1)
-    channel: int = Field(ge=0)
-    speaker: Literal["agent", "customer", "unknown"]
-    start: float = Field(ge=0.0, allow_inf_nan=False)
-    end: float = Field(ge=0.0, allow_inf_nan=False)
-    source: Literal["speech", "sound"] = "speech"
-    lang: str | None = None
-    emotion: str | None = None
-    event: str | None = None
-    text: str | None = None
-    raw: str | None = None
-    confidence: ConfidenceRecord = ConfidenceRecord()
-    original: str | None = None  # sealed unredacted text (redaction mode redacted_and_original)
-
-    @field_validator("lang")
-    @classmethod
-    def _lang(cls, value: str | None) -> str | None:
-        return _check_tag(value, richtext.LANGS, "language")
-
-    @field_validator("emotion")
-    @classmethod
-    def _emotion(cls, value: str | None) -> str | None:
-        return _check_tag(value, richtext.EMOTIONS, "emotion")
-
-    @field_validator("event")
-    @classmethod
-    def _event(cls, value: str | None) -> str | None:
-        return _check_tag(value, richtext.EVENTS, "event")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> UtteranceRecord:
-        if self.end < self.start:
-            raise ValueError(f"end ({self.end}) is before start ({self.start})")
-        if self.raw is None and self.text is None:
-            raise ValueError("needs 'raw' (the SenseVoice string) or at least 'text'")
-        return self
 
 
 class ErrorDetail(BaseModel):
@@ -148,7 +67,7 @@ def _round(value: float | None, digits: int) -> float | None:
 
 
 def record_from_utterance(u: Utterance) -> dict[str, Any]:
-    """The JSON-ready record of ``u``: keys as ``RECORD_KEYS``, times in ms, confidences 4 dp."""
+    """The JSON-ready record of ``u``: ``RECORD_KEYS``, times to the ms, confidences 4 dp."""
     c = u.confidence
     record: dict[str, Any] = {
         "call_id": u.call_id,

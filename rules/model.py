@@ -8,8 +8,11 @@ the start of the call, never wall-clock time, so a replayed call decides like th
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from callsense.core.wire import UtteranceFields
 
 __all__ = ["Decision", "Evidence", "Observation"]
 
@@ -38,6 +41,18 @@ class Observation:
     event_confidence: float | None = None
     intent: str | None = None
 
+    @classmethod
+    def of(cls, utt: UtteranceFields, seq: int, intent: str | None = None) -> Observation:
+        """The rules' view of one utterance (the wire record or the pipeline's ``Utterance``),
+        built here only, so a replay, a policy test and a live call are read alike."""
+        c = utt.confidence
+        return cls(
+            call_id=utt.call_id, seq=seq, start=utt.start, end=utt.end, speaker=utt.speaker,
+            channel=utt.channel, source=utt.source, lang=utt.lang, emotion=utt.emotion,
+            event=utt.event, text=utt.text or "", lang_confidence=c.lang,
+            emotion_confidence=c.emotion, event_confidence=c.event, intent=intent,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
@@ -53,6 +68,13 @@ class Evidence:
     @classmethod
     def of(cls, obs: Observation) -> Evidence:
         return cls(obs.seq, obs.start, obs.end, obs.speaker, obs.emotion, obs.event)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Evidence:
+        return cls(
+            int(data["seq"]), float(data["start"]), float(data["end"]), str(data["speaker"]),
+            data.get("emotion"), data.get("event"),
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +111,20 @@ class Decision:
             "evidence": [e.to_dict() for e in self.evidence],
             "policy_hash": self.policy_hash,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        """A decision read back from ``to_dict`` (a job store, a Ray worker's JSON)."""
+        return cls(
+            call_id=str(data["call_id"]),
+            policy=str(data.get("policy", "")),
+            rule=str(data["rule"]),
+            action=str(data["action"]),
+            params=dict(data.get("params") or {}),
+            at=float(data["at"]),
+            evidence=tuple(Evidence.from_dict(e) for e in data.get("evidence") or ()),
+            policy_hash=str(data.get("policy_hash", "")),
+        )
 
     def to_json(self) -> str:
         """One JSON object on one line (the ``decisions.jsonl`` format)."""

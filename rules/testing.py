@@ -19,21 +19,23 @@ entry checks only the keys it gives. A failing case yields a readable diff.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from callsense.core.errors import ConfigError
 from callsense.core.richtext import parse, parse_one
-from callsense.core.vocab import EMOTIONS, EVENTS, LANGUAGES, SOURCES, SPEAKERS
+from callsense.core.vocab import Speaker
+from callsense.core.wire import Seconds, UtteranceRecord
 from callsense.core.yamlsource import load_yaml, validate_data
 from callsense.rules.engine import DEFAULT_BACKEND, PolicyEngine
 from callsense.rules.model import Decision, Observation
-from callsense.rules.schema import tag_check
 
-__all__ = ["CaseResult", "PolicyTestFile", "parse_raw", "run_policy_tests"]
+__all__ = ["CaseResult", "PolicyTestFile", "TestUtterance", "parse_raw", "run_policy_tests"]
 
 
 def parse_raw(raw: str) -> dict[str, str | None]:
@@ -54,35 +56,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _Confidence(_Strict):
-    lang: float | None = None
-    emotion: float | None = None
-    event: float | None = None
+class TestUtterance(UtteranceRecord):
+    """One test utterance: the wire record, with everything it does not state defaulted.
 
+    A subclass because a test says only what matters (``{emotion: ANGRY}``): times continue
+    2 s after the previous utterance, the speaker is the customer and omitted tags are
+    neutral speech (or an unknown sound); the runner names the call; a misspelt key is an
+    error (not ignored as in JSONL); ``intent`` stands in for an NLU hook's answer; and
+    ``raw``, if given, must be the whole story (one group, no other tags).
+    """
 
-def _one_of(name: str, vocabulary: tuple[str, ...]) -> Any:
-    """A tag checked like in policies, with the same "did you mean" hint."""
-    return Annotated[str, AfterValidator(tag_check(name, vocabulary))]
+    model_config = ConfigDict(strict=False, extra="forbid")
 
-
-class UtteranceRecord(_Strict):
-    """One test utterance; omitted tags default to neutral speech (or an unknown sound)."""
-
-    speaker: _one_of("speaker", SPEAKERS) = "customer"  # type: ignore[valid-type]
-    start: float | None = None
-    end: float | None = None
-    source: _one_of("source", SOURCES) | None = None  # type: ignore[valid-type]
-    lang: _one_of("language", LANGUAGES) | None = None  # type: ignore[valid-type]
-    emotion: _one_of("emotion", EMOTIONS) | None = None  # type: ignore[valid-type]
-    event: _one_of("event", EVENTS) | None = None  # type: ignore[valid-type]
-    text: str | None = None
-    raw: str | None = None
+    call_id: SkipJsonSchema[str] = ""
+    original: SkipJsonSchema[str | None] = None
+    channel: int = Field(default=0, ge=0)
+    speaker: Speaker = "customer"
+    start: Seconds | None = None  # type: ignore[assignment]
+    end: Seconds | None = None  # type: ignore[assignment]
     intent: str | None = None
-    channel: int = 0
-    confidence: _Confidence = _Confidence()
+
+    @field_validator("call_id", "original")
+    @classmethod
+    def _not_given(cls, value: object) -> object:  # runs only for a key a test gives
+        raise ValueError("not part of a test utterance; the runner names the call")
 
     @model_validator(mode="after")
-    def _check(self) -> UtteranceRecord:
+    def _consistent(self) -> TestUtterance:  # replaces the record's check of the same name
         if self.raw is not None:
             if any(v is not None for v in (self.lang, self.emotion, self.event, self.text)):
                 raise ValueError("give raw or lang/emotion/event/text, not both")
@@ -90,6 +90,25 @@ class UtteranceRecord(_Strict):
         if self.start is not None and self.end is not None and self.end < self.start:
             raise ValueError(f"end ({self.end}) is before start ({self.start})")
         return self
+
+    def record(self, call_id: str, after: float) -> UtteranceRecord:
+        """The wire record this utterance stands for, ``after`` the previous one's end."""
+        start = self.start if self.start is not None else after
+        end = self.end if self.end is not None else start + 2.0
+        if self.raw is not None:
+            tags = parse_raw(self.raw)
+        else:
+            speech = self.source == "speech"
+            tags = {
+                "lang": self.lang or ("en" if speech else "nospeech"),
+                "emotion": self.emotion or ("NEUTRAL" if speech else "EMO_UNKNOWN"),
+                "event": self.event or ("Speech" if speech else "Event_UNK"),
+                "text": self.text or "",
+            }
+        return UtteranceRecord.model_construct(  # every value is checked already
+            call_id=call_id, channel=self.channel, speaker=self.speaker, start=start, end=end,
+            source=self.source, raw=self.raw, confidence=self.confidence, **tags,
+        )  # fmt: skip
 
 
 class ExpectedDecision(_Strict):
@@ -102,7 +121,7 @@ class ExpectedDecision(_Strict):
 
 class TestCase(_Strict):
     name: Annotated[str, Field(min_length=1)]
-    utterances: list[UtteranceRecord]
+    utterances: list[TestUtterance]
     call_end: float | None = None
     expect: list[ExpectedDecision]
 
@@ -121,43 +140,14 @@ class CaseResult:
     diff: tuple[str, ...] = ()
 
 
-def observations(call_id: str, records: list[UtteranceRecord]) -> list[Observation]:
-    """Turn test records into observations; missing times continue 2 s after the previous."""
+def observations(call_id: str, utterances: Sequence[TestUtterance]) -> list[Observation]:
+    """A case's utterances as the rules see them, each after the previous one."""
     out: list[Observation] = []
-    cursor = 0.0
-    for seq, rec in enumerate(records):
-        start = rec.start if rec.start is not None else cursor
-        end = rec.end if rec.end is not None else start + 2.0
-        source = rec.source or "speech"
-        if rec.raw is not None:
-            tags = parse_raw(rec.raw)
-            lang, emotion, event, text = tags["lang"], tags["emotion"], tags["event"], tags["text"]
-        else:
-            speech = source == "speech"
-            lang = rec.lang or ("en" if speech else "nospeech")
-            emotion = rec.emotion or ("NEUTRAL" if speech else "EMO_UNKNOWN")
-            event = rec.event or ("Speech" if speech else "Event_UNK")
-            text = rec.text or ""
-        out.append(
-            Observation(
-                call_id=call_id,
-                seq=seq,
-                start=start,
-                end=end,
-                speaker=rec.speaker,
-                channel=rec.channel,
-                source=source,
-                lang=lang,
-                emotion=emotion,
-                event=event,
-                text=text or "",
-                lang_confidence=rec.confidence.lang,
-                emotion_confidence=rec.confidence.emotion,
-                event_confidence=rec.confidence.event,
-                intent=rec.intent,
-            )
-        )
-        cursor = end
+    end = 0.0
+    for seq, utt in enumerate(utterances):
+        record = utt.record(call_id, end)
+        out.append(Observation.of(record, seq, utt.intent))
+        end = record.end
     return out
 
 

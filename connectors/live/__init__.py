@@ -1,16 +1,5 @@
-"""Live call streaming over WebSockets: raw PCM, Twilio Media Streams, Genesys AudioHook.
-
-``routers`` is what the app includes; each route checks the API key itself.
+"""Live calls over WebSockets: the one connection loop (``connection``), the call's session
+(``session``) and callsense's own ``/v1/stream`` protocol (``stream``). The platforms'
+protocols (Twilio Media Streams, Genesys AudioHook) live with their routing adapters in
+``connectors.platforms``; ``connectors.app`` includes every route.
 """
-
-from __future__ import annotations
-
-from fastapi import APIRouter
-
-from callsense.connectors.live.audiohook import router as audiohook_router
-from callsense.connectors.live.stream import router as stream_router
-from callsense.connectors.live.twilio import router as twilio_router
-
-__all__ = ["routers"]
-
-routers: list[APIRouter] = [stream_router, twilio_router, audiohook_router]

@@ -1,7 +1,12 @@
-"""The one WebSocket loop every live route runs: key check, accept, read frames, end the
-call and close, whatever the platform. A ``Protocol`` is only the platform's part: it reads
-that platform's frames, opens and feeds the call, and tells the client about an error in the
-platform's own way; how a connection starts, ends, fails and is recorded is the same for all.
+"""The one WebSocket loop every live route runs, and the typed events its parsers give it.
+
+A platform's stream protocol is a ``StreamParser``: frames in (text or bytes), typed stream
+events out, no I/O: ``OpenCall`` (the client started a call), ``Audio`` (frames for the
+call), ``Reply`` (a message the protocol owes the client) and ``EndCall`` (the client ended
+the call; its ``then`` messages go out once the call is finished). ``serve`` does the rest
+the same way for every platform: key check, accept, open and feed the ``LiveSession``,
+forward the call's events when the protocol wants them, end the call and close, and tell
+the client about an error the platform's way (``refusal``/``failure``).
 """
 
 from __future__ import annotations
@@ -9,83 +14,182 @@ from __future__ import annotations
 import contextlib
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from callsense.connectors.endpoint import RouteContext
 from callsense.connectors.live.session import (
     CLOSE_POLICY,
     LiveSession,
     ProtocolError,
     authorized,
     close_quietly,
+    event_message,
 )
+from callsense.pipeline.events import CallEvent
+from callsense.pipeline.live import StreamFormat
 
-__all__ = ["Protocol", "serve"]
+__all__ = [
+    "Audio",
+    "EndCall",
+    "OpenCall",
+    "Reply",
+    "StreamEvent",
+    "StreamParser",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
+Json = dict[str, Any]
 
-class Protocol(ABC):
-    """One connection's platform side. ``live`` is its call once the client opened one."""
 
-    name: ClassVar[str]
+@dataclass(frozen=True, slots=True)
+class OpenCall:
+    """The client started a call. ``forward_events``: send it the call's events as JSON."""
+
+    call_id: str
+    fmt: StreamFormat
+    context: RouteContext = field(default_factory=RouteContext)
+    policy: str | None = None
+    forward_events: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Audio:
+    """Frames: interleaved in the call's format, or one ``channel``'s placed at ``at`` s."""
+
+    data: bytes
+    channel: int | None = None
+    at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A JSON message the protocol owes the client now (an ``opened``, a ``pong``)."""
+
+    message: Json
+
+
+@dataclass(frozen=True, slots=True)
+class EndCall:
+    """The client ended the call; ``then`` goes out after the call is finished."""
+
+    then: tuple[Json, ...] = ()
+
+
+StreamEvent = OpenCall | Audio | Reply | EndCall
+
+
+class StreamParser(ABC):
+    """One connection's platform protocol, as data (state: what it has seen so far)."""
+
+    name: ClassVar[str]  # for logs
+    protocol: ClassVar[str]  # stored with the call: "stream", "twilio", "audiohook"
     # what the call's record says when the client goes away without ending the call
     ended_early: ClassVar[str]
 
-    def __init__(self, websocket: WebSocket) -> None:
-        self.ws = websocket
-        self.live: LiveSession | None = None
-
     @abstractmethod
-    async def receive(self, message: dict[str, Any]) -> bool:
-        """Act on one frame (``text`` or ``bytes``); False when the client ended the call."""
+    def parse(self, text: str | None, data: bytes | None) -> Sequence[StreamEvent]:
+        """One frame's events; ``ProtocolError`` when the frame breaks the protocol."""
 
-    def reading(self) -> bool:
-        """Whether to go on reading frames (a client too slow for our messages: no)."""
-        return True
+    def refusal(self, exc: ProtocolError) -> list[Json]:
+        """What tells the client it broke the protocol, before the close."""
+        return []
 
-    def outcome(self, error: str | None, code: int) -> tuple[str | None, int]:
-        """The call's error and the close code once reading stopped without an exception."""
-        return error, code
-
-    async def refused(self, exc: ProtocolError) -> None:  # noqa: B027 - optional hook
-        """Tell the client it broke the protocol, the platform's way (before the close)."""
-
-    async def failed(self, exc: Exception) -> None:  # noqa: B027 - optional hook
-        """Tell the client the session failed on our side (before the close)."""
+    def failure(self, exc: Exception) -> list[Json]:
+        """What tells the client the session failed on our side, before the close."""
+        return []
 
 
-async def serve(websocket: WebSocket, protocol: Protocol) -> None:
+async def serve(websocket: WebSocket, parser: StreamParser) -> None:
     """Run one live connection to its end; an error ends this session, never the service."""
     if not await authorized(websocket):
         await websocket.close(CLOSE_POLICY, "a valid API key is required")
         return
     await websocket.accept()
+    conn = _Connection(websocket, parser)
     error: str | None = None
     code = 1000
     try:
-        while protocol.reading():
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                error = protocol.ended_early if protocol.live is not None else None
-                break
-            if not await protocol.receive(message):
-                break
-        error, code = protocol.outcome(error, code)
+        error, code = await conn.run()
     except WebSocketDisconnect:
-        error = protocol.ended_early
+        error = parser.ended_early
     except ProtocolError as exc:
         code, error = exc.code, str(exc)
-        log.info("%s: protocol error, closing (%d)", protocol.name, exc.code)
-        with contextlib.suppress(Exception):  # the client may be gone already
-            await protocol.refused(exc)
+        log.info("%s: protocol error, closing (%d)", parser.name, exc.code)
+        await conn.send_all(parser.refusal(exc))
     except Exception as exc:  # this session ends, the service goes on
         code, error = 1011, type(exc).__name__
-        log.warning("%s: session failed: %s", protocol.name, type(exc).__name__)
-        with contextlib.suppress(Exception):
-            await protocol.failed(exc)
+        log.warning("%s: session failed: %s", parser.name, type(exc).__name__)
+        await conn.send_all(parser.failure(exc))
     finally:
-        if protocol.live is not None:
-            await protocol.live.finish(error)
+        if conn.live is not None:
+            await conn.live.finish(error)
         await close_quietly(websocket, code, error or "")
+
+
+@dataclass(slots=True)
+class _Connection:
+    ws: WebSocket
+    parser: StreamParser
+    live: LiveSession | None = None
+
+    async def run(self) -> tuple[str | None, int]:
+        """Read frames until the client ends the call or goes; the call's error and code."""
+        while self.live is None or self.live.gone_reason != "client too slow":
+            # a client that went away has still sent what is buffered: read it to the
+            # disconnect (its audio is analyzed); only a client too slow to read ours stops
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return (self.parser.ended_early if self.live is not None else None), 1000
+            events = self.parser.parse(message.get("text"), message.get("bytes"))
+            for event in events:
+                if await self.act(event):
+                    return self.outcome()
+        return self.outcome()
+
+    def outcome(self) -> tuple[str | None, int]:
+        if self.live is not None and self.live.client_gone.is_set():
+            reason = self.live.gone_reason
+            return reason, CLOSE_POLICY if reason == "client too slow" else 1000
+        return None, 1000
+
+    async def act(self, event: StreamEvent) -> bool:
+        """Carry out one event; True when the call ended."""
+        if isinstance(event, OpenCall):
+            self.live = await LiveSession.open(
+                self.ws.app,
+                event.call_id,
+                event.fmt,
+                protocol=self.parser.protocol,
+                send=self.forward if event.forward_events else None,
+                context=event.context,
+                policy=event.policy,
+            )
+        elif isinstance(event, Audio):
+            if self.live is None:
+                raise ProtocolError("audio before the call was opened")
+            if event.channel is None:
+                await self.live.call.feed(event.data)
+            else:
+                await self.live.call.feed_channel(event.channel, event.data, at=event.at)
+        elif isinstance(event, Reply):
+            await self.ws.send_json(event.message)
+        else:
+            if self.live is not None:
+                await self.live.finish()
+            await self.send_all(list(event.then))
+            return True
+        return False
+
+    async def forward(self, event: CallEvent) -> None:
+        await self.ws.send_json(event_message(event))
+
+    async def send_all(self, messages: list[Json]) -> None:
+        for message in messages:
+            with contextlib.suppress(Exception):  # the client may be gone already
+                await self.ws.send_json(message)

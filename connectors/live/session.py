@@ -23,6 +23,7 @@ from fastapi import FastAPI, WebSocket
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocketState
 
+from callsense.connectors.endpoint import RouteContext
 from callsense.core.errors import CallsenseError
 from callsense.pipeline.events import (
     CallEvent,
@@ -129,7 +130,7 @@ class _Record:
     app: FastAPI
     call_id: str
     protocol: str
-    platform: dict[str, str] = field(default_factory=dict)  # the platform's ids for routes
+    context: RouteContext = field(default_factory=RouteContext)  # the platform's call ids
     stored: bool = False
 
     @property
@@ -165,12 +166,7 @@ class _Record:
             runtime.metrics.utterances_total.inc()
         elif isinstance(event, DecisionEvent):
             await asyncio.to_thread(runtime.store.add_decisions, self.call_id, [event.decision])
-            outgoing = event.decision.to_dict()
-            if outgoing.get("action") == "route" and self.platform:
-                # where the platform adapter must act: the stream's own ids (a policy's
-                # explicit params win)
-                outgoing["params"] = {**self.platform, **(outgoing.get("params") or {})}
-            await asyncio.to_thread(runtime.enqueue_decisions, [outgoing])
+            await asyncio.to_thread(runtime.enqueue_decisions, [event.decision], self.context)
             runtime.metrics.decisions_total.labels(event.decision.rule).inc()
 
     async def end(self, result: CallResult | None, error: str | None) -> None:
@@ -203,11 +199,11 @@ class LiveSession:
         *,
         protocol: str,
         send: Sender | None,
-        platform: dict[str, str] | None = None,
+        context: RouteContext | None = None,
     ) -> None:
         self.call = call
         self.protocol = protocol
-        self.record = _Record(app, call.call_id, protocol, dict(platform or {}))
+        self.record = _Record(app, call.call_id, protocol, context or RouteContext())
         self.client_gone = asyncio.Event()
         self.gone_reason = ""  # "client too slow" or "client disconnected"
         self.result: CallResult | None = None
@@ -226,11 +222,11 @@ class LiveSession:
         *,
         protocol: str,
         send: Sender | None = None,
-        platform: dict[str, str] | None = None,
+        context: RouteContext | None = None,
         policy: str | None = None,
     ) -> LiveSession:
-        """``platform``: the contact center's ids of the call (a Genesys conversation and
-        participant, a Twilio CallSid), added to its ``route`` decisions. ``policy``: a
+        """``context``: the contact center's ids of the call (a Genesys conversation and
+        participant, a Twilio CallSid): where its ``route`` decisions act. ``policy``: a
         stored policy the call runs alone (None: the active set)."""
         engine = await live_engine(app)
         flow = None
@@ -241,7 +237,7 @@ class LiveSession:
             except KeyError:
                 raise ProtocolError(f"no stored policy named {policy!r}") from None
         session = cls(app, engine.open(call_id, fmt, flow=flow),
-                      protocol=protocol, send=send, platform=platform)  # fmt: skip
+                      protocol=protocol, send=send, context=context)  # fmt: skip
         await session.record.begin(session.call.language, policy)
         await session.call.start()
         session._pump = asyncio.create_task(session._run_pump(), name=f"live-{call_id}-pump")

@@ -15,7 +15,6 @@ A protocol violation gets ``{"type": "error", "error": "protocol", ...}`` and a 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from typing import Annotated, Any, Literal
@@ -23,22 +22,25 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from callsense.connectors.live.connection import Protocol, serve
+from callsense.connectors.live.connection import (
+    Audio,
+    EndCall,
+    OpenCall,
+    StreamEvent,
+    StreamParser,
+    serve,
+)
 from callsense.connectors.live.session import (
     CLOSE_NOT_READY,
-    CLOSE_POLICY,
     CLOSE_UNSUPPORTED,
-    LiveSession,
     ProtocolError,
     admitted,
-    event_message,
 )
-from callsense.pipeline.events import CallEvent
 from callsense.pipeline.live import StreamFormat
 from callsense.pipeline.model import Speaker
 from callsense.pipeline.records import format_validation_error
 
-__all__ = ["StartMessage", "router"]
+__all__ = ["StartMessage", "StreamProtocol", "router"]
 
 log = logging.getLogger(__name__)
 
@@ -81,71 +83,49 @@ def _json(text: str, what: str) -> dict[str, Any]:
     return data
 
 
-def _start(message: dict[str, Any]) -> StartMessage:
-    if message.get("text") is None:
-        raise ProtocolError("the first message must be the JSON start message", CLOSE_UNSUPPORTED)
-    data = _json(message["text"], "start message")
-    try:
-        return StartMessage.model_validate(data)
-    except ValidationError as exc:
-        raise ProtocolError(format_validation_error(exc, file="start message")) from None
-
-
 @router.websocket("/v1/stream")
 @admitted
 async def stream(websocket: WebSocket) -> None:
     """Raw PCM call audio in, JSON events out (see the module doc)."""
-    await serve(websocket, _Stream(websocket))
+    await serve(websocket, StreamProtocol())
 
 
-class _Stream(Protocol):
+class StreamProtocol(StreamParser):
+    """``/v1/stream`` as data: the start message, then audio frames until ``stop``."""
+
     name = "live stream"
+    protocol = "stream"
     ended_early = "client disconnected before stop"
 
-    async def receive(self, message: dict[str, Any]) -> bool:
-        if self.live is None:
-            start = _start(message)
+    def __init__(self) -> None:
+        self.started = False
 
-            async def send(event: CallEvent) -> None:
-                await self.ws.send_json(event_message(event))
+    def parse(self, text: str | None, data: bytes | None) -> list[StreamEvent]:
+        if not self.started:
+            if text is None:
+                raise ProtocolError(
+                    "the first message must be the JSON start message", CLOSE_UNSUPPORTED
+                )
+            try:
+                start = StartMessage.model_validate(_json(text, "start message"))
+            except ValidationError as exc:
+                raise ProtocolError(format_validation_error(exc, file="start message")) from None
+            self.started = True
+            return [
+                OpenCall(
+                    start.call_id, start.stream_format(), policy=start.policy, forward_events=True
+                )
+            ]
+        if data is not None:
+            return [Audio(data)]
+        message = _json(text or "", "control message")
+        if message.get("type") == "stop":
+            return [EndCall()]
+        raise ProtocolError(f"unexpected message type {message.get('type')!r}; send 'stop'")
 
-            self.live = await LiveSession.open(
-                self.ws.app,
-                start.call_id,
-                start.stream_format(),
-                protocol="stream",
-                send=send,
-                policy=start.policy,
-            )
-            return True
-        if message.get("bytes") is not None:
-            await self.live.call.feed(message["bytes"])
-            return True
-        data = _json(message.get("text") or "", "control message")
-        if data.get("type") == "stop":
-            return False
-        raise ProtocolError(f"unexpected message type {data.get('type')!r}; send 'stop'")
-
-    def reading(self) -> bool:
-        # A client that went away has still sent what is buffered: read it to the disconnect
-        # (its audio is analyzed and its decisions kept). Only a client too slow to read our
-        # messages ends the reading here.
-        return self.live is None or self.live.gone_reason != "client too slow"
-
-    def outcome(self, error: str | None, code: int) -> tuple[str | None, int]:
-        if self.live is not None and self.live.client_gone.is_set() and error is None:
-            error = self.live.gone_reason
-            code = CLOSE_POLICY if error == "client too slow" else 1000
-        return error, code
-
-    async def refused(self, exc: ProtocolError) -> None:
+    def refusal(self, exc: ProtocolError) -> list[dict[str, Any]]:
         kind = "protocol" if exc.code != CLOSE_NOT_READY else "not_ready"
-        await _send_error(self.ws, kind, str(exc))
+        return [{"type": "error", "error": kind, "message": str(exc)}]
 
-    async def failed(self, exc: Exception) -> None:
-        await _send_error(self.ws, "internal", type(exc).__name__)
-
-
-async def _send_error(websocket: WebSocket, kind: str, message: str) -> None:
-    with contextlib.suppress(Exception):  # the client may be gone already
-        await websocket.send_json({"type": "error", "error": kind, "message": message})
+    def failure(self, exc: Exception) -> list[dict[str, Any]]:
+        return [{"type": "error", "error": "internal", "message": type(exc).__name__}]

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import secrets
-import subprocess
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
@@ -31,7 +29,8 @@ from callsense.connectors.routers.common import (
 from callsense.connectors.runtime import Job, Runtime
 from callsense.connectors.service_settings import QueueFullError
 from callsense.core.errors import InputError
-from callsense.pipeline.audio import AudioConfig
+from callsense.core.wire import UtteranceRecord
+from callsense.pipeline.audio import AudioConfig, AudioDecodeTimeout, NotAudioError, probe
 from callsense.pipeline.model import CallTranscript
 from callsense.pipeline.recognizer import LANGUAGES
 from callsense.pipeline.records import format_validation_error, utterance_from_record
@@ -57,7 +56,9 @@ class CallAccepted(BaseModel):
 
 
 class TranscriptIn(BaseModel):
-    """A transcript the client already has: records in ``callsense transcribe`` JSONL shape."""
+    """A transcript the client already has: records in ``callsense transcribe`` JSONL shape
+    (``core.wire``), kept as mappings here and checked one by one, so each problem names its
+    ``utterances[i]``; every record takes the transcript's ``call_id``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -65,29 +66,6 @@ class TranscriptIn(BaseModel):
     policy: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     duration: float | None = Field(None, ge=0, allow_inf_nan=False)
     utterances: list[dict[str, Any]] = Field(max_length=_MAX_UTTERANCES)
-
-
-class ConfidenceOut(BaseModel):
-    lang: float | None = None
-    emotion: float | None = None
-    event: float | None = None
-
-
-class UtteranceOut(BaseModel):
-    """One utterance, exactly the ``callsense transcribe`` JSONL record."""
-
-    call_id: str
-    channel: int
-    speaker: str
-    start: float
-    end: float
-    source: str
-    lang: str | None
-    emotion: str | None
-    event: str | None
-    text: str
-    raw: str
-    confidence: ConfidenceOut
 
 
 class EvidenceOut(BaseModel):
@@ -141,7 +119,7 @@ class CallItem(BaseModel):
 
 
 class CallDetail(CallItem):
-    utterances: list[UtteranceOut]
+    utterances: list[UtteranceRecord]  # JSONL records; the sealed original is never sent
     decisions: list[DecisionOut]
     replies: list[ReplyOut]
     summary: dict[str, Any] | None
@@ -192,32 +170,16 @@ def _check_policy(runtime: Runtime, policy: str | None) -> list[str]:
 
 
 def probe_audio(path: str, cfg: AudioConfig, label: str) -> float | None:
-    """Refuse what is not audio, or too long, before queueing it; the duration if known."""
-    cmd = [
-        cfg.ffprobe,
-        "-v",
-        "error",
-        "-of",
-        "json",
-        "-show_entries",
-        "format=duration:stream=codec_type",
-        str(path),
-    ]
+    """Refuse what is not audio, or too long, before queueing it; the duration if known.
+    The decoder's own probe, given a minute at most: the client waits for the answer."""
     try:
-        proc = subprocess.run(
-            cmd, capture_output=True, timeout=min(cfg.timeout_s, 60.0), check=False
-        )
-        info = json.loads(proc.stdout or b"{}")
-    except (subprocess.TimeoutExpired, ValueError):
+        found = probe(path, cfg, name=label, timeout_s=60.0)
+    except AudioDecodeTimeout:
         raise InputError(f"{label}: could not read the file's header; check the file") from None
-    streams = info.get("streams") or []
-    if proc.returncode != 0 or not any(s.get("codec_type") == "audio" for s in streams):
-        raise InputError(f"{label}: no audio stream found; upload an audio file")
-    try:
-        duration = float(info.get("format", {}).get("duration"))
-    except (TypeError, ValueError):
-        return None
-    if duration > cfg.max_duration_s:
+    except NotAudioError:
+        raise InputError(f"{label}: no audio stream found; upload an audio file") from None
+    duration = found.duration  # estimated or not: a 422 now beats a failed job later
+    if duration is not None and duration > cfg.max_duration_s:
         raise InputError(
             f"{label}: the audio lasts {duration:.0f} s, more than audio.max_duration_s "
             f"({cfg.max_duration_s:.0f} s); split the recording"

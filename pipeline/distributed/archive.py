@@ -24,6 +24,7 @@ import numpy as np
 
 from callsense.pipeline.config import CallsenseConfig
 from callsense.pipeline.distributed.config import RayConfig, resolve_factory
+from callsense.rules.model import Decision
 
 __all__ = ["AnalyzeActor", "ArchiveReport", "TranscribeActor", "run_archive"]
 
@@ -36,7 +37,7 @@ class ArchiveReport:
 
     summaries: list[dict[str, Any]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file name, error type)
-    decisions: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
 
 
 class TranscribeActor:
@@ -177,5 +178,5 @@ def run_archive(
             report.failed.append((Path(str(row["path"])).name, str(error.get("type", "error"))))
             continue
         report.summaries.append(json.loads(str(row["summary"])))
-        report.decisions.extend(json.loads(str(row["decisions"])))
+        report.decisions.extend(Decision.from_dict(d) for d in json.loads(str(row["decisions"])))
     return report

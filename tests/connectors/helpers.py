@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from callsense.connectors.webhooks import WebhookEndpoint
+from callsense.rules.model import Decision, Evidence
 
 
 def decision(
@@ -14,20 +15,22 @@ def decision(
     priority: str = "high",
     rule: str = "angry_twice",
     call_id: str | None = None,
-) -> dict[str, Any]:
-    params: dict[str, Any] = (
-        {"priority": priority, "reason": "customer angry twice"} if action == "escalate" else {}
+    params: dict[str, Any] | None = None,
+) -> Decision:
+    if params is None:
+        params = (
+            {"priority": priority, "reason": "customer angry twice"} if action == "escalate" else {}
+        )
+    return Decision(
+        call_id=call_id or f"call-{i:05d}",
+        policy="default",
+        rule=rule,
+        action=action,
+        params=params,
+        at=12.5 + i,
+        evidence=(Evidence(3, 10.0, 12.0, "customer", "ANGRY", "Speech"),),
+        policy_hash="3f2a9c0d1e",
     )
-    return {
-        "call_id": call_id or f"call-{i:05d}",
-        "policy": "default",
-        "rule": rule,
-        "action": action,
-        "params": params,
-        "at": 12.5 + i,
-        "evidence": [{"utterance": 3, "emotion": "ANGRY"}],
-        "policy_hash": "3f2a9c0d1e",
-    }
 
 
 def endpoint(url: str, secret: str, **kw: Any) -> WebhookEndpoint:

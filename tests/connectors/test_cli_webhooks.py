@@ -57,7 +57,7 @@ def test_a_dead_route_is_listed_retried_and_delivered(tmp_path: Path, receiver: 
     config.write_text(f"routing:\n  - name: cc\n    kind: http\n    url: {receiver.url}/route\n")
     cfg = WebhooksConfig.from_file(config)
     engine = make_engine(db)
-    route = {**decision(4, action="route"), "params": {"queue": "priority"}}
+    route = decision(4, action="route", params={"queue": "priority"})
     (wid,) = Outbox(engine).enqueue(route, cfg.endpoints())
     receiver.default = Reply(404)
     runner = CliRunner()

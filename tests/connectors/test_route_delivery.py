@@ -12,18 +12,17 @@ import pytest
 from callsense.connectors.appconfig import AppConfig
 from callsense.connectors.outbox import Outbox, deliver_decisions
 from callsense.connectors.route_delivery import route_endpoints
-from callsense.connectors.routing import RoutingConfig
+from callsense.connectors.routing_config import RoutingConfig
 from callsense.connectors.storage import make_engine
 from callsense.connectors.webhooks import RetryPolicy, WebhooksConfig
+from callsense.rules.model import Decision
 
 from .conftest import Receiver, Recorded, Reply
 from .helpers import decision
 
 
-def route(i: int, queue: str = "priority", **params: Any) -> dict[str, Any]:
-    d = decision(i, action="route", rule="angry_three_times")
-    d["params"] = {"queue": queue, **params}
-    return d
+def route(i: int, queue: str = "priority", **params: Any) -> Decision:
+    return decision(i, action="route", rule="angry_three_times", params={"queue": queue, **params})
 
 
 def delivery_config(receiver: Receiver, secret: str, **routing: Any) -> WebhooksConfig:
@@ -191,4 +190,4 @@ def test_a_policy_route_can_name_its_target(tmp_path: Path) -> None:
         }
     )
     cc, backup = route_endpoints(config)
-    assert backup.wants(d.to_dict()) and not cc.wants(d.to_dict())
+    assert backup.wants(d) and not cc.wants(d)

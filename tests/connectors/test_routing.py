@@ -11,8 +11,9 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from callsense.connectors.routing import RoutingConfig, route_decision
+from callsense.connectors.routing_config import RoutingConfig, route_decision
 from callsense.core.errors import ConfigError, InputError, RetryableError
+from callsense.rules.model import Decision
 from tests.connectors.sigv4 import (
     SignatureRejected,
     Signed,
@@ -25,17 +26,8 @@ from tests.connectors.sigv4 import (
 from .conftest import Receiver, Recorded, Reply
 
 
-def route(call_id: str = "CA123", **params: object) -> dict[str, object]:
-    return {
-        "call_id": call_id,
-        "policy": "default",
-        "rule": "vip_angry",
-        "action": "route",
-        "params": params,
-        "at": 3.0,
-        "evidence": [],
-        "policy_hash": "abc",
-    }
+def route(call_id: str = "CA123", **params: object) -> Decision:
+    return Decision(call_id, "default", "vip_angry", "route", dict(params), 3.0, (), "abc")
 
 
 def config(**target: object) -> RoutingConfig:
@@ -347,7 +339,7 @@ def test_genesys_credentials_errors_are_clear(
 
 
 def test_genesys_login_host_follows_the_region() -> None:
-    from callsense.connectors.routing import GenesysTarget
+    from callsense.connectors.platforms.genesys import GenesysTarget
 
     target = GenesysTarget(name="g", kind="genesys", base_url="https://api.mypurecloud.de")
     assert target.token_url == "https://login.mypurecloud.de/oauth/token"

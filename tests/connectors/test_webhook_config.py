@@ -17,6 +17,8 @@ from callsense.connectors.templates import load_template, sample_decision
 from callsense.connectors.webhooks import WebhooksConfig, parse_retry_after, signature_headers
 from callsense.core.errors import ConfigError
 
+from .helpers import decision
+
 
 def spec_verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
     """Re-derived from the spec text: base64 HMAC-SHA256 of '{id}.{ts}.{body}', v1 prefix."""
@@ -70,7 +72,7 @@ webhooks:
         "generic",
     )
     assert secret not in repr(cfg)  # SecretStr keeps it out of logs and tracebacks
-    assert ep.wants({"action": "escalate"}) and not ep.wants({"action": "tag"})
+    assert ep.wants(decision(action="escalate")) and not ep.wants(decision(action="tag"))
 
 
 @pytest.mark.parametrize(
@@ -221,9 +223,9 @@ def test_a_policy_webhook_action_goes_to_the_endpoint_it_names(secret: str) -> N
         }
     )  # fmt: skip
     crm, tickets = cfg.webhooks
-    named = {"action": "webhook", "rule": "r", "params": {"endpoint": "tickets"}}
+    named = decision(action="webhook", rule="r", params={"endpoint": "tickets"})
     assert (crm.wants(named), tickets.wants(named)) == (False, True)
-    unnamed = {"action": "webhook", "rule": "r", "params": {}}
+    unnamed = decision(action="webhook", rule="r", params={})
     assert crm.wants(unnamed) and tickets.wants(unnamed)
-    escalate = {"action": "escalate", "rule": "r", "params": {"endpoint": "tickets"}}
+    escalate = decision(action="escalate", rule="r", params={"endpoint": "tickets"})
     assert crm.wants(escalate)  # only the webhook action is addressed by name

@@ -81,4 +81,4 @@ def test_relative_file_keys_are_relative_to_the_config_file(
     assert mine.ca_file == etc / "ca.pem"
     assert zendesk.template == "zendesk"  # a built-in name stays a name
     assert cfg.outbox.db_url == f"sqlite:///{etc}/data/callsense.db"
-    mine.payload_template()  # the file loads from here
+    assert mine.compiled_template.spec.content_type  # the file loads from here

@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 
 from callsense.connectors.app import create_app
 from callsense.connectors.appconfig import AppConfig
-from callsense.connectors.routing import GenesysTarget
+from callsense.connectors.platforms.genesys import GenesysTarget
 from callsense.connectors.runtime import Runtime
 from callsense.connectors.service_settings import ServiceSettings
 from callsense.pipeline.config import CacheConfig, load_config

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from callsense.pipeline.model import Utterance
-from callsense.pipeline.stages import SpokenReply
+from callsense.pipeline.stages import SpokenReply, StageError
 from callsense.pipeline.summary import CallResult
 from callsense.rules.model import Decision
 
@@ -54,10 +54,7 @@ class ErrorEvent:
     """Something failed for one utterance or step of this call; the call goes on."""
 
     kind: ClassVar[str] = "error"
-    stage: str
-    error: str
-    message: str
-    at: float | None = None
+    error: StageError
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The orchestrator's rules stage: utterances in, policy decisions out, one session per call.
+"""The call session's rules stage: utterances in, policy decisions out, one session per call.
 
 ``pipeline`` depends on ``rules`` (never the reverse); the rules read the pipeline's
 ``Utterance`` through ``Observation.of``, the one translation for every way in.

@@ -193,8 +193,9 @@ class CallSession:
         """A failure outside the stages (a live call's VAD or recognizer): kept in the
         summary like a stage's, never ending the call."""
         log.warning("call %s: %s failed: %s", self.call_id, stage, type(exc).__name__)
-        self.errors.append(StageError(stage, type(exc).__name__, str(exc), at))
-        event = ErrorEvent(stage, type(exc).__name__, str(exc), at)
+        error = StageError(stage, type(exc).__name__, str(exc), at)
+        self.errors.append(error)
+        event = ErrorEvent(error)
         self._emit([event])
         return event
 
@@ -245,7 +246,7 @@ class CallSession:
         self.errors.extend(turn.errors)
         events: list[CallEvent] = [DecisionEvent(d, closed_at) for d in turn.decisions]
         events += [ReplyEvent(r) for r in turn.replies]
-        events += [ErrorEvent(e.stage, e.kind, e.message, e.at) for e in turn.errors]
+        events += [ErrorEvent(e) for e in turn.errors]
         return events
 
     def _emit(self, events: list[CallEvent]) -> list[CallEvent]:

@@ -12,13 +12,15 @@ the client about an error the platform's way (``refusal``/``failure``).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ValidationError
 
 from callsense.connectors.endpoint import RouteContext
 from callsense.connectors.live.session import (
@@ -31,6 +33,7 @@ from callsense.connectors.live.session import (
 )
 from callsense.pipeline.events import CallEvent
 from callsense.pipeline.live import StreamFormat
+from callsense.pipeline.records import format_validation_error
 
 __all__ = [
     "Audio",
@@ -39,12 +42,15 @@ __all__ = [
     "Reply",
     "StreamEvent",
     "StreamParser",
+    "json_object",
     "serve",
+    "validated",
 ]
 
 log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +88,25 @@ class EndCall:
 
 
 StreamEvent = OpenCall | Audio | Reply | EndCall
+
+
+def json_object(text: str, what: str) -> Json:
+    """``text`` as a JSON object; ``ProtocolError`` naming ``what`` and where it broke."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"{what}: not JSON (line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{what}: expected a JSON object")
+    return data
+
+
+def validated(model: type[M], data: Any, what: str) -> M:
+    """``data`` as ``model``; a ``ProtocolError`` with file:field messages when it is not."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ProtocolError(format_validation_error(exc, file=what)) from None
 
 
 class StreamParser(ABC):

@@ -113,8 +113,9 @@ def event_message(event: CallEvent) -> dict[str, Any]:
             msg["audio_b64"] = base64.b64encode(event.reply.audio).decode()
         return msg
     if isinstance(event, ErrorEvent):
-        return {"type": "error", "stage": event.stage, "error": event.error,
-                "message": event.message, "at": event.at}  # fmt: skip
+        e = event.error
+        return {"type": "error", "stage": e.stage, "error": e.kind, "message": e.message,
+                "at": e.at}  # fmt: skip
     return {"type": "end", "call_id": event.result.transcript.call_id,
             "summary": event.result.summary}  # fmt: skip
 

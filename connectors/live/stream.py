@@ -15,12 +15,11 @@ A protocol violation gets ``{"type": "error", "error": "protocol", ...}`` and a 
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, WebSocket
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from callsense.connectors.live.connection import (
     Audio,
@@ -28,7 +27,9 @@ from callsense.connectors.live.connection import (
     OpenCall,
     StreamEvent,
     StreamParser,
+    json_object,
     serve,
+    validated,
 )
 from callsense.connectors.live.session import (
     CLOSE_NOT_READY,
@@ -38,7 +39,6 @@ from callsense.connectors.live.session import (
 )
 from callsense.pipeline.live import StreamFormat
 from callsense.pipeline.model import Speaker
-from callsense.pipeline.records import format_validation_error
 
 __all__ = ["StartMessage", "StreamProtocol", "router"]
 
@@ -73,16 +73,6 @@ class StartMessage(BaseModel):
         return StreamFormat(self.sample_rate, self.channels, self.encoding, roles, self.language)
 
 
-def _json(text: str, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"{what}: not JSON (line {exc.lineno}, column {exc.colno})") from None
-    if not isinstance(data, dict):
-        raise ProtocolError(f"{what}: expected a JSON object")
-    return data
-
-
 @router.websocket("/v1/stream")
 @admitted
 async def stream(websocket: WebSocket) -> None:
@@ -106,10 +96,8 @@ class StreamProtocol(StreamParser):
                 raise ProtocolError(
                     "the first message must be the JSON start message", CLOSE_UNSUPPORTED
                 )
-            try:
-                start = StartMessage.model_validate(_json(text, "start message"))
-            except ValidationError as exc:
-                raise ProtocolError(format_validation_error(exc, file="start message")) from None
+            what = "start message"
+            start = validated(StartMessage, json_object(text, what), what)
             self.started = True
             return [
                 OpenCall(
@@ -118,7 +106,7 @@ class StreamProtocol(StreamParser):
             ]
         if data is not None:
             return [Audio(data)]
-        message = _json(text or "", "control message")
+        message = json_object(text or "", "control message")
         if message.get("type") == "stop":
             return [EndCall()]
         raise ProtocolError(f"unexpected message type {message.get('type')!r}; send 'stop'")

@@ -19,7 +19,6 @@ participant come from the AudioHook ``open``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -40,13 +39,14 @@ from callsense.connectors.live.connection import (
     Reply,
     StreamEvent,
     StreamParser,
+    json_object,
     serve,
+    validated,
 )
 from callsense.connectors.live.session import CLOSE_UNSUPPORTED, ProtocolError, admitted
 from callsense.connectors.routing import Capabilities, RoutingAdapter, TargetBase, attributes, env
 from callsense.core.errors import ConfigError, InputError, RetryableError
 from callsense.pipeline.live import StreamFormat
-from callsense.pipeline.records import format_validation_error
 from callsense.rules.model import Decision
 
 __all__ = ["ROLES", "AudioHook", "GenesysAdapter", "GenesysTarget", "router"]
@@ -137,14 +137,7 @@ class AudioHook(StreamParser):
     def check(self, text: str | None) -> _Message:
         if text is None:
             raise ProtocolError("binary audio before the session is open", CLOSE_UNSUPPORTED)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            raise ProtocolError("a message is not JSON") from None
-        try:
-            msg = _Message.model_validate(data)
-        except ValidationError as exc:
-            raise ProtocolError(format_validation_error(exc, file="message")) from None
+        msg = validated(_Message, json_object(text, "message"), "message")
         if self.id is not None and msg.id != self.id:
             raise ProtocolError(f"message for session {msg.id!r} in session {self.id!r}")
         if msg.seq != self.clientseq + 1:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from base64 import b64encode
 from typing import Any, Literal
@@ -27,7 +26,7 @@ from xml.sax.saxutils import escape
 
 import httpx
 from fastapi import APIRouter, WebSocket
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from callsense.connectors.endpoint import RouteContext
 from callsense.connectors.live.connection import (
@@ -36,13 +35,14 @@ from callsense.connectors.live.connection import (
     OpenCall,
     StreamEvent,
     StreamParser,
+    json_object,
     serve,
+    validated,
 )
 from callsense.connectors.live.session import CLOSE_UNSUPPORTED, ProtocolError, admitted
 from callsense.connectors.routing import Capabilities, RoutingAdapter, TargetBase, env
 from callsense.core.errors import InputError
 from callsense.pipeline.live import StreamFormat
-from callsense.pipeline.records import format_validation_error
 from callsense.rules.model import Decision
 
 __all__ = ["TRACK_CHANNEL", "MediaStreams", "TwilioAdapter", "TwilioTarget", "router"]
@@ -82,20 +82,10 @@ class _Media(BaseModel):
 def _message(text: str | None) -> dict[str, Any]:
     if text is None:
         raise ProtocolError("Twilio sends JSON text messages only", CLOSE_UNSUPPORTED)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise ProtocolError("a message is not JSON") from None
-    if not isinstance(data, dict) or not isinstance(data.get("event"), str):
+    data = json_object(text, "message")
+    if not isinstance(data.get("event"), str):
         raise ProtocolError("a message has no 'event'")
     return data
-
-
-def _model(model: type[BaseModel], data: Any, what: str) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ProtocolError(format_validation_error(exc, file=what)) from None
 
 
 @router.websocket("/v1/twilio")
@@ -122,7 +112,7 @@ class MediaStreams(StreamParser):
         if event == "start":
             if self.started:
                 raise ProtocolError("a second 'start' in one stream")
-            start: _Start = _model(_Start, message.get("start"), "start")
+            start = validated(_Start, message.get("start"), "start")
             tracks = list(dict.fromkeys(start.tracks))
             self.channels = {t: i for i, t in enumerate(sorted(tracks, key=TRACK_CHANNEL.get))}
             roles = {i: ("customer" if t == "inbound" else "agent")
@@ -133,7 +123,7 @@ class MediaStreams(StreamParser):
         if event == "media":
             if not self.started:
                 raise ProtocolError("'media' before 'start'")
-            media: _Media = _model(_Media, message.get("media"), "media")
+            media = validated(_Media, message.get("media"), "media")
             if media.track not in self.channels:
                 raise ProtocolError(f"media on track {media.track!r}, not in 'tracks'")
             try:

@@ -34,6 +34,7 @@ from callsense.pipeline.audio import AudioConfig, AudioDecodeTimeout, NotAudioEr
 from callsense.pipeline.model import CallTranscript
 from callsense.pipeline.recognizer import LANGUAGES
 from callsense.pipeline.records import format_validation_error, utterance_from_record
+from callsense.rules.model import Decision
 
 __all__ = ["router"]
 
@@ -68,28 +69,6 @@ class TranscriptIn(BaseModel):
     utterances: list[dict[str, Any]] = Field(max_length=_MAX_UTTERANCES)
 
 
-class EvidenceOut(BaseModel):
-    seq: int
-    start: float
-    end: float
-    speaker: str
-    emotion: str | None
-    event: str | None
-
-
-class DecisionOut(BaseModel):
-    """``rules.model.Decision.to_dict()``: ``at`` is audio seconds from the call's start."""
-
-    call_id: str
-    policy: str
-    rule: str
-    action: str
-    params: dict[str, Any]
-    at: float
-    evidence: list[EvidenceOut]
-    policy_hash: str
-
-
 class ReplyOut(BaseModel):
     at: float | None
     reason: str | None
@@ -120,7 +99,7 @@ class CallItem(BaseModel):
 
 class CallDetail(CallItem):
     utterances: list[UtteranceRecord]  # JSONL records; the sealed original is never sent
-    decisions: list[DecisionOut]
+    decisions: list[Decision]  # rules.model.Decision; ``at`` is audio seconds
     replies: list[ReplyOut]
     summary: dict[str, Any] | None
 

@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -24,12 +24,14 @@ from pydantic import BaseModel, ValidationError
 
 from callsense.connectors.endpoint import RouteContext
 from callsense.connectors.live.session import (
+    CLOSE_NOT_READY,
     CLOSE_POLICY,
     LiveSession,
     ProtocolError,
     authorized,
     close_quietly,
     event_message,
+    refuse,
 )
 from callsense.pipeline.events import CallEvent
 from callsense.pipeline.live import StreamFormat
@@ -39,9 +41,11 @@ __all__ = [
     "Audio",
     "EndCall",
     "OpenCall",
+    "Refusal",
     "Reply",
     "StreamEvent",
     "StreamParser",
+    "UpgradeCheck",
     "json_object",
     "serve",
     "validated",
@@ -90,6 +94,21 @@ class EndCall:
 StreamEvent = OpenCall | Audio | Reply | EndCall
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A connection turned away at the HTTP upgrade, before any protocol message: ``status``
+    and ``detail`` are the HTTP answer (``close_code`` where the server cannot send one)."""
+
+    status: int
+    detail: str
+    close_code: int = CLOSE_POLICY
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+# a platform's own check of the upgrade request (a signature), after the API key's
+UpgradeCheck = Callable[[WebSocket], Awaitable[Refusal | None]]
+
+
 def json_object(text: str, what: str) -> Json:
     """``text`` as a JSON object; ``ProtocolError`` naming ``what`` and where it broke."""
     try:
@@ -130,10 +149,15 @@ class StreamParser(ABC):
         return []
 
 
-async def serve(websocket: WebSocket, parser: StreamParser) -> None:
+async def serve(
+    websocket: WebSocket, parser: StreamParser, check: UpgradeCheck | None = None
+) -> None:
     """Run one live connection to its end; an error ends this session, never the service."""
-    if not await authorized(websocket):
-        await websocket.close(CLOSE_POLICY, "a valid API key is required")
+    refusal = await upgrade_refusal(websocket, check)
+    if refusal is not None:
+        log.info("%s: refused at the upgrade (%d)", parser.name, refusal.status)
+        await refuse(websocket, refusal.status, refusal.detail, refusal.close_code,
+                     refusal.headers)  # fmt: skip
         return
     await websocket.accept()
     conn = _Connection(websocket, parser)
@@ -155,6 +179,23 @@ async def serve(websocket: WebSocket, parser: StreamParser) -> None:
         if conn.live is not None:
             await conn.live.finish(error)
         await close_quietly(websocket, code, error or "")
+
+
+async def upgrade_refusal(websocket: WebSocket, check: UpgradeCheck | None) -> Refusal | None:
+    """Why this upgrade is turned away, if it is: no valid API key (401), the platform's
+    check, models still loading (503 with ``Retry-After``: a client is never accepted and
+    then dropped because the service is not ready)."""
+    if not await authorized(websocket):
+        return Refusal(401, "a valid API key is required")
+    if check is not None:
+        refusal = await check(websocket)
+        if refusal is not None:
+            return refusal
+    runtime = getattr(websocket.app.state, "runtime", None)
+    if runtime is not None and not runtime.ready:
+        detail = "the models failed to load" if runtime.load_error else "models are loading"
+        return Refusal(503, f"{detail}; retry shortly", CLOSE_NOT_READY, {"Retry-After": "5"})
+    return None
 
 
 @dataclass(slots=True)

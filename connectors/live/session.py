@@ -15,7 +15,7 @@ import base64
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ __all__ = [
     "authorized",
     "event_message",
     "live_engine",
+    "refuse",
 ]
 
 log = logging.getLogger(__name__)
@@ -327,6 +328,22 @@ async def close_quietly(websocket: WebSocket, code: int = 1000, reason: str = ""
             await websocket.close(code, reason[:120])
 
 
+async def refuse(
+    websocket: WebSocket,
+    status: int,
+    detail: str,
+    close_code: int,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Turn a WebSocket away at the HTTP upgrade with ``status`` (problem-style JSON), or,
+    where the server cannot send an HTTP answer, close it with ``close_code``."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        response = JSONResponse({"detail": detail}, status_code=status, headers=dict(headers or {}))
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(close_code, detail[:120])
+
+
 def admitted(
     handler: Callable[[WebSocket], Awaitable[None]],
 ) -> Callable[[WebSocket], Awaitable[None]]:
@@ -343,12 +360,7 @@ def admitted(
         reason = admission.try_enter()
         if reason is not None:
             log.info("live call refused: gateway %s", reason)
-            if "websocket.http.response" in websocket.scope.get("extensions", {}):
-                await websocket.send_denial_response(
-                    JSONResponse({"detail": f"gateway {reason}: try another"}, status_code=503)
-                )
-            else:
-                await websocket.close(CLOSE_NOT_READY, f"gateway {reason}: try another")
+            await refuse(websocket, 503, f"gateway {reason}: try another", CLOSE_NOT_READY)
             return
         try:
             await handler(websocket)

@@ -51,6 +51,10 @@ class RouteContext:
     def to_dict(self) -> dict[str, str]:
         return {k: v for k in self.__slots__ if (v := getattr(self, k)) is not None}
 
+    def merged(self, newer: RouteContext) -> RouteContext:
+        """These ids, with ``newer``'s where it has one (a reconnect may bring new ids)."""
+        return RouteContext(**{**self.to_dict(), **newer.to_dict()})
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> RouteContext:
         return cls(**{k: str(data[k]) for k in cls.__slots__ if data and data.get(k)})

@@ -37,7 +37,7 @@ from callsense.pipeline.audio import Upsampler, mulaw_to_float, speaker_for
 from callsense.pipeline.config import CallsenseConfig
 from callsense.pipeline.events import CallEvent, EndEvent, ReplyEvent
 from callsense.pipeline.live_channel import ChannelSegmenter, ClosedSegment
-from callsense.pipeline.model import Speaker
+from callsense.pipeline.model import Gap, Speaker
 from callsense.pipeline.recognizer import LANGUAGES, Recognition, Recognizer
 from callsense.pipeline.recognizer_worker import RecognizerWorker
 from callsense.pipeline.session import CallFlow, CallSession
@@ -149,11 +149,17 @@ class LiveEngine:
         return cls(cfg, recognizer, build_flow(cfg), live=live)
 
     def open(
-        self, call_id: str, fmt: StreamFormat | None = None, *, flow: CallFlow | None = None
+        self,
+        call_id: str,
+        fmt: StreamFormat | None = None,
+        *,
+        flow: CallFlow | None = None,
+        speak: bool = True,
     ) -> LiveCall:
         """A new call; ``flow`` overrides the engine's (another policy set); its TTS stage,
-        if any, is ignored (the engine's TTS speaks replies)."""
-        return LiveCall(self, call_id, fmt or StreamFormat(), flow)
+        if any, is ignored (the engine's TTS speaks replies). ``speak=False``: a monitor
+        (AudioHook) that never plays audio back gets its replies as text only."""
+        return LiveCall(self, call_id, fmt or StreamFormat(), flow, speak=speak)
 
     def close(self) -> None:
         self.worker.close()
@@ -186,10 +192,13 @@ class LiveCall:
         call_id: str,
         fmt: StreamFormat,
         flow: CallFlow | None = None,
+        *,
+        speak: bool = True,
     ) -> None:
         self.engine = engine
         self.call_id = call_id
         self.fmt = fmt
+        self.speak = speak and engine.tts is not None
         flow = flow.without_tts() if flow is not None else engine.flow
         self._session: CallSession = flow.open(call_id, channels=fmt.channels, source="live")
         self._segmenters = [
@@ -210,7 +219,7 @@ class LiveCall:
         self._remainder = b""
         self._lock = asyncio.Lock()
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
-        self._pending: asyncio.Queue[_Queued | None] = asyncio.Queue()
+        self._pending: asyncio.Queue[_Queued | Gap | None] = asyncio.Queue()
         self._held: list[_Queued] = []  # closed, waiting for their turn (see _enqueue)
         self._replies: asyncio.Queue[tuple[SpokenReply, ...] | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -281,6 +290,26 @@ class LiveCall:
             self._add(channel, samples)
             await self._step_ready()
 
+    async def gap(self, gap: Gap) -> None:
+        """The platform did not stream ``gap`` (a pause, discarded audio, a reconnect): the
+        timeline moves past it in silence, so later audio keeps its platform time, and the
+        session marks it (the rules decide per policy whether a streak runs across it)."""
+        await self.extend_to(gap.end)
+        self._pending.put_nowait(gap)
+
+    async def extend_to(self, at: float) -> None:
+        """Silence up to ``at`` s on every channel behind it (the platform's position at a
+        gap's end or at the close is where its timeline is)."""
+        if self._state.closed:
+            raise InputError(f"call {self.call_id} is closed")
+        async with self._lock:
+            self._remainder = b""
+            for channel, seg in enumerate(self._segmenters):
+                missing = round((at - seg.position) * self.fmt.sample_rate)
+                if missing > 0:
+                    self._add(channel, np.zeros(missing, np.float32))
+            await self._step_ready()
+
     def _add(self, channel: int, samples: np.ndarray) -> None:
         up = self._upsamplers[channel]
         self._segmenters[channel].add(up(samples) if up is not None else samples.copy())
@@ -327,10 +356,13 @@ class LiveCall:
                 break
             self._pending.put_nowait(self._held.pop(0))
 
-    async def close(self) -> CallResult:
-        """Flush open segments, finish every pending result, close the stages; idempotent."""
+    async def close(self, until: float | None = None) -> CallResult:
+        """Flush open segments, finish every pending result, close the stages; idempotent.
+        ``until``: the platform's position at the end (the call lasts at least that long)."""
         if self._state.result is not None:
             return self._state.result
+        if until is not None and not self._state.closed:
+            await self.extend_to(until)
         self._state.closed = True
         if not self._state.started:
             await self.start()
@@ -371,6 +403,9 @@ class LiveCall:
             item = await self._pending.get()
             if item is None:
                 return
+            if isinstance(item, Gap):
+                await asyncio.to_thread(self._session.gap, item)
+                continue
             try:
                 await self._one(item)
             except Exception as exc:
@@ -406,7 +441,7 @@ class LiveCall:
                 return
             for item in replies:
                 spoken = item
-                if self.engine.tts is not None and item.audio is None:
+                if self.speak and item.audio is None:
                     try:
                         spoken = await asyncio.to_thread(self._tts, item)
                     except Exception as exc:

@@ -9,12 +9,15 @@ for tags this version does not know.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from callsense.core.vocab import SPEAKERS, Source, Speaker
 
 __all__ = [
     "SPEAKERS",
     "CallTranscript",
+    "Gap",
+    "GapKind",
     "Segment",
     "Source",
     "Speaker",
@@ -72,6 +75,27 @@ class Utterance:
         return self.end - self.start
 
 
+GapKind = Literal["paused", "discarded", "reconnect"]
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Call time the platform marked as not streamed: a hold or secure pause, audio it
+    discarded, a reconnect. The timeline keeps it (later audio keeps its platform time)."""
+
+    start: float
+    duration: float
+    kind: GapKind
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+    def record(self) -> dict[str, float | str]:
+        return {"start": round(self.start, 3), "duration": round(self.duration, 3),
+                "kind": self.kind}  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class CallTranscript:
     """All utterances of one call in start-time order, plus what is known of its audio."""
@@ -81,3 +105,4 @@ class CallTranscript:
     duration: float | None = None
     channels: int | None = None
     source: str | None = None
+    gaps: tuple[Gap, ...] = ()

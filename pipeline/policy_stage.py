@@ -27,6 +27,10 @@ class CallPolicy:
         self._seq += 1
         return self._session.observe(obs)
 
+    def pause(self, start: float, end: float) -> None:
+        """A gap the platform marked (see ``Policy.on_pause``)."""
+        self._session.pause(start, end)
+
     def close(self, call_end: float | None = None) -> list[Decision]:
         """End of call: decisions of ``last:`` windows (``call_end``: the audio duration)."""
         return self._session.close(call_end)

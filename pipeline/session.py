@@ -35,7 +35,7 @@ from callsense.pipeline.events import (
     ReplyEvent,
     UtteranceEvent,
 )
-from callsense.pipeline.model import CallTranscript, Utterance
+from callsense.pipeline.model import CallTranscript, Gap, Utterance
 from callsense.pipeline.nlu import IntentClassifier
 from callsense.pipeline.policy_stage import PolicyStage
 from callsense.pipeline.redact import Redactor
@@ -115,6 +115,8 @@ class CallFlow:
             transcript.call_id, channels=transcript.channels, source=transcript.source, sinks=sinks
         )
         session.start()
+        for gap in transcript.gaps:  # time based: the rules place them among the utterances
+            session.gap(gap)
         for utterance in transcript.utterances:
             session.feed(utterance)
         session.close(transcript.duration)
@@ -164,6 +166,7 @@ class CallSession:
         self.decisions: list[Decision] = []
         self.replies: list[SpokenReply] = []
         self.errors: list[StageError] = []
+        self.gaps: list[Gap] = []
         self.intents: Counter[str] = Counter()
         self.duration: float | None = None
         self.result: CallResult | None = None
@@ -188,6 +191,13 @@ class CallSession:
             self.intents[turn.intent.name] += 1
         events: list[CallEvent] = [UtteranceEvent(utterance, closed)]
         return self._emit(events + self._events(turn, closed))
+
+    def gap(self, gap: Gap) -> None:
+        """The platform marked call time as not streamed (kept in the transcript; the rules
+        decide per policy whether a streak runs across it)."""
+        self.gaps.append(gap)
+        for stage in self.stages:
+            stage.pause(gap)
 
     def error(self, stage: str, exc: BaseException, at: float | None) -> ErrorEvent:
         """A failure outside the stages (a live call's VAD or recognizer): kept in the
@@ -229,6 +239,7 @@ class CallSession:
             duration=self.duration,
             channels=self.channels,
             source=self.source,
+            gaps=tuple(self.gaps),
         )
         decisions, replies, errors = tuple(self.decisions), tuple(self.replies), tuple(self.errors)
         summary = summarize(transcript, decisions, replies, errors, self.intents, self.flow.cfg)

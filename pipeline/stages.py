@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from callsense.pipeline.dialogue import DialogueManager, DialogueSession, Reply
-from callsense.pipeline.model import Utterance
+from callsense.pipeline.model import Gap, Utterance
 from callsense.pipeline.nlu import IntentClassifier
 from callsense.pipeline.nlu.base import Intent
 from callsense.pipeline.policy_stage import CallPolicy, PolicyStage
@@ -95,6 +95,10 @@ class CallStage(ABC):
         """Called once after the last utterance (``last:`` policy windows decide here)."""
         return turn
 
+    def pause(self, gap: Gap) -> None:
+        """The platform marked a gap in the call's audio (only the rules care)."""
+        return None
+
 
 class Stage(ABC):
     """Shared, loaded-once part of a stage; ``open`` gives its per-call state."""
@@ -153,6 +157,9 @@ class _RulesCall(CallStage):
 
     def close(self, turn: Turn, call_end: float | None) -> Turn:
         return replace(turn, decisions=turn.decisions + tuple(self.call.close(call_end)))
+
+    def pause(self, gap: Gap) -> None:
+        self.call.pause(gap.start, gap.end)
 
 
 class DialogueStage(Stage):

@@ -71,6 +71,7 @@ def summarize(
         "languages_s": {k: round(v, 3) for k, v in langs.most_common()},
         "emotions": dict(sorted(emotions.items())),
         "skipped_bgm_s": round(bgm, 3),
+        "gaps": [g.record() for g in transcript.gaps],  # time the platform did not stream
         "escalated": bool(escalations),
         "escalations": [
             {"rule": d.rule, "priority": d.params.get("priority"), "at": d.at} for d in escalations

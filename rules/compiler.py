@@ -239,6 +239,7 @@ class CompiledPolicy:
     min_lang: float | None
     min_emotion: float | None
     min_event: float | None
+    resets_on_pause: bool = True
 
     @property
     def skip_name(self) -> str:
@@ -346,6 +347,7 @@ def compile_program(policies: list[Policy]) -> Program:
                 min_lang=policy.min_confidence.lang,
                 min_emotion=policy.min_confidence.emotion,
                 min_event=policy.min_confidence.event,
+                resets_on_pause=policy.on_pause == "reset",
             )
         )
         for rule in policy.rules:

@@ -27,6 +27,10 @@ class Counter:
         self.fired = False
         self.last_at: float | None = None
 
+    def reset(self) -> None:
+        """Forget the current streak or window (a pause broke it); once and cooldown stay."""
+        self.buf.clear()
+
     def step(self, hit: bool, ev: Evidence, at: float) -> tuple[Evidence, ...] | None:
         """Feed one hit or miss completed at audio time ``at``; the evidence if the rule fires."""
         rule = self.rule

@@ -22,6 +22,7 @@ from callsense.rules.model import Decision, Evidence, Observation
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "PolicyEngine", "PolicySession"]
 
 DEFAULT_BACKEND = "python"
+MAX_PAUSES = 64  # gaps a session remembers (a call with more keeps the latest)
 
 
 class PolicyEngine:
@@ -89,6 +90,7 @@ class PolicySession:
         "_holds",
         "_late",
         "_max_end",
+        "_pauses",
         "_visible_end",
         "call_id",
     )
@@ -105,7 +107,27 @@ class PolicySession:
             r.index: deque() for r in program.rules if r.last is not None
         }
         self._max_end = 0.0
+        self._pauses: list[tuple[float, float]] = []
         self._closed = False
+
+    def pause(self, start: float, end: float) -> None:
+        """The platform marked a gap in the call over [start, end) (a hold, discarded audio,
+        a reconnect): streaks of ``on_pause: reset`` policies do not run across it. Time
+        based, so an utterance recognised late still counts on its side of the gap."""
+        if end > start:
+            self._pauses.append((start, end))
+            del self._pauses[:-MAX_PAUSES]
+
+    def _reset_across_pauses(self, obs: Observation) -> None:
+        program = self._engine.program
+        for p in program.policies:
+            last = self._visible_end[p.index]
+            if p.resets_on_pause and any(
+                start <= obs.start and end > last for start, end in self._pauses
+            ):
+                for rule in program.rules:
+                    if rule.policy_index == p.index:
+                        self._counters[rule.index].reset()
 
     def observe(self, obs: Observation) -> list[Decision]:
         """Feed the call's next utterance; returns the decisions it completes."""
@@ -113,6 +135,8 @@ class PolicySession:
             raise InputError(f"call {self.call_id}: session already closed")
         engine = self._engine
         program = engine.program
+        if self._pauses:
+            self._reset_across_pauses(obs)
         gaps = [max(0.0, obs.start - end) for end in self._visible_end]
         held = engine.matcher.match(fact_of(program, obs, gaps, self._holds))
         skipped = []

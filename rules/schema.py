@@ -347,5 +347,11 @@ class Policy(_Strict):
     policy: Annotated[str, Field(min_length=1, description="the policy's name in decisions")]
     description: str = ""
     min_confidence: MinConfidence = MinConfidence()
+    on_pause: Literal["reset", "continue"] = Field(
+        "reset",
+        description="a gap the platform marks in a live call (a hold or secure pause, audio "
+        "it discarded, a reconnect): reset = no streak or window of this policy runs across "
+        "it; continue = the gap is ignored, as if the call had not stopped",
+    )
     skip: list[Condition] = []
     rules: list[Rule] = []

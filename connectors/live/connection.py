@@ -1,16 +1,24 @@
 """The one WebSocket loop every live route runs, and the typed events its parsers give it.
 
 A platform's stream protocol is a ``StreamParser``: frames in (text or bytes), typed stream
-events out, no I/O: ``OpenCall`` (the client started a call), ``Audio`` (frames for the
-call), ``Reply`` (a message the protocol owes the client) and ``EndCall`` (the client ended
-the call; its ``then`` messages go out once the call is finished). ``serve`` does the rest
-the same way for every platform: key check, accept, open and feed the ``LiveSession``,
-forward the call's events when the protocol wants them, end the call and close, and tell
-the client about an error the platform's way (``refusal``/``failure``).
+events out, no I/O: ``OpenCall`` (the client started a call, or continues one after a
+reconnect), ``Audio`` (frames for the call), ``Pause`` (call time the platform did not
+stream), ``Reply`` (a message the protocol owes the client) and ``EndCall`` (the client
+ended the call: ``first`` answers go out at once, ``then`` ones once the call is finished).
+``serve`` does the rest the same way for every platform: checks at the upgrade (key,
+signature, readiness), accept, open and feed the ``LiveSession``, forward the call's events
+when the protocol wants them, end the call and close, and tell the client about an error
+the platform's way (``refusal``/``failure``, then, for protocols with a close handshake,
+wait for the client's close and answer it).
+
+A client that says it will reconnect (``EndCall.park``) leaves its call parked for
+``RECONNECT_WINDOW_S``: an ``OpenCall`` that ``continues`` it picks it up with its timeline
+and rule state; otherwise the call is finished when the window ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -35,12 +43,14 @@ from callsense.connectors.live.session import (
 )
 from callsense.pipeline.events import CallEvent
 from callsense.pipeline.live import StreamFormat
+from callsense.pipeline.model import Gap
 from callsense.pipeline.records import format_validation_error
 
 __all__ = [
     "Audio",
     "EndCall",
     "OpenCall",
+    "Pause",
     "Refusal",
     "Reply",
     "StreamEvent",
@@ -52,6 +62,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+RECONNECT_WINDOW_S = 30.0  # a parked call waits this long for its client to come back
+CLOSE_HANDSHAKE_S = 5.0  # after telling the client to go, wait this long for its close
 
 Json = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
@@ -66,6 +79,9 @@ class OpenCall:
     context: RouteContext = field(default_factory=RouteContext)
     policy: str | None = None
     forward_events: bool = False
+    speak: bool = True  # False: a monitor never plays audio back (replies stay text)
+    continues: tuple[str, ...] = ()  # earlier sessions of this call (a reconnect)
+    at: float = 0.0  # the platform's position when it opened
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +94,13 @@ class Audio:
 
 
 @dataclass(frozen=True, slots=True)
+class Pause:
+    """Call time the platform did not stream (see ``pipeline.model.Gap``)."""
+
+    gap: Gap
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """A JSON message the protocol owes the client now (an ``opened``, a ``pong``)."""
 
@@ -86,12 +109,17 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class EndCall:
-    """The client ended the call; ``then`` goes out after the call is finished."""
+    """The client ended the call: ``first`` goes out at once (the analysis of the last
+    seconds can take a while), ``then`` after the call is finished. ``at``: the platform's
+    position; ``park``: the client will reconnect and continue the call."""
 
+    first: tuple[Json, ...] = ()
     then: tuple[Json, ...] = ()
+    at: float | None = None
+    park: bool = False
 
 
-StreamEvent = OpenCall | Audio | Reply | EndCall
+StreamEvent = OpenCall | Audio | Pause | Reply | EndCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +163,18 @@ class StreamParser(ABC):
     protocol: ClassVar[str]  # stored with the call: "stream", "twilio", "audiohook"
     # what the call's record says when the client goes away without ending the call
     ended_early: ClassVar[str]
+    # the protocol has a close handshake: after a refusal or failure, wait for the client's
+    # close (``parse`` then gives its ``EndCall``) instead of dropping the socket
+    awaits_close: ClassVar[bool] = False
 
     @abstractmethod
     def parse(self, text: str | None, data: bytes | None) -> Sequence[StreamEvent]:
         """One frame's events; ``ProtocolError`` when the frame breaks the protocol."""
+
+    @property
+    def session_key(self) -> str | None:
+        """The platform's id of this session, which a reconnect names (None: no reconnects)."""
+        return None
 
     def refusal(self, exc: ProtocolError) -> list[Json]:
         """What tells the client it broke the protocol, before the close."""
@@ -170,13 +206,15 @@ async def serve(
     except ProtocolError as exc:
         code, error = exc.code, str(exc)
         log.info("%s: protocol error, closing (%d)", parser.name, exc.code)
-        await conn.send_all(parser.refusal(exc))
+        if await conn.goodbye(parser.refusal(exc)):
+            code = 1000
     except Exception as exc:  # this session ends, the service goes on
         code, error = 1011, type(exc).__name__
         log.warning("%s: session failed: %s", parser.name, type(exc).__name__)
-        await conn.send_all(parser.failure(exc))
+        if await conn.goodbye(parser.failure(exc)):
+            code = 1000
     finally:
-        if conn.live is not None:
+        if conn.live is not None and not conn.parked:
             await conn.live.finish(error)
         await close_quietly(websocket, code, error or "")
 
@@ -203,6 +241,7 @@ class _Connection:
     ws: WebSocket
     parser: StreamParser
     live: LiveSession | None = None
+    parked: bool = False
 
     async def run(self) -> tuple[str | None, int]:
         """Read frames until the client ends the call or goes; the call's error and code."""
@@ -227,6 +266,11 @@ class _Connection:
     async def act(self, event: StreamEvent) -> bool:
         """Carry out one event; True when the call ended."""
         if isinstance(event, OpenCall):
+            self.live = _unpark(self.ws.app, event.continues)
+            if self.live is not None:
+                await self.live.resume(self.forward if event.forward_events else None,
+                                       event.context, at=event.at)  # fmt: skip
+                return False
             self.live = await LiveSession.open(
                 self.ws.app,
                 event.call_id,
@@ -235,7 +279,11 @@ class _Connection:
                 send=self.forward if event.forward_events else None,
                 context=event.context,
                 policy=event.policy,
+                speak=event.speak,
             )
+        elif isinstance(event, Pause):
+            if self.live is not None:
+                await self.live.call.gap(event.gap)
         elif isinstance(event, Audio):
             if self.live is None:
                 raise ProtocolError("audio before the call was opened")
@@ -246,10 +294,32 @@ class _Connection:
         elif isinstance(event, Reply):
             await self.ws.send_json(event.message)
         else:
-            if self.live is not None:
-                await self.live.finish()
+            await self.send_all(list(event.first))
+            if self.live is not None and event.park:
+                _park(self.ws.app, self.parser, self.live, event.at)
+                self.parked = True
+            elif self.live is not None:
+                await self.live.finish(at=event.at)
             await self.send_all(list(event.then))
             return True
+        return False
+
+    async def goodbye(self, messages: list[Json]) -> bool:
+        """Tell the client the session ends; with a close handshake, wait (a while) for its
+        close and answer it. True when the handshake completed."""
+        await self.send_all(messages)
+        if not (messages and self.parser.awaits_close):
+            return False
+        with contextlib.suppress(Exception):  # gone, too slow, or still broken: just close
+            async with asyncio.timeout(CLOSE_HANDSHAKE_S):
+                while True:
+                    message = await self.ws.receive()
+                    if message["type"] == "websocket.disconnect":
+                        return False
+                    for event in self.parser.parse(message.get("text"), message.get("bytes")):
+                        if isinstance(event, EndCall):
+                            await self.send_all([*event.first, *event.then])
+                            return True
         return False
 
     async def forward(self, event: CallEvent) -> None:
@@ -259,3 +329,39 @@ class _Connection:
         for message in messages:
             with contextlib.suppress(Exception):  # the client may be gone already
                 await self.ws.send_json(message)
+
+
+def _parked(app: Any) -> dict[str, tuple[LiveSession, asyncio.Task[None]]]:
+    parked = getattr(app.state, "parked_calls", None)
+    if parked is None:
+        parked = app.state.parked_calls = {}
+    return parked
+
+
+def _park(app: Any, parser: StreamParser, live: LiveSession, at: float | None) -> None:
+    """Keep ``live`` open for its client's reconnect; finish it when the window ends."""
+    key = parser.session_key
+    if key is None:  # a protocol without session ids cannot be continued
+        raise ProtocolError("this protocol cannot reconnect")
+    parked = _parked(app)
+
+    async def expire() -> None:
+        await asyncio.sleep(RECONNECT_WINDOW_S)
+        parked.pop(key, None)
+        log.info("live call %s: no reconnect within %.0f s", live.call.call_id,
+                 RECONNECT_WINDOW_S)  # fmt: skip
+        await live.finish(at=at)
+
+    live.detach(at)
+    parked[key] = (live, asyncio.create_task(expire(), name=f"parked-{key}"))
+
+
+def _unpark(app: Any, continues: Sequence[str]) -> LiveSession | None:
+    """The parked call one of ``continues`` left, taken out of the parking."""
+    parked = _parked(app)
+    for key in continues:
+        entry = parked.pop(key, None)
+        if entry is not None:
+            entry[1].cancel()
+            return entry[0]
+    return None

@@ -33,6 +33,7 @@ from callsense.pipeline.events import (
     UtteranceEvent,
 )
 from callsense.pipeline.live import LiveCall, LiveEngine, StreamFormat
+from callsense.pipeline.model import Gap
 from callsense.pipeline.records import record_from_utterance
 from callsense.pipeline.summary import CallResult
 
@@ -185,10 +186,17 @@ class _Record:
         runtime.metrics.calls_total.labels(status).inc()
         summary = result.summary if result is not None else None
         duration = result.transcript.duration if result is not None else None
+        replies = [r.record() for r in result.replies] if result is not None else None
         await asyncio.to_thread(
             runtime.store.finish, self.call_id, summary, duration_s=duration,
-            status=status, error=error,
+            status=status, error=error, replies=replies,
         )  # fmt: skip
+
+    async def update_context(self) -> None:
+        """A reconnect brought platform ids the call did not have."""
+        runtime = self.runtime
+        if runtime is not None and self.stored:
+            await asyncio.to_thread(runtime.store.update_context, self.call_id, self.context)
 
 
 class LiveSession:
@@ -214,6 +222,7 @@ class LiveSession:
         self._pump: asyncio.Task[None] | None = None
         self._sender: asyncio.Task[None] | None = None
         self._finished = False
+        self._left_at: float | None = None
 
     @classmethod
     async def open(
@@ -226,10 +235,12 @@ class LiveSession:
         send: Sender | None = None,
         context: RouteContext | None = None,
         policy: str | None = None,
+        speak: bool = True,
     ) -> LiveSession:
         """``context``: the contact center's ids of the call (a Genesys conversation and
         participant, a Twilio CallSid): where its ``route`` decisions act. ``policy``: a
-        stored policy the call runs alone (None: the active set)."""
+        stored policy the call runs alone (None: the active set). ``speak=False``: replies
+        are not synthesised (a monitor plays nothing back)."""
         engine = await live_engine(app)
         flow = None
         runtime = getattr(app.state, "runtime", None)
@@ -238,18 +249,48 @@ class LiveSession:
                 flow = runtime.flow_for(policy)
             except KeyError:
                 raise ProtocolError(f"no stored policy named {policy!r}") from None
-        session = cls(app, engine.open(call_id, fmt, flow=flow),
+        session = cls(app, engine.open(call_id, fmt, flow=flow, speak=speak),
                       protocol=protocol, send=send, context=context)  # fmt: skip
         await session.record.begin(session.call.language, policy)
         await session.call.start()
         session._pump = asyncio.create_task(session._run_pump(), name=f"live-{call_id}-pump")
-        if send is not None:
-            session._sender = asyncio.create_task(
-                session._run_sender(), name=f"live-{call_id}-send"
-            )
+        session._start_sender()
         log.info("live call %s: %s session open (%d ch, %d Hz, %s)", call_id, protocol,
                  fmt.channels, fmt.sample_rate, fmt.encoding)  # fmt: skip
         return session
+
+    def _start_sender(self) -> None:
+        if self._send is not None:
+            self._outbox = asyncio.Queue(MAX_UNSENT)
+            self._sender = asyncio.create_task(
+                self._run_sender(), name=f"live-{self.call.call_id}-send"
+            )
+
+    def detach(self, at: float | None = None) -> None:
+        """Its connection goes but the client will reconnect: stop sending, keep the call.
+        ``at``: the platform's position when it left (where a reconnect's gap starts)."""
+        self._left_at = at
+        self._send = None
+        if self._sender is not None:
+            self._sender.cancel()
+            self._sender = None
+
+    async def resume(self, send: Sender | None, context: RouteContext, *, at: float) -> None:
+        """A reconnect continues this call: a new connection (and maybe new platform ids);
+        audio the platform did not stream between the two (``at`` is past the call's
+        position) is a gap, so the timeline keeps the platform's time."""
+        self.client_gone = asyncio.Event()
+        self.gone_reason = ""
+        self._send = send
+        self._start_sender()
+        merged = self.record.context.merged(context)
+        if merged != self.record.context:
+            self.record.context = merged
+            await self.record.update_context()
+        position = self.call.position if self._left_at is None else self._left_at
+        if at > position + 0.05:
+            await self.call.gap(Gap(position, at - position, "reconnect"))
+        log.info("live call %s: continued by a reconnect", self.call.call_id)
 
     async def _run_pump(self) -> None:
         async for event in self.call.events():
@@ -293,15 +334,18 @@ class LiveSession:
             self.gone_reason = reason
             self.client_gone.set()
 
-    async def finish(self, error: str | None = None) -> CallResult | None:
+    async def finish(
+        self, error: str | None = None, *, at: float | None = None
+    ) -> CallResult | None:
         """Flush what was received, store the outcome, deliver the last events if possible.
+        ``at``: the platform's position at the end (the call lasts that long).
 
         Idempotent: a protocol's close message and its connection's end may both call it."""
         if self._finished:
             return self.result
         self._finished = True
         try:
-            self.result = await self.call.close()
+            self.result = await self.call.close(until=at)
         except Exception as exc:
             log.warning("live call %s: closing failed: %s", self.call.call_id, type(exc).__name__)
             error = error or f"{type(exc).__name__}: {exc}"

@@ -126,6 +126,7 @@ class AudioHookClient:
 
     def __init__(self, ws: Any, session_id: str) -> None:
         self.ws, self.id, self.seq, self.serverseq = ws, session_id, 0, 0
+        self.position = 0.0  # the platform's stream position its messages carry (seconds)
 
     async def send(self, type_: str, **parameters: Any) -> None:
         self.seq += 1
@@ -137,7 +138,7 @@ class AudioHookClient:
                     "seq": self.seq,
                     "serverseq": self.serverseq,
                     "id": self.id,
-                    "position": "PT0S",
+                    "position": f"PT{self.position:.3f}S",
                     "parameters": parameters,
                 }
             )

@@ -201,6 +201,8 @@ def test_audiohook_open_stream_close(live_service: LiveService, call_audio: Call
 
 
 def test_refused_without_a_key(live_service: LiveService) -> None:
+    """401 at the upgrade: the connection never opens (no accept-then-close)."""
+
     async def attempt(path: str, key: str | None) -> int:
         with pytest.raises(InvalidStatus) as info:
             async with connect(live_service.ws(path, key=key)):
@@ -208,8 +210,8 @@ def test_refused_without_a_key(live_service: LiveService) -> None:
         return info.value.response.status_code
 
     for path in ("/v1/stream", "/v1/twilio", "/v1/audiohook"):
-        assert asyncio.run(attempt(path, None)) == 403
-        assert asyncio.run(attempt(path, "csk_000000000000_" + "x" * 43)) == 403
+        assert asyncio.run(attempt(path, None)) == 401
+        assert asyncio.run(attempt(path, "csk_000000000000_" + "x" * 43)) == 401
 
 
 async def _violation(service: LiveService, path: str, first: str | bytes) -> tuple[list[str], int]:

@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -281,9 +281,12 @@ class CallStore:
         duration_s: float | None = None,
         status: CallStatus = "done",
         error: str | None = None,
+        replies: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         """End a live call (its utterances and decisions were appended as they came)."""
         values: dict[str, Any] = {"status": status, "finished_at": time.time(), "error": error}
+        if replies is not None:
+            values["replies"] = _dumps([dict(r) for r in replies])
         if duration_s is not None:
             values["duration_s"] = duration_s
         if summary is not None:

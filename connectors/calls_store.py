@@ -40,7 +40,7 @@ from callsense.connectors.calls_tables import (
 from callsense.connectors.outbox_rows import decision_row, decisions_table, outbox_table
 from callsense.connectors.storage import create_schema
 from callsense.core.errors import InputError
-from callsense.pipeline.model import CallTranscript, Utterance
+from callsense.pipeline.model import CallTranscript, Gap, Utterance
 from callsense.pipeline.records import record_from_utterance, utterance_from_record
 from callsense.pipeline.summary import CallResult
 from callsense.rules.model import Decision
@@ -353,12 +353,17 @@ class CallStore:
             utterance_from_record(r, file=f"call {call_id}", line=i)
             for i, r in enumerate(self.utterances(call_id))
         )
+        summary = record.summary or {}
         return CallTranscript(
             call_id=call_id,
             utterances=utterances,
             duration=record.duration_s,
-            channels=(record.summary or {}).get("channels"),
+            channels=summary.get("channels"),
             source=record.source,
+            gaps=tuple(
+                Gap(float(g["start"]), float(g["duration"]), g["kind"])
+                for g in summary.get("gaps") or ()
+            ),
         )
 
     def done_call_ids(self, limit: int) -> list[str]:

@@ -187,6 +187,21 @@ def test_on_pause_continue_counts_the_streak_across_the_pause(
     assert decisions[0]["at"] > _pause_point(call_audio) + PAUSE_S
 
 
+def test_a_replay_of_the_stored_call_decides_as_the_live_call_did(
+    resetting: LiveService, call_audio: CallAudio
+) -> None:
+    """The stored transcript keeps the gap, so the replay resets the streak as live did."""
+    from callsense.pipeline.session import replay_transcript
+    from callsense.rules.engine import PolicyEngine
+
+    record = _paused_call(resetting, call_audio, "paused")
+    transcript = resetting.runtime.store.transcript(record.id)
+    assert transcript is not None and [g.kind for g in transcript.gaps] == ["paused"]
+    for on_pause, expected in (("", []), ("on_pause: continue\n", ["angry-streak"])):
+        engine = PolicyEngine.from_text(STREAK_POLICY.format(on_pause=on_pause))
+        assert [d.rule for d in replay_transcript(transcript, engine)] == expected
+
+
 def test_a_reconnect_continues_the_same_call(resetting: LiveService, call_audio: CallAudio) -> None:
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     cut = _pause_point(call_audio)

@@ -188,7 +188,7 @@ def create_app(
     # live calls pass this gate: at most max_calls, none while draining for a shutdown
     from callsense.pipeline.distributed.admission import Admission
 
-    app.state.admission = Admission(cfg.max_calls or 1_000_000)
+    app.state.admission = Admission(cfg.max_calls, per_key=cfg.max_calls_per_key)
     app.add_middleware(RequestIdMiddleware)
     _install_handlers(app)
     app.include_router(health.router)

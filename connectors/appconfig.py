@@ -24,8 +24,14 @@ class AppConfig(CallsenseConfig):
     routing_default: str | None = None
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     live: LiveConfig = Field(default_factory=LiveConfig)
-    max_calls: int | None = Field(
-        None, ge=1, description="live calls this process takes; beyond, WebSockets get 1013"
+    max_calls: int = Field(
+        256, ge=1, description="live calls this process takes; beyond, WebSockets get 503"
+    )
+    max_calls_per_key: int | None = Field(
+        None,
+        ge=1,
+        description="live calls one API key may hold open at once (None: max_calls); "
+        "beyond, WebSockets get 429, so one client cannot take every slot",
     )
 
     @model_validator(mode="after")

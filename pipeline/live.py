@@ -75,6 +75,23 @@ class LiveConfig(BaseModel):
         "segment need not queue behind a long one (the torch backend serializes them). On "
         "2 cores, 2 workers measured no better than 1 (8-stream p95 284 vs 256-280 ms, p50 worse)",
     )
+    open_timeout_s: float = Field(
+        10.0, gt=0, description="a live connection that has not started its call by then is closed"
+    )
+    idle_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="a live connection that sends nothing (no audio, no ping) this long is "
+        "closed; its call keeps what it received",
+    )
+    max_gap_s: float = Field(
+        1800.0,
+        gt=0,
+        le=86400,
+        description="the longest stretch of call time a platform may skip at once (a hold, "
+        "discarded audio, a reconnect, a jump in Twilio's timestamps); beyond it the session "
+        "ends with an error. Silence is fed in steps, so a long gap costs no memory",
+    )
     batch_forward: bool = Field(
         False,
         description="one padded forward pass per batch (GPUs); off: one pass per segment, "
@@ -217,6 +234,7 @@ class LiveCall:
             self._speakers = [fmt.roles[0]]
         self.language = fmt.language or engine.cfg.recognizer.language
         self._remainder = b""
+        self._received = [0] * fmt.channels  # samples per channel, at the stream's rate
         self._lock = asyncio.Lock()
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._pending: asyncio.Queue[_Queued | Gap | None] = asyncio.Queue()
@@ -282,10 +300,8 @@ class LiveCall:
             samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
         else:
             samples = mulaw_to_float(data)
-        if at is not None:
-            gap = round((at - self._segmenters[channel].position) * self.fmt.sample_rate)
-            if gap > self.fmt.sample_rate // 100:  # more than 10 ms missing
-                samples = np.concatenate((np.zeros(gap, np.float32), samples))
+        if at is not None and at - self._received_s(channel) > 0.01:
+            await self._silence(at, channels=(channel,))  # more than 10 ms missing
         async with self._lock:
             self._add(channel, samples)
             await self._step_ready()
@@ -304,13 +320,36 @@ class LiveCall:
             raise InputError(f"call {self.call_id} is closed")
         async with self._lock:
             self._remainder = b""
-            for channel, seg in enumerate(self._segmenters):
-                missing = round((at - seg.position) * self.fmt.sample_rate)
-                if missing > 0:
-                    self._add(channel, np.zeros(missing, np.float32))
-            await self._step_ready()
+        await self._silence(at, channels=range(self.fmt.channels))
+
+    async def _silence(self, at: float, channels: Sequence[int]) -> None:
+        """Fill ``channels`` with silence up to ``at`` s, one second at a time (memory stays
+        flat, other calls run between the steps); a jump beyond ``max_gap_s`` is an error."""
+        rate = self.fmt.sample_rate
+        longest = max(at - self._received_s(ch) for ch in channels)
+        if longest > self.engine.live.max_gap_s:
+            raise InputError(
+                f"call {self.call_id}: the stream skips {longest:.0f} s at once, more than "
+                f"live.max_gap_s ({self.engine.live.max_gap_s:.0f} s)"
+            )
+        while True:
+            async with self._lock:
+                behind = False
+                for ch in channels:
+                    missing = min(round(at * rate) - self._received[ch], rate)
+                    if missing > 0:
+                        self._add(ch, np.zeros(missing, np.float32))
+                        behind = True
+                await self._step_ready()
+            if not behind:
+                return
+
+    def _received_s(self, channel: int) -> float:
+        """Seconds of ``channel`` received (input side: the upsampler's delay aside)."""
+        return self._received[channel] / self.fmt.sample_rate
 
     def _add(self, channel: int, samples: np.ndarray) -> None:
+        self._received[channel] += samples.size
         up = self._upsamplers[channel]
         self._segmenters[channel].add(up(samples) if up is not None else samples.copy())
 

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, TypeVar
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ValidationError
 
+from callsense.connectors.auth import key_from_connection
 from callsense.connectors.endpoint import RouteContext
 from callsense.connectors.live.session import (
     CLOSE_NOT_READY,
@@ -41,8 +42,9 @@ from callsense.connectors.live.session import (
     event_message,
     refuse,
 )
+from callsense.core.errors import InputError
 from callsense.pipeline.events import CallEvent
-from callsense.pipeline.live import StreamFormat
+from callsense.pipeline.live import LiveConfig, StreamFormat
 from callsense.pipeline.model import Gap
 from callsense.pipeline.records import format_validation_error
 
@@ -166,6 +168,8 @@ class StreamParser(ABC):
     # the protocol has a close handshake: after a refusal or failure, wait for the client's
     # close (``parse`` then gives its ``EndCall``) instead of dropping the socket
     awaits_close: ClassVar[bool] = False
+    # the client has started its session (a probe opens one without a call)
+    opened: bool = False
 
     @abstractmethod
     def parse(self, text: str | None, data: bytes | None) -> Sequence[StreamEvent]:
@@ -190,13 +194,26 @@ async def serve(
 ) -> None:
     """Run one live connection to its end; an error ends this session, never the service."""
     refusal = await upgrade_refusal(websocket, check)
+    key = key_from_connection(websocket, allow_query=True) or ""
+    admission = getattr(websocket.app.state, "admission", None)
+    if refusal is None and admission is not None and not admission.enter_key(key):
+        refusal = Refusal(429, "too many live calls open with this API key", CLOSE_POLICY)
     if refusal is not None:
         log.info("%s: refused at the upgrade (%d)", parser.name, refusal.status)
         await refuse(websocket, refusal.status, refusal.detail, refusal.close_code,
                      refusal.headers)  # fmt: skip
         return
+    try:
+        await _serve(websocket, parser)
+    finally:
+        if admission is not None:
+            admission.leave_key(key)
+
+
+async def _serve(websocket: WebSocket, parser: StreamParser) -> None:
     await websocket.accept()
-    conn = _Connection(websocket, parser)
+    runtime = getattr(websocket.app.state, "runtime", None)
+    conn = _Connection(websocket, parser, getattr(runtime and runtime.cfg, "live", None))
     error: str | None = None
     code = 1000
     try:
@@ -240,6 +257,7 @@ async def upgrade_refusal(websocket: WebSocket, check: UpgradeCheck | None) -> R
 class _Connection:
     ws: WebSocket
     parser: StreamParser
+    limits: LiveConfig | None = None
     live: LiveSession | None = None
     parked: bool = False
 
@@ -248,7 +266,7 @@ class _Connection:
         while self.live is None or self.live.gone_reason != "client too slow":
             # a client that went away has still sent what is buffered: read it to the
             # disconnect (its audio is analyzed); only a client too slow to read ours stops
-            message = await self.ws.receive()
+            message = await self.receive()
             if message["type"] == "websocket.disconnect":
                 return (self.parser.ended_early if self.live is not None else None), 1000
             events = self.parser.parse(message.get("text"), message.get("bytes"))
@@ -256,6 +274,19 @@ class _Connection:
                 if await self.act(event):
                     return self.outcome()
         return self.outcome()
+
+    async def receive(self) -> Any:
+        """The next frame; a client that does not open its call, or then goes quiet, within
+        the limits is told so (a connection is a file descriptor and a slot)."""
+        limits = self.limits or LiveConfig()
+        started = self.live is not None or self.parser.opened
+        wait = limits.idle_timeout_s if started else limits.open_timeout_s
+        try:
+            async with asyncio.timeout(wait):
+                return await self.ws.receive()
+        except TimeoutError:
+            what = "sent nothing" if started else "did not start a call"
+            raise ProtocolError(f"the client {what} for {wait:.0f} s", CLOSE_POLICY) from None
 
     def outcome(self) -> tuple[str | None, int]:
         if self.live is not None and self.live.client_gone.is_set():
@@ -281,16 +312,20 @@ class _Connection:
                 policy=event.policy,
                 speak=event.speak,
             )
-        elif isinstance(event, Pause):
-            if self.live is not None:
-                await self.live.call.gap(event.gap)
-        elif isinstance(event, Audio):
+        elif isinstance(event, Pause | Audio):
             if self.live is None:
+                if isinstance(event, Pause):
+                    return False
                 raise ProtocolError("audio before the call was opened")
-            if event.channel is None:
-                await self.live.call.feed(event.data)
-            else:
-                await self.live.call.feed_channel(event.channel, event.data, at=event.at)
+            try:
+                if isinstance(event, Pause):
+                    await self.live.call.gap(event.gap)
+                elif event.channel is None:
+                    await self.live.call.feed(event.data)
+                else:
+                    await self.live.call.feed_channel(event.channel, event.data, at=event.at)
+            except InputError as exc:  # a frame or a gap the call cannot take
+                raise ProtocolError(str(exc), CLOSE_POLICY) from None
         elif isinstance(event, Reply):
             await self.ws.send_json(event.message)
         else:

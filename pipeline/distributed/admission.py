@@ -36,10 +36,12 @@ class AdmissionStats:
 class Admission:
     """Counts live calls on one event loop; no lock needed, every method runs on it."""
 
-    def __init__(self, max_calls: int) -> None:
+    def __init__(self, max_calls: int, *, per_key: int | None = None) -> None:
         if max_calls < 1:
             raise ValueError(f"max_calls must be >= 1 (got {max_calls})")
         self.max_calls = max_calls
+        self.per_key = per_key
+        self._by_key: dict[str, int] = {}
         self._active = 0
         self._refused = 0
         self._draining = False
@@ -64,6 +66,22 @@ class Admission:
         self._active -= 1
         if self._active == 0:
             self._idle.set()
+
+    def enter_key(self, key: str) -> bool:
+        """Count one more call of one client (its API key); False beyond ``per_key``."""
+        held = self._by_key.get(key, 0)
+        if self.per_key is not None and held >= self.per_key:
+            self._refused += 1
+            return False
+        self._by_key[key] = held + 1
+        return True
+
+    def leave_key(self, key: str) -> None:
+        held = self._by_key.get(key, 0) - 1
+        if held > 0:
+            self._by_key[key] = held
+        else:
+            self._by_key.pop(key, None)
 
     @asynccontextmanager
     async def call(self) -> AsyncIterator[None]:

@@ -69,14 +69,14 @@ def test_websockets_refuse_missing_wrong_and_revoked_keys_in_every_form(
         ]
 
     async def run() -> None:
-        assert await _handshake(base, {}) == 403
+        assert await _handshake(base, {}) == 401
         for key in (wrong, revoked):
             for url, headers in forms(key):
-                assert await _handshake(url, headers) == 403, (url, headers)
+                assert await _handshake(url, headers) == 401, (url, headers)
         for url, headers in forms(light_service.key):
             assert await _handshake(url, headers) == 101, (url, headers)
         # a valid header does not rescue a revoked one, nor the reverse: the header wins
         both = {"Authorization": f"Bearer {revoked}"}
-        assert await _handshake(f"{base}?api_key={light_service.key}", both) == 403
+        assert await _handshake(f"{base}?api_key={light_service.key}", both) == 401
 
     asyncio.run(run())

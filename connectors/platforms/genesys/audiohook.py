@@ -145,6 +145,7 @@ class AudioHook(StreamParser):
         if self.id is not None:
             raise ProtocolError("a second 'open' in one session")
         self.id = msg.id
+        self.opened = True
         params = msg.parameters
         self.media = self.choose(list(params.get("media") or []))
         opened: dict[str, Any] = {

@@ -1,7 +1,8 @@
 """The FastAPI app: routers per resource, API-key auth, problem details, request ids.
 
 ``create_app`` builds everything from an ``AppConfig`` (defaults: no config file needed)
-and a database URL (default ``callsense.db`` in the working directory). Start-up loads the
+and a database URL (default ``callsense.db`` in the working directory); configured policy
+files are read and validated there, so a wrong one stops ``serve`` at once. Start-up loads the
 models in the background (``/readyz`` says when they are ready), starts the job worker,
 the outbox sender and the APScheduler jobs; shutdown lets the running job finish.
 """
@@ -29,14 +30,17 @@ from callsense.connectors.auth import require_api_key
 from callsense.connectors.live.stream import router as stream_router
 from callsense.connectors.platforms.genesys import router as audiohook_router
 from callsense.connectors.platforms.twilio import router as twilio_router
+from callsense.connectors.retention import record_locations
 from callsense.connectors.routers import calls, health, policies, predict, webhooks
 from callsense.connectors.routers.common import Problem, problem_response
 from callsense.connectors.runtime import Runtime
 from callsense.connectors.service_settings import NotReadyError, ServiceSettings
 from callsense.connectors.web.router import router as web_router
 from callsense.core.errors import ConfigError, InputError, RetryableError
+from callsense.pipeline.cache import ResultCache
+from callsense.rules.loader import load_policies
 
-__all__ = ["RequestIdFilter", "create_app", "request_id_var"]
+__all__ = ["RequestIdFilter", "create_app", "loggable", "request_id_var"]
 
 log = logging.getLogger("callsense.http")
 
@@ -52,10 +56,34 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+_LOGGED_PATH_CHARS = 256
+
+
+def loggable(text: str, limit: int = _LOGGED_PATH_CHARS) -> str:
+    """``text`` safe for one log line: a backslash and every character that is not
+    printable (CR, LF, NUL, other controls, U+2028) escaped as in Python source, and cut at
+    ``limit`` characters. A client chooses the path it requests (``%0A`` is a newline by
+    the time it reaches us), and a log line must not end where a client wants it to."""
+    if text.isprintable() and "\\" not in text and len(text) <= limit:
+        return text
+    out: list[str] = []
+    size = 0
+    for ch in text:
+        printable = ch.isprintable() and ch != "\\"
+        piece = ch if printable else ch.encode("unicode_escape").decode("ascii")
+        size += len(piece)
+        if size > limit:
+            out.append("...")
+            break
+        out.append(piece)
+    return "".join(out)
+
+
 class RequestIdMiddleware:
     """Takes the client's ``X-Request-ID`` (if sane) or makes one, returns it, and logs one
     line per request: method, path (never the query: it may hold ``api_key``), status, ms.
-    The id reaches every log line of the request through ``RequestIdFilter``."""
+    The id reaches every log line of the request through ``RequestIdFilter``; the method and
+    path are escaped (``loggable``), since the client wrote them."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -85,8 +113,8 @@ class RequestIdMiddleware:
         finally:
             log.info(
                 "%s %s %s %.1fms",
-                scope.get("method", "WS"),
-                scope.get("path", ""),
+                loggable(str(scope.get("method", "WS")), 16),
+                loggable(str(scope.get("path", ""))),
                 status or "-",
                 (time.perf_counter() - started) * 1000,
             )
@@ -158,12 +186,22 @@ def create_app(
 ) -> FastAPI:
     """The service app; ``load_models=False`` skips the recognizer (transcripts only)."""
     cfg = config or AppConfig()
+    if cfg.policies:
+        # a configured file that is not a policy is a start-up error (``serve`` exits with
+        # its file:line), not a service answering /readyz 503 until someone looks
+        load_policies(cfg.policies)
     runtime = Runtime(
         cfg, db_url=db_url, settings=settings or ServiceSettings(), load_models=load_models
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # ``callsense purge`` run from elsewhere finds this process's files through these
+        cache = ResultCache(cfg.cache.dir).directory if cfg.cache.enabled else None
+        record_locations(
+            runtime.engine, runtime.settings.gateway_id, audio_dir=runtime.audio_dir,
+            cache_dir=cache,
+        )  # fmt: skip
         runtime.start()
         sender = asyncio.create_task(runtime.deliver_forever(), name="callsense-outbox")
         try:

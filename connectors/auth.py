@@ -8,23 +8,42 @@ constant-time. The database never holds a usable key; a lost key is revoked and 
 HTTP clients send the key as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``;
 WebSocket clients may also use ``?api_key=KEY`` because Twilio and browsers cannot set
 headers on a WebSocket. Query strings are therefore never logged by the service.
+
+A key may also have a client secret (``callsense keys secret NAME``): the HMAC key a platform
+signs its connections with (Genesys AudioHook's "client secret"). Unlike the key it is stored
+as issued, base64, because verifying an HMAC needs the secret itself; whoever can read the
+database can forge signatures, so the database is protected like the secret. Revoking the
+key erases its secret.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, WebSocket
-from sqlalchemy import Column, Engine, Float, String, Table, delete, select, update
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    Row,
+    String,
+    Table,
+    delete,
+    inspect,
+    select,
+    text,
+    update,
+)
 from starlette.requests import HTTPConnection
 
-from callsense.connectors.storage import create_schema, metadata
+from callsense.connectors.storage import UPGRADES, create_schema, metadata
 from callsense.core.errors import InputError
 
 __all__ = [
@@ -48,7 +67,21 @@ keys_table = Table(
     Column("digest", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    Column("client_secret", String(64), nullable=True),  # base64 of 32 bytes; see the doc
 )
+
+
+def upgrade(engine: Engine) -> None:
+    """Give a key table made before client secrets its ``client_secret`` column."""
+    columns = {c["name"] for c in inspect(engine).get_columns(keys_table.name)}
+    if "client_secret" not in columns:
+        with engine.begin() as conn:
+            conn.execute(
+                text(f"ALTER TABLE {keys_table.name} ADD COLUMN client_secret VARCHAR(64)")
+            )
+
+
+UPGRADES.append(upgrade)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +92,7 @@ class ApiKey:
     key_id: str
     created_at: float
     revoked_at: float | None
+    has_secret: bool = False  # a client secret is set (never shown after ``keys secret``)
 
 
 def _digest(salt: str, key: str) -> str:
@@ -101,36 +135,84 @@ class KeyStore:
         t = keys_table
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(t.c.name, t.c.key_id, t.c.created_at, t.c.revoked_at).order_by(t.c.name)
+                select(
+                    t.c.name,
+                    t.c.key_id,
+                    t.c.created_at,
+                    t.c.revoked_at,
+                    t.c.client_secret.is_not(None),
+                ).order_by(t.c.name)
             ).all()
-        return [ApiKey(*row) for row in rows]
+        return [ApiKey(n, k, c, r, bool(s)) for n, k, c, r, s in rows]
 
     def revoke(self, name: str) -> bool:
-        """False if there is no active key of that name."""
+        """False if there is no active key of that name. Its client secret goes with it."""
         t = keys_table
         with self.engine.begin() as conn:
             result = conn.execute(
                 update(t)
                 .where(t.c.name == name, t.c.revoked_at.is_(None))
-                .values(revoked_at=time.time())
+                .values(revoked_at=time.time(), client_secret=None)
             )
         return bool(result.rowcount)
 
+    def create_secret(self, name: str) -> str:
+        """A new client secret (32 random bytes, base64) for the active key ``name``,
+        returned once; it replaces the key's old secret, so signers must switch to it."""
+        secret = base64.b64encode(secrets.token_bytes(32)).decode()
+        t = keys_table
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(t)
+                .where(t.c.name == name, t.c.revoked_at.is_(None))
+                .values(client_secret=secret)
+            )
+        if not result.rowcount:
+            raise InputError(f"no active key named {name!r}")
+        return secret
+
     def verify(self, key: str) -> str | None:
         """The name of the active key ``key``, or None."""
+        row = self._active_row(key)
+        return None if row is None else row.name
+
+    def secret_for(self, api_key: str) -> str | None:
+        """The base64 client secret of the active key ``api_key``; None when the key is
+        unknown or revoked, or has no secret."""
+        row = self._active_row(api_key)
+        return None if row is None else row.client_secret
+
+    def _active_row(self, key: str) -> Row[Any] | None:
+        """The row of the active key ``key`` (its hash checked), or None."""
         m = _KEY_RE.fullmatch(key)
         if m is None:
             return None
         t = keys_table
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(t.c.name, t.c.salt, t.c.digest).where(
+                select(t.c.name, t.c.salt, t.c.digest, t.c.client_secret).where(
                     t.c.key_id == m.group(1), t.c.revoked_at.is_(None)
                 )
             ).first()
-        if row is None:
+        if row is None or not hmac.compare_digest(_digest(row.salt, key), row.digest):
             return None
-        return row.name if hmac.compare_digest(_digest(row.salt, key), row.digest) else None
+        return row
+
+    def set_secret(self, name: str, value: str) -> None:
+        """Give the active key ``name`` a secret the platform issued rather than one made
+        here: Twilio signs with the account's auth token, so that is the key's secret (a key
+        holds one secret: use a key per platform). It replaces the key's old secret."""
+        if not re.fullmatch(r"[\x21-\x7e]{1,64}", value):
+            raise InputError("a secret is 1-64 printable ASCII characters, without spaces")
+        t = keys_table
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(t)
+                .where(t.c.name == name, t.c.revoked_at.is_(None))
+                .values(client_secret=value)
+            )
+        if not result.rowcount:
+            raise InputError(f"no active key named {name!r}")
 
 
 def key_from_connection(conn: HTTPConnection, *, allow_query: bool = False) -> str | None:

@@ -3,7 +3,8 @@
 Rows live next to the outbox in the same database (``connectors.storage``), so one
 ``DELETE /v1/calls/{id}`` can remove everything of a call in one place. Utterances are
 stored in the transcribe JSONL record shape (``pipeline.records``), decisions in
-``Decision.to_dict`` shape: the API returns what the CLI writes.
+``Decision.to_dict`` shape: the API returns what the CLI writes. A live call also keeps its
+contact center's ids (``CallRecord.context``), where its ``route`` decisions act.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import binascii
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -33,10 +34,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from callsense.connectors.calls_tables import (
     CALL_ID_RE,
+    CONTEXT_COLUMNS,
     CallStatus,
     call_utterances_table,
     calls_table,
 )
+from callsense.connectors.endpoint import RouteContext
 from callsense.connectors.outbox_rows import decision_row, decisions_table, outbox_table
 from callsense.connectors.storage import create_schema
 from callsense.core.errors import InputError
@@ -82,6 +85,9 @@ class CallRecord:
     summary: dict[str, Any] | None
     replies: list[dict[str, Any]] | None
     error: str | None
+    # the platform's ids of a live call (empty for recordings): the API shows them and a
+    # crash recovery routes the call's replayed decisions with them
+    context: RouteContext = field(default_factory=RouteContext)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +118,13 @@ def _record(row: Any) -> CallRecord:
         summary=json.loads(m["summary"]) if m["summary"] else None,
         replies=json.loads(m["replies"]) if m["replies"] else None,
         error=m["error"],
+        context=RouteContext(**{name: m[name] for name in CONTEXT_COLUMNS}),
     )
+
+
+def _context_values(context: RouteContext) -> dict[str, str]:
+    """The ids ``context`` has, as column values (kept to the columns' 128 characters)."""
+    return {name: value[:128] for name, value in context.to_dict().items()}
 
 
 def encode_cursor(created_at: float, call_id: str) -> str:
@@ -148,11 +160,13 @@ class CallStore:
         source: str | None = None,
         audio_path: str | None = None,
         status: CallStatus = "queued",
+        context: RouteContext | None = None,
     ) -> CallRecord:
         """A new call row; ``CallExistsError`` if the id is taken.
 
         ``policy``: the names of the policies the call runs, comma-joined (what ``list``
-        filters on); ``requested_policy``: the one the client named, None for the active set.
+        filters on); ``requested_policy``: the one the client named, None for the active set;
+        ``context``: a live call's platform ids.
         """
         if not CALL_ID_RE.fullmatch(call_id):
             raise InputError(f"call_id {call_id!r}: use 1-128 of A-Z a-z 0-9 _ . : -")
@@ -175,11 +189,19 @@ class CallStore:
                     started_at=now if status == "running" else None,
                     utterance_count=0,
                     decision_count=0,
+                    **_context_values(context or RouteContext()),
                 )
             )
         record = self.get(call_id)
         assert record is not None
         return record
+
+    def update_context(self, call_id: str, context: RouteContext) -> None:
+        """Platform ids learnt after the call was created (an AudioHook reconnect): the ids
+        ``context`` has replace the stored ones, the others stay."""
+        values = _context_values(context)
+        if values:
+            self._update(call_id, **values)
 
     def mark_running(self, call_id: str) -> None:
         self._update(call_id, status="running", started_at=time.time(), error=None)

@@ -1,17 +1,37 @@
 """The calls store's tables: one row per call, its utterances (transcribe JSONL record
-shape) and its decisions (``Decision.to_dict`` shape), all removed together."""
+shape) and its decisions (``Decision.to_dict`` shape), all removed together.
+
+A live call's row also keeps the contact center's ids of the call (``RouteContext``: a
+Twilio CallSid, a Genesys conversation and participant, an Amazon Connect contact), so the
+API shows them and a gateway's crash recovery routes the replayed decisions where the call
+is; ``upgrade`` adds those columns to a database made before them."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from typing import Literal
 
-from sqlalchemy import Boolean, Column, Float, ForeignKey, Integer, String, Table, Text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    inspect,
+    text,
+)
 
-from callsense.connectors.storage import metadata
+from callsense.connectors.endpoint import RouteContext
+from callsense.connectors.storage import UPGRADES, metadata
 
 __all__ = [
     "CALL_ID_RE",
+    "CONTEXT_COLUMNS",
     "CallStatus",
     "call_utterances_table",
     "calls_table",
@@ -20,6 +40,10 @@ __all__ = [
 CallStatus = Literal["queued", "running", "done", "failed"]
 CALL_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 """Call ids double as audio file names: no slashes, no leading dot."""
+
+CONTEXT_COLUMNS = tuple(f.name for f in fields(RouteContext))
+"""``RouteContext``'s fields (call_sid, conversation_id, participant_id, contact_id), one
+nullable column each; the parsers keep them to 128 characters."""
 
 calls_table = Table(
     "callsense_calls",
@@ -43,6 +67,7 @@ calls_table = Table(
     Column("summary", Text, nullable=True),
     Column("replies", Text, nullable=True),
     Column("error", Text, nullable=True),
+    *(Column(name, String(128), nullable=True) for name in CONTEXT_COLUMNS),
 )
 
 call_utterances_table = Table(
@@ -57,3 +82,17 @@ call_utterances_table = Table(
     Column("seq", Integer, primary_key=True),
     Column("record", Text, nullable=False),
 )
+
+
+def upgrade(engine: Engine) -> None:
+    """Give a calls table made before platform ids were stored its ``RouteContext`` columns
+    (nullable: older calls simply have none)."""
+    columns = {c["name"] for c in inspect(engine).get_columns(calls_table.name)}
+    missing = [name for name in CONTEXT_COLUMNS if name not in columns]
+    if missing:
+        with engine.begin() as conn:
+            for name in missing:
+                conn.execute(text(f"ALTER TABLE {calls_table.name} ADD COLUMN {name} VARCHAR(128)"))
+
+
+UPGRADES.append(upgrade)

@@ -100,7 +100,13 @@ def analyze(
             bar.update(task, description=f"analyzing {escape(path.name)}")
             try:
                 result = analyze_file(
-                    path, flow, transcriber, call_id=call_id, cache=cache, sinks=(files_sink,)
+                    path,
+                    flow,
+                    transcriber,
+                    call_id=call_id,
+                    cache=cache,
+                    sinks=(files_sink,),
+                    name=str(path),  # the user's own files: errors say where they are
                 )
             except Exception as exc:
                 error = write_failure(out, call_id, str(path), exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
@@ -83,6 +83,14 @@ def serve(
         ),
     ] = None,
     ray_config: RayConfigOpt = None,
+    platform_signatures: Annotated[
+        Literal["required", "off"],
+        typer.Option(
+            help="required: live connections of a platform (Genesys AudioHook, Twilio) must "
+            "be signed by it with the API key's client secret (`callsense keys secret NAME`); "
+            "off: the API key alone admits them (local development only).",
+        ),
+    ] = "required",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the HTTP API, live streams and web UI (uvicorn). Needs no config file.
@@ -107,6 +115,7 @@ def serve(
             metrics_public=metrics_public,
             docs_public=docs_public,
             ray_config=ray_config,
+            platform_signatures=platform_signatures,
             **extra,
         )
         app = create_app(cfg, db_url=db, settings=settings)
@@ -178,11 +187,61 @@ def keys_list(db: DbOpt = None, config: KeysConfigOpt = None) -> None:
         return "-" if t is None else dt.datetime.fromtimestamp(t, dt.UTC).strftime("%F %TZ")
 
     table = Table(title="API keys")
-    for col in ("name", "id", "created", "revoked"):
+    for col in ("name", "id", "created", "revoked", "secret"):
         table.add_column(col)
     for k in _store(db, config).list():
-        table.add_row(escape(k.name), k.key_id, when(k.created_at), when(k.revoked_at))
+        secret = "yes" if k.has_secret else "-"
+        table.add_row(escape(k.name), k.key_id, when(k.created_at), when(k.revoked_at), secret)
     out_console.print(table)
+
+
+@keys_app.command("secret")
+def keys_secret(
+    name: Annotated[str, typer.Argument(help="The active key that gets the secret.")],
+    db: DbOpt = None,
+    config: KeysConfigOpt = None,
+    value_from_env: Annotated[
+        str | None,
+        typer.Option(
+            "--value-from-env",
+            metavar="VAR",
+            help="Store the secret the platform issued, read from this environment variable, "
+            "instead of making one (Twilio: the account's auth token, which signs its Media "
+            "Streams upgrades). Nothing is printed.",
+        ),
+    ] = None,
+) -> None:
+    """Make a new client secret for a key and print it once (base64): the platform signs its
+    connections with it (Genesys AudioHook: the integration's Client Secret, with this key
+    as its API Key). It replaces the key's old secret."""
+    store = _store(db, config)
+    if value_from_env is not None:
+        _set_secret_from_env(store, name, value_from_env)
+        return
+    try:
+        secret = store.create_secret(name)
+    except CallsenseError as exc:
+        fail(exc)
+    out_console.print(secret, soft_wrap=True)
+    err_console.print(
+        f"client secret of key {escape(name)} set; it is shown only now, give it to the "
+        "platform (the old secret no longer verifies)"
+    )
+
+
+def _set_secret_from_env(store: KeyStore, name: str, var: str) -> None:
+    """``keys secret NAME --value-from-env VAR``: the platform's own secret (an environment
+    variable, so it never shows in the shell's history or the process list)."""
+    import os
+
+    value = os.environ.get(var, "").strip()
+    if not value:
+        fail(f"--value-from-env: ${var} is not set or empty")
+    try:
+        store.set_secret(name, value)
+    except CallsenseError as exc:
+        fail(exc)
+    err_console.print(f"secret of key {escape(name)} set from ${escape(var)}")
 
 
 @keys_app.command("revoke")

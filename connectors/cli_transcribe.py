@@ -117,7 +117,9 @@ def transcribe(
                 call_id = call_id_for(path)
                 bar.update(task, description=f"transcribing {escape(path.name)}")
                 try:
-                    result = analyze_file(path, flow, transcriber, call_id=call_id, cache=cache)
+                    result = analyze_file(
+                        path, flow, transcriber, call_id=call_id, cache=cache, name=str(path)
+                    )
                 except Exception as exc:
                     failures += 1
                     _emit_error(sink, error_record(call_id, str(path), exc), bar)

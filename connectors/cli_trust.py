@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from callsense.connectors.console import fail, out_console
+from callsense.connectors.console import err_console, fail, out_console
 from callsense.core.errors import CallsenseError, ConfigError
 
 __all__ = ["register"]
@@ -150,9 +150,13 @@ def purge(
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Remove everything of calls: rows, audio, result-cache entries, delivered webhooks."""
+    """Remove everything of calls: rows, audio, result-cache entries, delivered webhooks.
+
+    Besides ``--data-dir`` and the config's cache, the directories every ``callsense serve``
+    on this database recorded are purged too; one that cannot be reached from here is named
+    and the exit code is 1, since its files are still there."""
     from callsense.connectors.appconfig import load_app_config
-    from callsense.connectors.retention import Purger
+    from callsense.connectors.retention import Purger, recorded_locations, unreachable
     from callsense.connectors.storage import make_engine
     from callsense.pipeline.cache import ResultCache
 
@@ -160,12 +164,24 @@ def purge(
         fail("say which calls: --call ID or --older-than-days N")
     try:
         cfg = load_app_config(config)
+        engine = make_engine(db or cfg.outbox.db_url)
+        locations = recorded_locations(engine)
     except CallsenseError as exc:
         fail(exc)
+    cache = ResultCache(cfg.cache.dir)
+    audio_dir = data_dir / "audio"
+    out_of_reach = unreachable(locations)
+    reachable = [loc for loc in locations if loc not in out_of_reach]
     purger = Purger(
-        make_engine(db or cfg.outbox.db_url),
-        audio_dir=data_dir / "audio",
-        cache=ResultCache(cfg.cache.dir),
+        engine,
+        audio_dir=audio_dir,
+        cache=cache,
+        more_audio_dirs=tuple(loc.path for loc in reachable if loc.kind == "audio"),
+        more_caches=tuple(
+            ResultCache(loc.path)
+            for loc in reachable
+            if loc.kind == "cache" and loc.path != cache.directory.resolve()
+        ),
     )
     removed: list[str] = []
     missing: list[str] = []
@@ -174,8 +190,22 @@ def purge(
     if older_than_days is not None:
         removed += purger.purge_older_than(older_than_days * 86400)
     out_console.print(f"purged {len(removed)} call(s)")
+    if not locations:
+        err_console.print(
+            "note: no `callsense serve` recorded its directories in this database; files "
+            f"were looked for only in {escape(str(audio_dir))} and {escape(str(cache.directory))}"
+        )
+    problems = []
+    if out_of_reach:
+        where = "; ".join(str(loc) for loc in out_of_reach)
+        problems.append(
+            f"not reachable from here, files of these calls may remain: {where}; "
+            "run purge where the service runs, or DELETE /v1/calls/ID"
+        )
     if missing:
-        fail(f"not in the database (cache entries removed if any): {', '.join(missing)}", code=1)
+        problems.append(f"not in the database (cache entries removed if any): {', '.join(missing)}")
+    if problems:
+        fail("\n".join(problems), code=1)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,10 @@ stored policy with the name of a configured file (its stem: ``default`` for
 names no policy runs — is every configured file not replaced, plus every stored policy
 marked active; it is validated as a whole before a change is accepted, so two policies
 sharing a rule id are refused at PUT time, not at the next call.
+
+A configured policy is named by its file name alone (``default.yaml``) in everything this
+store gives out: API answers, error messages and a call's audit go to clients, who have no
+business knowing where the service keeps its configuration. ``configured`` keeps the paths.
 """
 
 from __future__ import annotations
@@ -84,9 +88,11 @@ class PolicyStore:
         path = self.configured[name]
         try:
             body = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
-        return PolicyDoc(name, body, "config", True, str(path))
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.reason if isinstance(exc, UnicodeDecodeError) else exc.strerror
+            message = f"cannot read: {reason or type(exc).__name__}"
+            raise ConfigError(message, file=path.name) from None
+        return PolicyDoc(name, body, "config", True, path.name)
 
     def all(self) -> list[PolicyDoc]:
         """Every policy by name; a stored one hides the configured file of its name."""

@@ -60,6 +60,7 @@ class Job:
     audio_path: Path | None = None
     transcript: CallTranscript | None = None
     note: str | None = None  # kept as the call's error text after a successful run
+    context: RouteContext | None = None  # a recovered live call's platform ids (its routes)
 
 
 class Runtime:
@@ -160,15 +161,17 @@ class Runtime:
     def _recover_live_calls(self) -> None:
         """Live calls this gateway was running when it died: their utterances were stored
         as they came, so replaying them through the policies gives the decisions the call
-        would have had (decisions already sent are not sent twice: outbox ids are stable)."""
+        would have had (decisions already sent are not sent twice: outbox ids are stable),
+        routed with the platform ids stored with the call, as the live session routed them."""
         for call_id in self.store.interrupted_live_calls(self.settings.gateway_id):
+            record = self.store.get(call_id)
             transcript = self.store.transcript(call_id)
-            if transcript is None:
+            if record is None or transcript is None:
                 continue
+            job = Job(call_id, "transcript", transcript=transcript, note=LIVE_RECOVERED,
+                      context=record.context)  # fmt: skip
             try:
-                self._queue.put_nowait(
-                    Job(call_id, "transcript", transcript=transcript, note=LIVE_RECOVERED)
-                )
+                self._queue.put_nowait(job)
             except queue.Full:
                 self.store.fail(call_id, "gateway stopped mid-call; the queue was full")
                 continue
@@ -311,7 +314,7 @@ class Runtime:
             n_utterances,
             len(result.decisions),
         )
-        self.enqueue_decisions(result.decisions)
+        self.enqueue_decisions(result.decisions, job.context)
 
     def _analyze(self, job: Job, flow: CallFlow) -> CallResult:
         """The job through ``flow``: a recording via the transcriber (and the result

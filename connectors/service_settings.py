@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +41,12 @@ class ServiceSettings(BaseModel):
         pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
         description="names this process's live calls in a shared database, so that after a "
         "crash it recovers its own calls only (set it when several gateways share a host)",
+    )
+    platform_signatures: Literal["required", "off"] = Field(
+        "required",
+        description="required: a platform's live connection (Genesys AudioHook, Twilio) must "
+        "carry a valid signature of that platform, made with the API key's client secret; "
+        "off: only the API key is checked (local development only)",
     )
 
     @property

@@ -76,7 +76,7 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     parsed = make_url(full)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _check_sqlite_dir(Path(parsed.database).expanduser())
         connect_args = {"check_same_thread": False, "timeout": 30.0}
         connect_args.update(kwargs.pop("connect_args", {}))
         engine = create_engine(full, connect_args=connect_args, **kwargs)
@@ -84,6 +84,20 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(full, **kwargs)
+
+
+def _check_sqlite_dir(path: Path) -> None:
+    """A database file may be new, its directory may not. Creating the directory would
+    start an empty database (no API keys, no outbox) wherever a typo points, and the real
+    one would look lost; the directory is a deployment decision, so say what is missing."""
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise ConfigError(
+            f"the SQLite database {path} cannot be opened: its directory {parent} {what}; "
+            "fix the URL (--db, outbox.db_url, $CALLSENSE_DB_URL) or create the directory",
+            field="db_url",
+        )
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

@@ -10,17 +10,35 @@ types of those keys (no ``"0"`` for a channel, no ``true`` for a time) but ignor
 does not know, because transcripts from other tools carry extras (funasr's ``key``,
 ``timestamp``, ``words``). ``raw`` or ``text`` must be there; the reader fills the rest
 from ``raw``.
+
+Sizes are bounded here, where a transcript from outside first becomes data: every stage
+after this (keyword and regex matching, redaction, storage) costs time per character, and a
+single 20 MB utterance once held one keyword search, and with it the whole service, for
+45 s. ``MAX_TEXT_CHARS`` is about 25 minutes of uninterrupted speech in one utterance;
+``MAX_TRANSCRIPT_CHARS`` is some 40 hours of talk in one call.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from callsense.core.vocab import EMOTIONS, EVENTS, LANGUAGES, Source, Speaker, suggest
 
 __all__ = [
+    "MAX_ORIGINAL_CHARS",
+    "MAX_RAW_CHARS",
+    "MAX_RECORD_BYTES",
+    "MAX_TEXT_CHARS",
+    "MAX_TRANSCRIPT_CHARS",
     "RECORD_KEYS",
     "ConfidenceRecord",
     "Probability",
@@ -43,6 +61,20 @@ RECORD_KEYS: tuple[str, ...] = (
     "raw",
     "confidence",
 )
+
+MAX_TEXT_CHARS = 20_000
+"""Longest ``text`` of one utterance."""
+MAX_RAW_CHARS = MAX_TEXT_CHARS + 2_000
+"""Longest ``raw``: the text plus its SenseVoice tags (several groups when merged)."""
+MAX_ORIGINAL_CHARS = 8 * MAX_RAW_CHARS
+"""Longest sealed ``original``: a Fernet token of text and raw as UTF-8 JSON."""
+MAX_RECORD_BYTES = 1024 * 1024
+"""Longest JSONL line a reader takes in (far above any record within the limits above)."""
+MAX_TRANSCRIPT_CHARS = 2_000_000
+"""Most text (the sum of ``text`` over its utterances) one call may carry."""
+
+_LIMITS = {"text": MAX_TEXT_CHARS, "raw": MAX_RAW_CHARS, "original": MAX_ORIGINAL_CHARS}
+_LIMIT_NAMES = {"text": "MAX_TEXT_CHARS", "raw": "MAX_RAW_CHARS", "original": "MAX_ORIGINAL_CHARS"}
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Seconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
@@ -91,6 +123,18 @@ class UtteranceRecord(BaseModel):
     # redaction mode redacted_and_original: the sealed (encrypted) original. Read here, but
     # never dumped from the model: only the JSONL writer puts it out, the API does not.
     original: str | None = Field(default=None, exclude=True)
+
+    @field_validator("text", "raw", "original")
+    @classmethod
+    def _bounded(cls, value: str | None, info: ValidationInfo) -> str | None:
+        field = str(info.field_name)
+        limit = _LIMITS[field]
+        if value is not None and len(value) > limit:
+            raise ValueError(
+                f"{len(value)} characters, more than one utterance may hold "
+                f"({_LIMIT_NAMES[field]} = {limit}); split it into shorter utterances"
+            )
+        return value
 
     @field_validator("lang")
     @classmethod

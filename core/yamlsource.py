@@ -4,11 +4,16 @@ PyYAML's composer keeps each node's position; we build plain Python data from th
 tree ourselves so that duplicate keys are rejected (PyYAML silently keeps the last one)
 and every value's path maps to its line. ``validate`` runs a pydantic model over the data
 and turns each pydantic error into ``file:line: field.path: message (got value)``.
+
+Numbers must be finite: pydantic reads ``.inf``, ``.nan`` and ``1e999999`` (a string to
+YAML, infinity to ``float()``) as valid floats, and a limit of infinity is no limit, so
+``validate_data`` rejects a non-finite float anywhere in the validated model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -185,7 +190,7 @@ def _short(value: Any) -> str:
 def validate_data(model: type[M], src: Located, *, context: Mapping[str, Any] | None = None) -> M:
     """Validate parsed YAML against ``model``; every problem becomes one ``file:line`` line."""
     try:
-        return model.model_validate(src.data if src.data is not None else {}, context=context)
+        result = model.model_validate(src.data if src.data is not None else {}, context=context)
     except ValidationError as exc:
         problems = []
         first_line: int | None = None
@@ -205,6 +210,39 @@ def validate_data(model: type[M], src: Located, *, context: Mapping[str, Any] | 
             field_name = format_loc(loc)
             problems.append(f"{where}: {field_name}: {msg}" if field_name else f"{where}: {msg}")
         raise ConfigError(problems[0], file=src.file, line=first_line, problems=problems) from None
+    _check_finite(result, src)
+    return result
+
+
+def _check_finite(model: BaseModel, src: Located) -> None:
+    """``ConfigError`` naming each inf/nan with its line: such a limit would be no limit."""
+    found: list[tuple[int, str]] = []
+    for full_loc, value in _non_finite(model, ()):
+        loc = _data_loc(src.data, full_loc)
+        line = src.line_of(loc)
+        where = f"{src.file}:{line}" if line else src.file
+        message = f"{where}: {format_loc(loc)}: must be a finite number (got {value})"
+        found.append((line or 0, message))
+    if found:
+        found.sort(key=lambda item: item[0])
+        problems = [text for _, text in found]
+        raise ConfigError(problems[0], file=src.file, line=found[0][0] or None, problems=problems)
+
+
+def _non_finite(value: Any, loc: PathKey) -> Iterator[tuple[PathKey, float]]:
+    """Every inf/nan float in a validated model, with its path."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            yield loc, value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _non_finite(getattr(value, name), (*loc, name))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _non_finite(item, (*loc, key))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _non_finite(item, (*loc, i))
 
 
 def _data_loc(data: Any, full_loc: tuple[Any, ...]) -> PathKey:

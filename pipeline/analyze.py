@@ -89,9 +89,11 @@ def analyze_file(
     call_id: str | None = None,
     cache: ResultCache | None = None,
     sinks: tuple[EventSink, ...] = (),
+    name: str | None = None,
 ) -> CallResult:
     """One recording through ``flow``. The cache holds guarded transcripts (redacted, as
-    everything stored), keyed by the file, the model and the transcript's settings."""
+    everything stored), keyed by the file, the model and the transcript's settings.
+    ``name``: what errors and the summary call the file (default: its name, no directory)."""
     call_id = call_id or call_id_for(path)
     key = None
     if cache is not None:
@@ -100,7 +102,7 @@ def analyze_file(
         if hit is not None:
             log.info("call %s: result cache hit", call_id)
             return flow.run(hit, sinks=sinks)
-    transcript = transcriber.transcribe_file(path, call_id=call_id)
+    transcript = transcriber.transcribe_file(path, call_id=call_id, name=name)
     result = flow.run(transcript, sinks=sinks)
     if cache is not None and key is not None:
         cache.put(key, result.transcript)

@@ -5,14 +5,24 @@ build, and a crashing or hanging decoder cannot take the service down: it is kil
 ``timeout_s``). The file is probed first, so a 10-hour recording is refused before any sample
 is decoded, and a file that is not audio gets an error that says so instead of a stack trace.
 
+Memory is bounded before decoding and while it runs: a decoded call is held as 16 kHz
+float32, 64 KB per second per channel, so a 1.3 MB FLAC of one hour of 7.1 silence would
+take 1.8 GB. The probe refuses more than ``audio.max_channels`` channels and a decoded size
+(duration x channels x 64 KB/s) above ``audio.max_decoded_mb``; the decoder's output is
+read in blocks straight into one array per channel (never the whole PCM stream as bytes),
+and stops as soon as a file that lied about its length passes either limit.
+
 Channel roles: a stereo call keeps its channels apart and ``AudioConfig.channels`` says who
 speaks on which. The default ``{0: customer, 1: agent}`` follows the common recorder
 convention (Amazon Contact Lens / LCA: left = caller, right = agent). Channels beyond the
 map (a 4-track conference recording) are still decoded and get speaker ``unknown``; a mono
-call gets ``mono_speaker``.
+call gets ``mono_speaker``. More channels than ``audio.max_channels`` (default 4) are refused
+rather than down-mixed: mixing voices that a recorder kept apart gives the recognizer
+overlapping speech to untangle, so the sender is told to export the call tracks it means.
 
-The raw-PCM helpers at the end (``pcm16_to_float``, ``mulaw_to_float``, ``resample``) serve
-live streams, where frames arrive as bytes without a container.
+The errors are ``pipeline.audio_errors``'s and the raw-PCM helpers (``pcm16_to_float``,
+``mulaw_to_float``, ``resample``, ``Upsampler``) ``pipeline.pcm``'s, both re-exported here;
+the helpers serve live streams, where frames arrive as bytes without a container.
 """
 
 from __future__ import annotations
@@ -30,22 +40,45 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.signal import firwin, lfilter, resample_poly, upfirdn
 
-from callsense.core.errors import CallsenseError, InputError
+from callsense.pipeline.audio_errors import (
+    AudioDecodeTimeout,
+    AudioError,
+    AudioTooLargeError,
+    AudioTooLongError,
+    EmptyAudioError,
+    FfmpegNotFoundError,
+    NotAudioError,
+    TooManyChannelsError,
+    TruncatedAudioError,
+    UnsupportedCodecError,
+    ZeroLengthAudioError,
+)
+from callsense.pipeline.decoder_output import run_decoder
 from callsense.pipeline.model import Speaker
+from callsense.pipeline.pcm import (
+    SAMPLE_RATE,
+    Upsampler,
+    mulaw_to_float,
+    pcm16_to_float,
+    resample,
+    upsample_8k,
+)
 
 __all__ = [
+    "DECODED_BYTES_PER_SECOND",
     "SAMPLE_RATE",
     "AudioConfig",
     "AudioDecodeTimeout",
     "AudioError",
     "AudioProbe",
+    "AudioTooLargeError",
     "AudioTooLongError",
     "DecodedAudio",
     "EmptyAudioError",
     "FfmpegNotFoundError",
     "NotAudioError",
+    "TooManyChannelsError",
     "TruncatedAudioError",
     "UnsupportedCodecError",
     "Upsampler",
@@ -59,7 +92,8 @@ __all__ = [
     "upsample_8k",
 ]
 
-SAMPLE_RATE = 16000
+DECODED_BYTES_PER_SECOND = SAMPLE_RATE * 4  # one channel held as 16 kHz float32
+_MB = 1024 * 1024
 
 # Shortfall between the duration a header declares and what decodes before we call a file
 # truncated: codecs pad and round (MP3 encoder delay, Vorbis pre-skip), a cut file is short
@@ -86,13 +120,29 @@ class AudioConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_duration_s: float = Field(default=4 * 3600.0, gt=0, description="longer calls are refused")
+    max_duration_s: float = Field(
+        default=4 * 3600.0, gt=0, allow_inf_nan=False, description="longer calls are refused"
+    )
+    max_channels: int = Field(
+        default=4,
+        ge=1,
+        description="recordings with more channels are refused (each is decoded and kept apart)",
+    )
+    max_decoded_mb: float = Field(
+        default=2048.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="largest decoded call in memory: duration x channels x 64 KB/s "
+        "(4 h of stereo is 1843 MB); larger calls are refused before decoding",
+    )
     channels: dict[int, Speaker] = Field(
         default_factory=_default_roles,
         description="speaker per channel index of a multi-channel call",
     )
     mono_speaker: Speaker = "customer"
-    timeout_s: float = Field(default=600.0, gt=0, description="limit per ffprobe/ffmpeg run")
+    timeout_s: float = Field(
+        default=600.0, gt=0, allow_inf_nan=False, description="limit per ffprobe/ffmpeg run"
+    )
     ffmpeg: str = "ffmpeg"
     ffprobe: str = "ffprobe"
 
@@ -107,46 +157,6 @@ class DecodedAudio:
     source_sample_rate: int
     source_channels: int
     codec: str
-
-
-class FfmpegNotFoundError(CallsenseError):
-    """ffmpeg/ffprobe is not installed: the machine needs fixing, not the input."""
-
-
-class AudioError(InputError):
-    """A call's audio cannot be used; ``path`` names the file (or the name given to bytes)."""
-
-    def __init__(self, path: str, message: str) -> None:
-        self.path = path
-        super().__init__(f"{path}: {message}")
-
-
-class NotAudioError(AudioError):
-    """The file holds no audio stream (random bytes, text, an image)."""
-
-
-class EmptyAudioError(AudioError):
-    """The file has 0 bytes."""
-
-
-class ZeroLengthAudioError(AudioError):
-    """A valid audio container that holds no samples."""
-
-
-class TruncatedAudioError(AudioError):
-    """The file ends before its header says it should (a cut upload or copy)."""
-
-
-class UnsupportedCodecError(AudioError):
-    """An audio stream this ffmpeg build cannot decode."""
-
-
-class AudioTooLongError(AudioError):
-    """Longer than ``AudioConfig.max_duration_s``; refused before decoding."""
-
-
-class AudioDecodeTimeout(AudioError):
-    """ffprobe or ffmpeg ran past ``AudioConfig.timeout_s``."""
 
 
 def speaker_for(channel_index: int, n_channels: int, cfg: AudioConfig) -> Speaker:
@@ -192,12 +202,6 @@ def decode(
 
 def _decode_path(path: Path, label: str, cfg: AudioConfig) -> DecodedAudio:
     found = probe(path, cfg, name=label)
-    if found.declared_duration is not None and found.declared_duration > cfg.max_duration_s:
-        raise AudioTooLongError(
-            label,
-            f"the audio lasts {_hms(found.declared_duration)}, more than audio.max_duration_s "
-            f"({_hms(cfg.max_duration_s)}); split the recording or raise the limit",
-        )
     declared = _wav_declared_duration(path, found)
     if declared is None:
         declared = found.declared_duration
@@ -212,22 +216,37 @@ def _decode_path(path: Path, label: str, cfg: AudioConfig) -> DecodedAudio:
         "-t", f"{cfg.max_duration_s + 1.0:.3f}",
         "-ar", str(rate), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
     ]  # fmt: skip
-    proc = _run(cmd, label, cfg, what="decoding")
-    stderr = proc.stderr.decode("utf-8", "replace")
+    n_ch = found.channels
+    # the header may say less than the file holds: the size limit holds while decoding too
+    bytes_per_frame = 4 * n_ch * (SAMPLE_RATE // rate)
+    max_frames = max(1, int(cfg.max_decoded_mb * _MB) // bytes_per_frame)
+    guess = found.duration if found.duration is not None else 60.0
+    capacity = min(max_frames, math.ceil((guess + 1.0) * rate))
+    _require(cfg.ffmpeg)
+    decoded = run_decoder(
+        cmd, n_ch=n_ch, capacity=capacity, max_frames=max_frames, timeout_s=cfg.timeout_s
+    )
+    if decoded.timed_out:
+        raise AudioDecodeTimeout(
+            label,
+            f"decoding took longer than audio.timeout_s ({cfg.timeout_s:g} s); "
+            "check the file or raise the limit",
+        )
+    if decoded.over_limit:
+        raise AudioTooLargeError(
+            label,
+            f"decoded, the audio takes more than audio.max_decoded_mb ({cfg.max_decoded_mb:g} "
+            "MB) though its header said less; split the recording or raise the limit",
+        )
+    stderr = decoded.stderr
     if any(m in stderr for m in _NO_DECODER_MARKERS):
         raise _unsupported(label, found.codec)
-    if proc.returncode != 0:
+    if decoded.returncode != 0:
         raise NotAudioError(
             label,
             f"ffmpeg could not decode the audio ({_last_line(stderr, path)}); check the file",
         )
-    n_ch = found.channels
-    data = np.frombuffer(proc.stdout, dtype="<f4")
-    if not np.isfinite(data).all() or (data.size and float(np.abs(data).max()) > 1.0):
-        # float recordings may hold NaN/Inf or values far outside full scale; the models
-        # need finite samples in [-1, 1] (clipping is what a phone line would do too)
-        data = np.clip(np.nan_to_num(data, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
-    frames = data.size // n_ch
+    frames = decoded.frames
     duration = frames / rate
     if duration > cfg.max_duration_s:  # the header did not say; the samples did
         raise AudioTooLongError(
@@ -238,22 +257,21 @@ def _decode_path(path: Path, label: str, cfg: AudioConfig) -> DecodedAudio:
     if declared is not None and declared - duration > max(
         _TRUNCATION_SLACK_S, _TRUNCATION_SLACK_FRACTION * declared
     ):
-        raise TruncatedAudioError(
-            label,
-            f"the header declares {declared:.2f} s of audio but only {duration:.2f} s is "
-            "there; the file was cut short, copy or export it again",
-        )
+        raise _truncated(label, declared, duration)
     if any(m in stderr for m in _TRUNCATION_MARKERS):
         raise TruncatedAudioError(
             label, "the file ends in the middle of an audio packet; copy or export it again"
         )
     if frames == 0:
         raise ZeroLengthAudioError(label, "the audio stream holds no samples; check the recording")
-    block = data[: frames * n_ch].reshape(frames, n_ch)
     if rate == SAMPLE_RATE:
-        channels = tuple(block[:, i].copy() for i in range(n_ch))  # owned, writable
-    else:
-        channels = tuple(upsample_8k(block[:, i]) for i in range(n_ch))
+        channels = tuple(decoded.channels)
+    else:  # one channel at a time, so only one upsampled copy is ever being built
+        pending = decoded.channels
+        upsampled = []
+        while pending:
+            upsampled.append(upsample_8k(pending.pop(0)))
+        channels = tuple(upsampled)
     return DecodedAudio(
         channels=channels,
         sample_rate=SAMPLE_RATE,
@@ -272,7 +290,8 @@ def probe(
     timeout_s: float | None = None,
 ) -> AudioProbe:
     """What ``decode`` checks first, without decoding: the service refuses an upload that is
-    not audio before queueing it (``timeout_s``: a shorter wait, a client is waiting)."""
+    not audio, holds no samples, has too many channels, or would decode too long or too
+    large, before queueing it (``timeout_s``: a shorter wait, a client is waiting)."""
     path, label, cfg = Path(source), name or str(source), cfg or AudioConfig()
     try:
         size = path.stat().st_size
@@ -315,16 +334,80 @@ def probe(
     channels = int(stream.get("channels") or 0)
     if channels < 1:
         raise _unsupported(label, codec)
+    if channels > cfg.max_channels:
+        raise TooManyChannelsError(
+            label,
+            f"the recording has {channels} channels, more than audio.max_channels "
+            f"({cfg.max_channels}); export the call's own tracks (customer and agent) "
+            "or raise the limit",
+        )
     raw = stream.get("duration") or info.get("format", {}).get("duration")
     value = math.inf if raw in (None, "N/A") else float(raw)
     duration = value if math.isfinite(value) else None
-    return AudioProbe(
+    found = AudioProbe(
         stream_index=int(stream["index"]),
         codec=str(codec),
         sample_rate=int(stream.get("sample_rate") or 0),
         channels=channels,
         declared_duration=None if _ESTIMATED in stderr else duration,
         duration=duration,
+    )
+    _check_size(found, label, cfg)
+    if not duration and not _has_audio_packet(path, label, found, cfg, timeout_s):
+        declared = _wav_declared_duration(path, found)
+        if declared:
+            raise _truncated(label, declared, 0.0)
+        raise ZeroLengthAudioError(label, "the audio stream holds no samples; check the recording")
+    return found
+
+
+def _check_size(found: AudioProbe, label: str, cfg: AudioConfig) -> None:
+    """Refuse by what the header declares; an estimate (from the file size) is left to the
+    decoder's own bound, since it may be far off either way."""
+    declared = found.declared_duration
+    if declared is None:
+        return
+    if declared > cfg.max_duration_s:
+        raise AudioTooLongError(
+            label,
+            f"the audio lasts {_hms(declared)}, more than audio.max_duration_s "
+            f"({_hms(cfg.max_duration_s)}); split the recording or raise the limit",
+        )
+    mb = declared * found.channels * DECODED_BYTES_PER_SECOND / _MB
+    if mb > cfg.max_decoded_mb:
+        raise AudioTooLargeError(
+            label,
+            f"decoded, {_hms(declared)} of {found.channels}-channel audio takes {mb:.0f} MB, "
+            f"more than audio.max_decoded_mb ({cfg.max_decoded_mb:g} MB); split the "
+            "recording, send fewer channels or raise the limit",
+        )
+
+
+def _has_audio_packet(
+    path: Path, label: str, found: AudioProbe, cfg: AudioConfig, timeout_s: float | None
+) -> bool:
+    """Whether the audio stream holds at least one packet (reads only the first one). Asked
+    when no header gives a duration: a WAV of 44 bytes says nothing, and is still empty."""
+    cmd = [
+        cfg.ffprobe, "-v", "error", "-of", "json",
+        "-select_streams", str(found.stream_index),
+        "-read_intervals", "%+#1",
+        "-show_entries", "packet=size",
+        str(path),
+    ]  # fmt: skip
+    proc = _run(cmd, label, cfg, what="probing", timeout_s=timeout_s)
+    try:
+        packets = json.loads(proc.stdout or b"{}").get("packets")
+    except (ValueError, AttributeError):
+        return True  # no answer is no proof of emptiness: the decoder will tell
+    return proc.returncode != 0 or bool(packets)
+
+
+def _truncated(label: str, declared: float, duration: float) -> TruncatedAudioError:
+    return TruncatedAudioError(
+        label,
+        f"the header declares {declared:.2f} s of audio but only {duration:.2f} s is "
+        "there; the file was cut short, copy or export it again",
     )
 
 
@@ -361,14 +444,18 @@ def _wav_declared_duration(path: Path, probe: AudioProbe) -> float | None:
         return None
 
 
+def _require(program: str) -> None:
+    if shutil.which(program) is None:
+        raise FfmpegNotFoundError(
+            f"{program!r} not found: callsense decodes audio with ffmpeg; install it "
+            "(Debian/Ubuntu: apt-get install ffmpeg) or set audio.ffmpeg / audio.ffprobe"
+        )
+
+
 def _run(
     cmd: list[str], label: str, cfg: AudioConfig, *, what: str, timeout_s: float | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    if shutil.which(cmd[0]) is None:
-        raise FfmpegNotFoundError(
-            f"{cmd[0]!r} not found: callsense decodes audio with ffmpeg; install it "
-            "(Debian/Ubuntu: apt-get install ffmpeg) or set audio.ffmpeg / audio.ffprobe"
-        )
+    _require(cmd[0])
     limit = min(cfg.timeout_s, timeout_s or cfg.timeout_s)
     try:
         return subprocess.run(cmd, capture_output=True, timeout=limit, check=False)
@@ -405,94 +492,3 @@ def _codec_from_probe_text(stderr: str) -> str | None:
 def _hms(seconds: float) -> str:
     s = round(seconds)
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-class Upsampler:
-    """8 kHz -> 16 kHz, continuous across frames: the one upsampler of telephony audio, for
-    a recording (all at once) and a live stream (frame by frame), so both give the VAD and
-    the model the same samples. A polyphase filter applied per 20 ms frame would ring at
-    every frame edge; this keeps its state. The filter is scipy ``resample_poly``'s for 1:2
-    (Kaiser 5.0, cutoff at 8 kHz's Nyquist, 41 taps); its delay is dropped so times stay
-    exact, and ``flush`` gives the delayed last samples at the end of the audio."""
-
-    _TAPS = 41  # 2 * 10 * max(up, down) + 1, as resample_poly
-
-    def __init__(self) -> None:
-        taps = firwin(self._TAPS, 0.5, window=("kaiser", 5.0))
-        self.taps = (2.0 * taps).astype(np.float64)
-        self.state = np.zeros(self._TAPS - 1)
-        self.skip = (self._TAPS - 1) // 2
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        up = np.zeros(2 * x.size, dtype=np.float64)
-        up[::2] = x
-        y, self.state = lfilter(self.taps, 1.0, up, zi=self.state)
-        if self.skip:
-            drop = min(self.skip, y.size)
-            y = y[drop:]
-            self.skip -= drop
-        # the filter overshoots a full-scale edge a little; the models want [-1, 1]
-        return np.clip(y, -1.0, 1.0).astype(np.float32)
-
-    def flush(self) -> np.ndarray:
-        """The samples still inside the filter, so the output is twice the input's length."""
-        return self(np.zeros((self._TAPS - 1) // 4, dtype=np.float32))
-
-
-def upsample_8k(samples: np.ndarray) -> np.ndarray:
-    """A whole 8 kHz channel at 16 kHz: what ``Upsampler`` gives frame by frame and then
-    ``flush``, computed at once by a polyphase filter (the same taps, several times faster)."""
-    taps = Upsampler().taps
-    delay = (len(taps) - 1) // 2
-    y = upfirdn(taps, np.asarray(samples, dtype=np.float64), up=2)[delay : delay + 2 * samples.size]
-    return np.clip(y, -1.0, 1.0).astype(np.float32)
-
-
-# --- raw PCM, for live streams ------------------------------------------------------------
-
-
-def pcm16_to_float(data: bytes, channels: int = 1) -> tuple[np.ndarray, ...]:
-    """Interleaved little-endian signed 16-bit PCM to float32 in [-1, 1), one array per channel.
-
-    A trailing partial frame is an error: a stream framing bug must not shift the channels.
-    """
-    if channels < 1:
-        raise ValueError(f"channels must be >= 1 (got {channels})")
-    frame = 2 * channels
-    if len(data) % frame:
-        raise ValueError(f"{len(data)} bytes is not a whole number of {channels}-channel frames")
-    pcm = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-    block = pcm.reshape(-1, channels)
-    return tuple(block[:, i].copy() for i in range(channels))
-
-
-def _mulaw_table() -> np.ndarray:
-    """G.711 μ-law expansion of all 256 codes (ITU-T G.711; audioop left Python in 3.13)."""
-    codes = ~np.arange(256, dtype=np.int32) & 0xFF
-    sign = codes & 0x80
-    exponent = (codes >> 4) & 0x07
-    mantissa = codes & 0x0F
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    linear = np.where(sign != 0, -magnitude, magnitude)
-    return (linear / 32768.0).astype(np.float32)
-
-
-_MULAW = _mulaw_table()
-
-
-def mulaw_to_float(data: bytes) -> np.ndarray:
-    """G.711 μ-law bytes (telephony, usually 8 kHz mono) to float32 in [-1, 1)."""
-    return _MULAW[np.frombuffer(data, dtype=np.uint8)]
-
-
-def resample(samples: np.ndarray, src_rate: int, dst_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Polyphase resampling (scipy, a funasr dependency) with its anti-aliasing filter."""
-    if src_rate <= 0 or dst_rate <= 0:
-        raise ValueError(f"sample rates must be positive (got {src_rate} -> {dst_rate})")
-    if src_rate == dst_rate:
-        return np.asarray(samples, dtype=np.float32)
-    g = math.gcd(src_rate, dst_rate)
-    out: np.ndarray = resample_poly(
-        np.asarray(samples, dtype=np.float32), dst_rate // g, src_rate // g
-    )
-    return out.astype(np.float32, copy=False)

@@ -98,7 +98,8 @@ class Gap:
 
 @dataclass(frozen=True, slots=True)
 class CallTranscript:
-    """All utterances of one call in start-time order, plus what is known of its audio."""
+    """All utterances of one call in the order they end (the order the stages got them),
+    plus what is known of its audio."""
 
     call_id: str
     utterances: tuple[Utterance, ...]

@@ -14,7 +14,7 @@ __all__ = ["CallPolicy", "PolicyStage"]
 
 
 class CallPolicy:
-    """One call's rules session, fed utterances in start-time order as they complete."""
+    """One call's rules session, fed utterances in the order they complete."""
 
     __slots__ = ("_seq", "_session")
 

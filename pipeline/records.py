@@ -15,21 +15,23 @@ without ``raw`` but with ``text`` gets a ``raw`` rebuilt from its fields.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from callsense.core import richtext
 from callsense.core.errors import InputError
-from callsense.core.wire import RECORD_KEYS, UtteranceRecord
+from callsense.core.wire import MAX_TRANSCRIPT_CHARS, RECORD_KEYS, UtteranceRecord
 from callsense.pipeline.model import TagConfidence, Utterance
 
 __all__ = [
+    "MAX_TRANSCRIPT_CHARS",
     "RECORD_KEYS",
     "ErrorDetail",
     "ErrorRecord",
     "UtteranceRecord",
+    "check_transcript_size",
     "error_record",
     "format_validation_error",
     "record_from_utterance",
@@ -143,3 +145,20 @@ def utterance_from_record(
         unknown_tags=parsed.unknown_tags,
         original=rec.original,
     )
+
+
+def check_transcript_size(utterances: Iterable[Utterance], *, file: str | None = None) -> int:
+    """The call's total text length; ``InputError`` above ``MAX_TRANSCRIPT_CHARS``.
+
+    Each record is bounded by ``core.wire``; this bounds their sum, which is what a call's
+    analysis costs (the API answers it with 422 before the call is queued)."""
+    total = 0
+    for u in utterances:
+        total += len(u.text)
+        if total > MAX_TRANSCRIPT_CHARS:
+            where = file or "<input>"
+            raise InputError(
+                f"{where}: utterances: the transcript holds more than {MAX_TRANSCRIPT_CHARS} "
+                "characters of text (MAX_TRANSCRIPT_CHARS); split the call or send less of it"
+            )
+    return total

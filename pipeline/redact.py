@@ -180,12 +180,16 @@ class Redactor:
         if self.cfg.mode == "off" or not text:
             return ()
         found: list[Entity] = []
-        taken: list[tuple[int, int]] = []
+        # One byte per character of the text, 1 where an entity already sits: checking and
+        # claiming a span costs its own length, so a text with thousands of entities is
+        # scanned once (comparing each new span with every one found was quadratic: 8k
+        # card numbers took 14 s). Detectors still win in the order they add.
+        taken = bytearray(len(text))
 
         def add(kind: EntityKind, start: int, end: int) -> None:
-            if kind in self.kinds and not any(s < end and start < e for s, e in taken):
+            if kind in self.kinds and taken.find(1, start, end) == -1:
                 found.append(Entity(kind, start, end))
-                taken.append((start, end))
+                taken[start:end] = b"\x01" * (end - start)
 
         if "@" in text:
             for m in pii.EMAIL_RE.finditer(text):
@@ -317,10 +321,13 @@ class Redactor:
         claimed = [False] * n
         hits = self._greedy(text, groups, 0, n, plus=plus, x_end=x_end, checked=True)
         phones: list[pii.Hit] = []
+        k = 0  # hits and groups both run left to right: one sweep marks the claimed groups
         for _kind, start, end in hits:
-            for k, g in enumerate(groups):
-                if start <= g.start and g.end <= end:
-                    claimed[k] = True
+            while k < n and groups[k].start < start:
+                k += 1
+            while k < n and groups[k].end <= end:
+                claimed[k] = True
+                k += 1
         i = 0
         while i < n:
             if claimed[i]:

@@ -10,12 +10,17 @@ Decisions, so nobody has to read the code:
 * Files are read one at a time (memory holds one file's utterances, never the whole batch);
   a directory means every ``*.jsonl`` under it, recursively, in sorted path order.
 * Within a file, lines of one ``call_id`` need not be contiguous; a call's utterances are
-  sorted by start time (then end, then channel). Calls come out in order of first appearance,
-  after their file's problems.
+  sorted by end time (then channel, then start): the order a live call hears them complete
+  and a recording's stages get them, so a replay decides as the call did (and the ``seq``
+  its evidence cites is the same). Calls come out in order of first appearance, after their
+  file's problems.
 * A ``call_id`` seen again in a LATER file is a separate call (merging would hold every file
   in memory until the end); a ``ReplayProblem`` says so, and the second call is still yielded.
 * Batch error lines (``records.ErrorRecord``: a file that failed to transcribe) become a
   ``ReplayProblem`` too: that call has no utterances to replay.
+* A line longer than ``MAX_RECORD_BYTES`` is a ``ReplayProblem`` and is not held in memory
+  (it is skipped in pieces); a call whose text passes ``MAX_TRANSCRIPT_CHARS`` is a
+  ``ReplayProblem`` instead of a call (``core.wire`` says why these limits exist).
 * Empty and whitespace-only lines are skipped. Keys the record does not know are ignored and
   named once per file in a ``ReplayProblem`` (the line is still read).
 """
@@ -30,10 +35,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from callsense.core.errors import InputError
+from callsense.core.wire import MAX_RECORD_BYTES
 from callsense.pipeline.model import CallTranscript, Utterance
 from callsense.pipeline.records import (
     RECORD_KEYS,
     ErrorRecord,
+    check_transcript_size,
     error_record,
     record_from_utterance,
     utterance_from_record,
@@ -98,7 +105,12 @@ def read_transcripts(
                 )
             else:
                 seen[call_id] = str(file)
-            utterances.sort(key=lambda u: (u.start, u.end, u.channel))
+            try:
+                check_transcript_size(utterances, file=f"{file}: call {call_id!r}")
+            except InputError as exc:
+                yield ReplayProblem(str(file), None, str(exc).removeprefix(f"{file}: "))
+                continue
+            utterances.sort(key=lambda u: (u.end, u.channel, u.start))
             yield CallTranscript(call_id=call_id, utterances=tuple(utterances), source=str(file))
 
 
@@ -112,7 +124,11 @@ def _read_file(file: Path) -> tuple[dict[str, list[Utterance]], list[ReplayProbl
     except OSError as exc:
         raise InputError(f"{file}: cannot read: {exc.strerror or exc}") from None
     with fh:
-        for number, blob in enumerate(fh, start=1):
+        for number, blob in enumerate(_lines(fh), start=1):
+            if blob is None:
+                too_long = f"line longer than {MAX_RECORD_BYTES} bytes (MAX_RECORD_BYTES)"
+                problems.append(ReplayProblem(name, number, too_long))
+                continue
             try:
                 line = blob.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -148,6 +164,21 @@ def _read_file(file: Path) -> tuple[dict[str, list[Utterance]], list[ReplayProbl
         )
     logger.debug("read %d calls from %s", len(calls), name)
     return calls, problems
+
+
+def _lines(fh: IO[bytes]) -> Iterator[bytes | None]:
+    """The file's lines; None for one longer than ``MAX_RECORD_BYTES``, which is read past
+    in bounded pieces instead of being held whole."""
+    while True:
+        blob = fh.readline(MAX_RECORD_BYTES + 1)
+        if not blob:
+            return
+        if len(blob) > MAX_RECORD_BYTES and not blob.endswith(b"\n"):
+            while (rest := fh.readline(MAX_RECORD_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+            continue
+        yield blob
 
 
 def _error_line(file: str, line: int, data: dict[str, Any]) -> ReplayProblem:

@@ -10,8 +10,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from callsense.pipeline.compliance import compliance_notes
+from callsense.core.vocab import SPEAKERS
+from callsense.pipeline.compliance import compliance_notes, emotion_allowed
 from callsense.pipeline.config import CallsenseConfig
+from callsense.pipeline.dynamics import call_dynamics
 from callsense.pipeline.model import CallTranscript
 from callsense.pipeline.stages import SpokenReply, StageError
 from callsense.rules.model import Decision
@@ -61,6 +63,8 @@ def summarize(
     negative = marks.get("dissatisfaction", 0) + len(escalations)
     priorities = [str(d.params.get("priority", "normal")) for d in escalations]
     top = max(priorities, key=PRIORITY_ORDER.index, default=None) if priorities else None
+    emotion_speakers = frozenset(s for s in SPEAKERS if emotion_allowed(s, cfg.compliance))
+    dynamics = call_dynamics(transcript, emotion_speakers=emotion_speakers)
     return {
         "call_id": transcript.call_id,
         "source": transcript.source,
@@ -72,6 +76,7 @@ def summarize(
         "emotions": dict(sorted(emotions.items())),
         "skipped_bgm_s": round(bgm, 3),
         "gaps": [g.record() for g in transcript.gaps],  # time the platform did not stream
+        "dynamics": dynamics.record(),  # docs/dynamics.md
         "escalated": bool(escalations),
         "escalations": [
             {"rule": d.rule, "priority": d.params.get("priority"), "at": d.at} for d in escalations

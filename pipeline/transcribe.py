@@ -96,11 +96,18 @@ class Transcriber:
     vad: Vad
     recognizer: Recognizer
 
-    def transcribe_file(self, path: Path, *, call_id: str | None = None) -> CallTranscript:
+    def transcribe_file(
+        self, path: Path, *, call_id: str | None = None, name: str | None = None
+    ) -> CallTranscript:
         """Decode and transcribe one file (what the model heard: a ``CallSession`` guards
-        it before anything is stored; ``pipeline.analyze.analyze_file`` caches that)."""
-        audio = decode(path, self.cfg.audio)
-        return self.transcribe_audio(audio, call_id=call_id or call_id_for(path), source=str(path))
+        it before anything is stored; ``pipeline.analyze.analyze_file`` caches that).
+
+        ``name`` is what errors and the transcript's ``source`` call the file: its name by
+        default, not where it sits (a service's copies sit in a directory its clients must
+        not learn); the CLI passes the path as the user gave it."""
+        label = name or path.name
+        audio = decode(path, self.cfg.audio, name=label)
+        return self.transcribe_audio(audio, call_id=call_id or call_id_for(path), source=label)
 
     def segments(self, audio: DecodedAudio) -> list[Segment]:
         """VAD, segmentation rules and speech/sound marks, per channel; all channels in the

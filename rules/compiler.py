@@ -12,7 +12,7 @@ abstains when neither holds. Text and confidence tests are computed in Python in
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "CompiledRule",
     "Const",
     "Eq",
+    "Feature",
     "Flag",
     "Gt",
     "Guard",
@@ -250,22 +251,48 @@ FlagFn = Callable[[Any], str]
 
 
 @dataclass(frozen=True, slots=True)
+class Feature:
+    """A number about the call so far that the session computes at each observation
+    (``rules.dynamics``) and puts into the fact as ``d<index>``:
+
+    ``overtalk``       seconds of overtalk within the last ``window``
+    ``interruptions``  interruptions by ``speakers`` (None: anyone) within the last ``window``
+    ``temperature``    the customer's temperature now
+    ``hot_for``        seconds the temperature has been above ``threshold`` without a break
+    """
+
+    kind: str
+    window: float | None = None
+    speakers: tuple[str, ...] | None = None
+    threshold: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Program:
-    """Everything a backend needs: policies, rules, and the Python-computed flags."""
+    """Everything a backend needs: policies, rules, the Python-computed flags, and the
+    call-dynamics features the session computes for them."""
 
     policies: tuple[CompiledPolicy, ...]
     rules: tuple[CompiledRule, ...]
     flags: tuple[tuple[str, FlagFn], ...]
+    features: tuple[Feature, ...] = ()
 
 
 class _Builder:
     def __init__(self) -> None:
         self.flags: list[tuple[str, FlagFn]] = []
+        self.features: list[Feature] = []
 
     def flag(self, fn: FlagFn) -> Flag:
         name = f"x{len(self.flags)}"
         self.flags.append((name, fn))
         return Flag(name)
+
+    def feature(self, feature: Feature) -> str:
+        """The fact field of a feature; conditions that need the same number share it."""
+        if feature not in self.features:
+            self.features.append(feature)
+        return f"d{self.features.index(feature)}"
 
     def condition(self, cond: Condition, p: int, *, with_speaker: bool = True) -> Node:
         parts: list[Node] = []
@@ -298,6 +325,20 @@ class _Builder:
             parts.append(Gt(f"gap{p}", cond.silence))
         if cond.hold is not None:
             parts.append(Gt(f"hold{p}", cond.hold))
+        if cond.overtalk is not None:
+            name = self.feature(Feature("overtalk", window=cond.overtalk.within))
+            parts.append(Gt(name, cond.overtalk.longer_than))
+        if cond.interruptions is not None:
+            spec = cond.interruptions
+            by = tuple(sorted(spec.by)) if spec.by is not None else None
+            name = self.feature(Feature("interruptions", window=spec.within, speakers=by))
+            parts.append(Gt(name, float(spec.more_than)))
+        if cond.temperature is not None:
+            above, seconds = cond.temperature.above, cond.temperature.for_
+            if seconds is None:
+                parts.append(Gt(self.feature(Feature("temperature")), above))
+            else:
+                parts.append(Gt(self.feature(Feature("hot_for", threshold=above)), seconds))
         if cond.all_ is not None:
             parts.append(And(tuple(self.condition(c, p) for c in cond.all_)))
         if cond.any_ is not None:
@@ -373,11 +414,23 @@ def compile_program(policies: list[Policy]) -> Program:
                     actions=tuple(a.decision() for a in rule.then),
                 )
             )
-    return Program(tuple(compiled_policies), tuple(compiled_rules), tuple(builder.flags))
+    return Program(
+        tuple(compiled_policies),
+        tuple(compiled_rules),
+        tuple(builder.flags),
+        tuple(builder.features),
+    )
 
 
-def fact_of(program: Program, obs: Any, gaps: list[float], holds: list[float]) -> dict[str, Any]:
-    """The flat fact both backends test for one observation (per-policy keys carry an index)."""
+def fact_of(
+    program: Program,
+    obs: Any,
+    gaps: list[float],
+    holds: list[float],
+    features: Sequence[float] = (),
+) -> dict[str, Any]:
+    """The flat fact both backends test for one observation (per-policy keys carry an index;
+    ``features``: the values of ``program.features``, in order)."""
     fact: dict[str, Any] = {
         "one": 1,
         "speaker": obs.speaker,
@@ -406,6 +459,8 @@ def fact_of(program: Program, obs: Any, gaps: list[float], holds: list[float]) -
         fact[f"hold{i}"] = holds[i]
     for name, fn in program.flags:
         fact[name] = fn(obs)
+    for k, value in enumerate(features):
+        fact[f"d{k}"] = value
     return fact
 
 

@@ -1,6 +1,6 @@
 """Per-call counters: how a rule's matching utterances add up to a firing.
 
-A counter sees, in start-time order, only the utterances its rule looks at (in scope, not
+A counter sees, in the order they end, only the utterances its rule looks at (in scope, not
 skipped) as *hit* (condition true) or *miss* (false); abstentions never reach it unless
 the rule says ``on_unknown: break`` (then they arrive as misses). Its memory is bounded by
 the rule (N entries at most), so a long call costs no more than a short one.

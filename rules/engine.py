@@ -1,6 +1,6 @@
 """Run policies over calls: one ``PolicyEngine`` per policy set, one session per live call.
 
-``session.observe(obs)`` takes the call's utterances in start-time order and returns the
+``session.observe(obs)`` takes the call's utterances in the order they end and returns the
 decisions each one completes; ``session.close(call_end)`` evaluates ``last:`` windows (they
 need the call's end) and returns their decisions. Only audio time is used, never the wall
 clock, so replaying a recorded call decides exactly as the live call did.
@@ -12,10 +12,12 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from callsense.core.dynamics import add_interval, measure
 from callsense.core.errors import InputError
 from callsense.rules.backends import BACKENDS, Matcher, make_matcher
 from callsense.rules.compiler import Const, Program, compile_program, fact_of
 from callsense.rules.counting import Counter
+from callsense.rules.dynamics import DynamicsTracker
 from callsense.rules.loader import PolicySet, load_policies, load_policy_texts
 from callsense.rules.model import Decision, Evidence, Observation
 
@@ -23,6 +25,7 @@ __all__ = ["BACKENDS", "DEFAULT_BACKEND", "PolicyEngine", "PolicySession"]
 
 DEFAULT_BACKEND = "python"
 MAX_PAUSES = 64  # gaps a session remembers (a call with more keeps the latest)
+MAX_HELD = 64  # separate skipped spans a hold keeps (older ones: only their length)
 
 
 class PolicyEngine:
@@ -86,7 +89,10 @@ class PolicySession:
     __slots__ = (
         "_closed",
         "_counters",
+        "_dynamics",
         "_engine",
+        "_held",
+        "_hold_base",
         "_holds",
         "_late",
         "_max_end",
@@ -103,6 +109,11 @@ class PolicySession:
         n = len(program.policies)
         self._visible_end = [0.0] * n
         self._holds = [0.0] * n
+        # skipped spans since each policy's last visible utterance, for hold: (a union:
+        # music on both channels of a stereo call is one hold, not two)
+        self._held: list[list[tuple[float, float]]] = [[] for _ in range(n)]
+        self._hold_base = [0.0] * n
+        self._dynamics = DynamicsTracker(program.features) if program.features else None
         self._late: dict[int, deque[tuple[bool, Evidence]]] = {
             r.index: deque() for r in program.rules if r.last is not None
         }
@@ -138,18 +149,27 @@ class PolicySession:
         if self._pauses:
             self._reset_across_pauses(obs)
         gaps = [max(0.0, obs.start - end) for end in self._visible_end]
-        held = engine.matcher.match(fact_of(program, obs, gaps, self._holds))
+        features = self._dynamics.observe(obs) if self._dynamics is not None else ()
+        held = engine.matcher.match(fact_of(program, obs, gaps, self._holds, features))
         skipped = []
         for p in program.policies:
             i = p.index
             if p.skip_name in held:
                 skipped.append(True)
-                self._holds[i] += max(0.0, obs.end - obs.start)
+                if obs.end > obs.start:
+                    union = self._held[i]
+                    add_interval(union, obs.start, obs.end)
+                    if len(union) > MAX_HELD:  # the oldest span: kept as its length
+                        a, b = union.pop(0)
+                        self._hold_base[i] += b - a
+                    self._holds[i] = self._hold_base[i] + measure(union)
             else:
                 skipped.append(False)
                 if obs.end > self._visible_end[i]:
                     self._visible_end[i] = obs.end
                 self._holds[i] = 0.0
+                self._hold_base[i] = 0.0
+                self._held[i].clear()
         if obs.end > self._max_end:
             self._max_end = obs.end
         decisions: list[Decision] = []

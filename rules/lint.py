@@ -54,8 +54,8 @@ def _domains(node: Node, out: dict[str, set[Any]]) -> None:
         _domains(node.child, out)
     elif isinstance(node, Flag):
         out.setdefault(node.field, {"t", "f", "u"})
-    elif isinstance(node, Gt):
-        out.setdefault(node.field, {0.0}).add(node.value + 1.0)
+    elif isinstance(node, Gt):  # thresholds now; _universe adds one above them all
+        out.setdefault(node.field, set()).add(float(node.value))
     elif isinstance(node, (And, Or)):
         for child in node.children:
             _domains(child, out)
@@ -67,6 +67,10 @@ def _universe(nodes: list[Node]) -> list[dict[str, Any]] | None:
     domains: dict[str, set[Any]] = {}
     for node in nodes:
         _domains(node, domains)
+    for values in domains.values():
+        if all(isinstance(v, float) for v in values):
+            # each threshold stands for the values up to it (Gt is strict), max + 1 for the rest
+            values.add(max(values) + 1.0)
     size = 1
     for values in domains.values():
         size *= len(values)
@@ -116,6 +120,22 @@ def lint(policy_set: PolicySet) -> list[LintWarning]:
                             "this regex matches empty text, so it matches every utterance",
                         )
                     )
+            if _dynamics_level(rule.when) and not (
+                rule.once
+                or rule.cooldown is not None
+                or rule.when.consecutive is not None
+                or rule.when.at_least is not None
+            ):
+                warnings.append(
+                    LintWarning(
+                        src.file,
+                        src.line("rules", i, "when"),
+                        f"rules[{i}].when",
+                        "overtalk, interruptions and temperature describe the call so far: the "
+                        "rule fires at every utterance while they hold; add once: true or a "
+                        "cooldown",
+                    )
+                )
             if rule.once and rule.cooldown is not None:
                 warnings.append(
                     LintWarning(
@@ -126,6 +146,16 @@ def lint(policy_set: PolicySet) -> list[LintWarning]:
                     )
                 )
     return warnings
+
+
+def _dynamics_level(cond: Any) -> bool:
+    """Whether the condition tests a level of the call so far (not an utterance's own)."""
+    if cond.overtalk is not None or cond.interruptions is not None or cond.temperature is not None:
+        return True
+    children = [*(cond.all_ or ()), *(cond.any_ or ())]
+    if cond.not_ is not None:
+        children.append(cond.not_)
+    return any(_dynamics_level(c) for c in children)
 
 
 def _regexes(cond: Any, path: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], str]]:
@@ -140,6 +170,9 @@ def _regexes(cond: Any, path: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], st
     return found
 
 
+_NEEDS_EMOTION = ("emotion", "temperature")  # the temperature is made of emotions
+
+
 def emotion_uses(policy_set: PolicySet) -> list[str]:
     """``file:line: rules[i]...: ...`` for every rule condition that needs an emotion.
 
@@ -151,11 +184,11 @@ def emotion_uses(policy_set: PolicySet) -> list[str]:
     def walk(node: Any, path: tuple[Any, ...], source: Any, rule_id: str) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
-                if key == "emotion":
+                if key in _NEEDS_EMOTION:
                     where = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path)
                     line = source.line(*path, key)
                     problems.append(
-                        f"{source.file}:{line}: {where.replace('.[', '[')}.emotion: rule "
+                        f"{source.file}:{line}: {where.replace('.[', '[')}.{key}: rule "
                         f"{rule_id!r} needs speech-emotion recognition, which the config "
                         "switches off (compliance.emotion: false); remove the condition or "
                         "turn emotion recognition on"

@@ -31,13 +31,16 @@ __all__ = [
     "Action",
     "Condition",
     "Escalate",
+    "Interruptions",
     "Mark",
     "MinConfidence",
+    "Overtalk",
     "Policy",
     "Reply",
     "Route",
     "Rule",
     "TagAction",
+    "TemperatureAbove",
     "TextMatch",
     "Webhook",
     "When",
@@ -158,6 +161,37 @@ class ConfidenceAtLeast(_Strict):
     event: Probability | None = None
 
 
+class Overtalk(_Strict):
+    """Both sides speaking at once for more than ``longer_than`` in total, within the last
+    ``within`` of the call (``docs/dynamics.md``: overtalk)."""
+
+    longer_than: Duration
+    within: Duration
+
+    @model_validator(mode="after")
+    def _fits(self) -> Overtalk:
+        if self.longer_than >= self.within:
+            raise ValueError("longer_than must be shorter than within, or it can never hold")
+        return self
+
+
+class Interruptions(_Strict):
+    """More than ``more_than`` interruptions by these speakers (default: anyone) started
+    within the last ``within`` of the call (``docs/dynamics.md``: interruptions)."""
+
+    by: SpeakerSel | None = None
+    more_than: Annotated[int, Field(ge=0)]
+    within: Duration
+
+
+class TemperatureAbove(_Strict):
+    """The customer's temperature (-1 pleased .. +1 heated) is above ``above`` now, or with
+    ``for``, has been for longer than that without a break (``docs/dynamics.md``)."""
+
+    above: Annotated[float, Field(ge=-1.0, lt=1.0)]
+    for_: Annotated[Duration | None, Field(alias="for")] = None
+
+
 class MinConfidence(_Strict):
     """Below these probabilities a tag counts as "cannot tell" (an abstention)."""
 
@@ -184,6 +218,18 @@ class Condition(_Strict):
     hold: Annotated[
         Duration | None,
         Field(description="skipped audio (hold music) right before this utterance is longer"),
+    ] = None
+    overtalk: Annotated[
+        Overtalk | None,
+        Field(description="both sides speaking at once, in total, within a recent window"),
+    ] = None
+    interruptions: Annotated[
+        Interruptions | None,
+        Field(description="interruptions by a speaker within a recent window"),
+    ] = None
+    temperature: Annotated[
+        TemperatureAbove | None,
+        Field(description="the customer's temperature above a value (for a while)"),
     ] = None
     all_: Annotated[list[Condition] | None, Field(alias="all", min_length=1)] = None
     any_: Annotated[list[Condition] | None, Field(alias="any", min_length=1)] = None

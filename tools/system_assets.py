@@ -3,8 +3,10 @@
 Every path is found by looking, never assumed: Debian's asterisk prompts live in
 ``/usr/share/asterisk/sounds/en_US_f_Allison`` and only an optional package's postinst adds
 the ``en`` link, PostgreSQL's server programs sit in a versioned ``/usr/lib/postgresql/<N>/bin``
-that is not on PATH. A lookup that finds nothing raises :class:`MissingSystemAsset` naming the
-Debian package to install, so a fresh machine fails with one line, not forty errors.
+that is not on PATH, Genesys's AudioHook reference implementation runs from a build folder that
+``.ci/install`` prepares outside the repository. A lookup that finds nothing raises
+:class:`MissingSystemAsset` naming the Debian package to install, so a fresh machine fails with
+one line, not forty errors.
 
 ``python3 tools/system_assets.py`` checks everything at once; ``.ci/install`` ends with it.
 Standard library only: it must run before (and without) the project's own dependencies.
@@ -12,6 +14,7 @@ Standard library only: it must run before (and without) the project's own depend
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -19,8 +22,32 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+
 # The two prompts the test calls are built from; a prompts directory must hold both.
 PROMPT_PROBES = ("conf-invalid.wav", "vm-repeat.wav")
+
+# The AudioHook peer (a copy of ../shared/audiohook-reference with its npm dependencies): what
+# the tests load from it, and the package files whose hash .ci/install stamps it with.
+PEER_PROBES = (
+    "app/audiohook/index.ts",  # the protocol library
+    "client/src/clientwebsocket.ts",  # the client's signed WebSocket
+    "test/audiohook-api-messages.test.ts",  # the jest protocol suite
+    "node_modules/ts-node/package.json",
+    "node_modules/jest/package.json",
+    "node_modules/uuid/package.json",  # the library's dependency
+    "client/node_modules/ws/package.json",
+    "client/node_modules/typescript/package.json",
+)
+PEER_FILES = (
+    "package.json",
+    "package-lock.json",
+    "app/package.json",
+    "app/package-lock.json",
+    "client/package.json",
+    "client/package-lock.json",
+)
+PEER_STAMP = ".callsense-peer-stamp"
 
 
 class MissingSystemAsset(RuntimeError):
@@ -40,6 +67,8 @@ PROGRAMS = (
     Program("espeak-ng", "espeak-ng"),
     Program("chromium", "chromium"),
     Program("chromedriver", "chromium-driver"),
+    Program("node", "nodejs"),
+    Program("npm", "npm"),
 )
 
 
@@ -121,6 +150,43 @@ def _is_pg_bin(path: Path) -> bool:
     return all(os.access(path / name, os.X_OK) for name in ("initdb", "pg_ctl"))
 
 
+def audiohook_peer(source: Path | None = None) -> Path:
+    """The prepared AudioHook peer: ``CALLSENSE_PEER_DIR``, else
+    ``~/.cache/callsense/audiohook-reference`` (where ``.ci/install`` builds it).
+
+    It must hold what the tests load, and its stamp must match the package files of
+    ``source`` (default: ``$CALLSENSE_SHARED/audiohook-reference``, else
+    ``../shared/audiohook-reference``) when that is there: a changed reference needs a new install.
+    """
+    override = os.environ.get("CALLSENSE_PEER_DIR")
+    peer = Path(override) if override else Path.home() / ".cache/callsense/audiohook-reference"
+    fix = "run .ci/install (it needs the Debian packages nodejs and npm)"
+    if not peer.is_dir():
+        raise MissingSystemAsset(f"no AudioHook peer in {peer}: {fix}")
+    missing = [p for p in PEER_PROBES if not (peer / p).is_file()]
+    if missing:
+        raise MissingSystemAsset(f"AudioHook peer {peer} lacks {', '.join(missing)}: {fix}")
+    if source is None:
+        shared = os.environ.get("CALLSENSE_SHARED")
+        source = (Path(shared) if shared else ROOT.parent / "shared") / "audiohook-reference"
+    if all((source / name).is_file() for name in PEER_FILES):
+        stamp = peer / PEER_STAMP
+        found = stamp.read_text().strip() if stamp.is_file() else ""
+        if found != peer_stamp(source):
+            raise MissingSystemAsset(
+                f"AudioHook peer {peer} was not prepared from {source} as it is now: {fix}"
+            )
+    return peer
+
+
+def peer_stamp(source: Path) -> str:
+    """SHA-256 of the reference's package files, in order (as ``.ci/install`` computes it)."""
+    digest = hashlib.sha256()
+    for name in PEER_FILES:
+        digest.update((source / name).read_bytes())
+    return digest.hexdigest()
+
+
 def problems(root: Path = Path("/")) -> list[str]:
     """Every missing program or file, one line each (empty when the machine is ready)."""
     out: list[str] = []
@@ -134,6 +200,10 @@ def problems(root: Path = Path("/")) -> list[str]:
             lookup(root)
         except MissingSystemAsset as exc:
             out.append(str(exc))
+    try:
+        audiohook_peer()
+    except MissingSystemAsset as exc:
+        out.append(str(exc))
     return out
 
 
@@ -146,7 +216,7 @@ def main() -> int:
             "system assets: ok (programs "
             + ", ".join(p.name for p in PROGRAMS)
             + f"; prompts {asterisk_prompts()}; music-on-hold {len(music_on_hold())} files; "
-            f"PostgreSQL {postgres_bin()})"
+            f"PostgreSQL {postgres_bin()}; AudioHook peer {audiohook_peer()})"
         )
     return 1 if found else 0
 

@@ -151,6 +151,7 @@ class _Record:
                 runtime.store.create, self.call_id, kind="live", language=language,
                 requested_policy=policy, policy=policy,
                 source=f"{self.protocol}@{runtime.settings.gateway_id}", status="running",
+                context=self.context,
             )  # fmt: skip
         except CallExistsError as exc:
             raise ProtocolError(str(exc), CLOSE_POLICY) from None

@@ -95,6 +95,11 @@ class CallItem(BaseModel):
     utterance_count: int
     decision_count: int
     error: str | None
+    # a live call's ids in its contact center (None for recordings and posted transcripts)
+    conversation_id: str | None = Field(None, description="Genesys Cloud conversation id")
+    participant_id: str | None = Field(None, description="Genesys Cloud participant id")
+    call_sid: str | None = Field(None, description="Twilio CallSid")
+    contact_id: str | None = Field(None, description="Amazon Connect contact id")
 
 
 class CallDetail(CallItem):
@@ -119,6 +124,7 @@ def _item(record: CallRecord) -> dict[str, Any]:
         data.pop(key)
     for key in ("created_at", "started_at", "finished_at"):
         data[key] = _ts(data[key])
+    data |= data.pop("context")  # the platform ids, each its own field
     return data
 
 

@@ -82,3 +82,21 @@ def test_relative_file_keys_are_relative_to_the_config_file(
     assert zendesk.template == "zendesk"  # a built-in name stays a name
     assert cfg.outbox.db_url == f"sqlite:///{etc}/data/callsense.db"
     assert mine.compiled_template.spec.content_type  # the file loads from here
+
+
+def test_numbers_must_be_finite_everywhere(tmp_path: Path) -> None:
+    """``1e999999`` is infinity to ``float()`` and ``.inf`` a float to YAML: either makes a
+    limit no limit, so every float of the config is checked (issue 19)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "retention:\n  days: .inf\n  interval_s: 1e999999\n"
+        "segmentation:\n  max_utterance_s: .inf\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_app_config(cfg)
+    assert err.value.problems == [
+        f"{cfg}:2: retention.days: must be a finite number (got inf)",
+        f"{cfg}:3: retention.interval_s: must be a finite number (got inf)",
+        f"{cfg}:5: segmentation.max_utterance_s: must be a finite number (got inf)",
+    ]

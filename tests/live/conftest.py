@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,6 +28,24 @@ class LiveService:
     key: str
     runtime: Runtime
     app: FastAPI
+    secret: str | None = None  # the key's AudioHook client secret
+
+    def audiohook(self, session_id: str) -> Any:
+        """A signed AudioHook upgrade, as Genesys makes it (``async with``)."""
+        from websockets.asyncio.client import connect
+
+        from tests.live.audiohook_signing import signed_headers
+
+        if self.secret is None:
+            self.secret = self.runtime.keys.create_secret(self.key_name())
+        url = self.ws("/v1/audiohook", key=None)
+        headers = signed_headers(url, self.key, self.secret, session_id)
+        return connect(url, additional_headers=headers)
+
+    def key_name(self) -> str:
+        name = self.runtime.keys.verify(self.key)
+        assert name is not None
+        return name
 
     def ws(self, path: str, *, key: str | None = "default") -> str:
         url = self.base_url.replace("http://", "ws://") + path

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from callsense.connectors.appconfig import AppConfig
@@ -110,7 +109,7 @@ def _paused_call(service: LiveService, call_audio: CallAudio, kind: str) -> Call
     split = int(cut * 8000) * 2
 
     async def main() -> None:
-        async with connect(service.ws("/v1/audiohook")) as ws:
+        async with service.audiohook(session_id) as ws:
             client = AudioHookClient(ws, session_id)
             await client.send("open", **_open_params())
             assert (await client.recv())["type"] == "opened"
@@ -137,7 +136,7 @@ def _plain_call(service: LiveService, call_audio: CallAudio) -> CallRecord:
     session_id = str(uuid.uuid4())
 
     async def main() -> None:
-        async with connect(service.ws("/v1/audiohook")) as ws:
+        async with service.audiohook(session_id) as ws:
             client = AudioHookClient(ws, session_id)
             await client.send("open", **_open_params())
             await client.recv()
@@ -209,7 +208,7 @@ def test_a_reconnect_continues_the_same_call(resetting: LiveService, call_audio:
     lost = 2.0  # audio the platform did not stream while it reconnected
 
     async def main() -> None:
-        async with connect(resetting.ws("/v1/audiohook")) as ws:
+        async with resetting.audiohook(first) as ws:
             client = AudioHookClient(ws, first)
             await client.send("open", **_open_params())
             await client.recv()
@@ -217,7 +216,7 @@ def test_a_reconnect_continues_the_same_call(resetting: LiveService, call_audio:
             await client.send("close", reason="reconnect")
             assert (await _recv_type(client, "closed"))["type"] == "closed"
             seqs = {"id": first, "serverseq": client.serverseq, "clientseq": client.seq}
-        async with connect(resetting.ws("/v1/audiohook")) as ws:
+        async with resetting.audiohook(second) as ws:
             client = AudioHookClient(ws, second)
             client.position = cut + lost
             await client.send("open", **_open_params(continuedSessions=[seqs]))
@@ -243,7 +242,7 @@ def test_a_probe_is_answered_and_not_stored(resetting: LiveService) -> None:
     zero = "00000000-0000-0000-0000-000000000000"
 
     async def main() -> list[str]:
-        async with connect(resetting.ws("/v1/audiohook")) as ws:
+        async with resetting.audiohook(session_id) as ws:
             client = AudioHookClient(ws, session_id)
             params = _open_params(conversationId=zero, participant={"id": zero, "ani": ""})
             await client.send("open", **params)
@@ -262,7 +261,7 @@ def test_no_acceptable_media_is_opened_with_no_media(resetting: LiveService) -> 
     opus = {"type": "audio", "format": "opus", "channels": ["external"], "rate": 48000}
 
     async def main() -> dict[str, Any]:
-        async with connect(resetting.ws("/v1/audiohook")) as ws:
+        async with resetting.audiohook(session_id) as ws:
             client = AudioHookClient(ws, session_id)
             await client.send("open", **_open_params(media=[opus]))
             opened = await client.recv()
@@ -281,7 +280,7 @@ def test_a_disconnect_waits_for_the_clients_close(resetting: LiveService) -> Non
     session_id = str(uuid.uuid4())
 
     async def main() -> tuple[list[dict[str, Any]], int]:
-        async with connect(resetting.ws("/v1/audiohook")) as ws:
+        async with resetting.audiohook(session_id) as ws:
             client = AudioHookClient(ws, session_id)
             await client.send("open", **_open_params())
             said = [await client.recv()]
@@ -307,8 +306,7 @@ def test_an_early_disconnect_names_the_session_from_the_upgrade(resetting: LiveS
     session_id = str(uuid.uuid4())
 
     async def main() -> dict[str, Any]:
-        headers = {"Audiohook-Session-Id": session_id}
-        async with connect(resetting.ws("/v1/audiohook"), additional_headers=headers) as ws:
+        async with resetting.audiohook(session_id) as ws:
             await ws.send("{not json")
             return json.loads(await asyncio.wait_for(ws.recv(), 10))
 
@@ -322,7 +320,7 @@ def test_the_open_language_and_supported_languages(
     session_id = str(uuid.uuid4())
 
     async def main() -> dict[str, Any]:
-        async with connect(resetting.ws("/v1/audiohook")) as ws:
+        async with resetting.audiohook(session_id) as ws:
             client = AudioHookClient(ws, session_id)
             await client.send("open", **_open_params(language="ja-JP", supportedLanguages=True))
             opened = await client.recv()

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
 
 from callsense.connectors.app import create_app
 from callsense.connectors.appconfig import AppConfig
@@ -84,7 +83,7 @@ def test_a_mid_call_route_patches_the_genesys_participant(
     routed_at: list[float] = []
 
     async def main() -> float:
-        async with connect(routing_service.ws("/v1/audiohook")) as ws:
+        async with routing_service.audiohook(session_id) as ws:
             client = AudioHookClient(ws, session_id)
             await client.send(
                 "open",

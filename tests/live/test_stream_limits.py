@@ -110,7 +110,7 @@ def test_a_timeline_jump_beyond_max_gap_ends_only_that_session(strict: LiveServi
     }
 
     async def main() -> list[dict[str, object]]:
-        async with connect(strict.ws("/v1/audiohook")) as ws:
+        async with strict.audiohook(session_id) as ws:
             client = AudioHookClient(ws, session_id)
             await client.send("open", **params)
             said = [await client.recv()]

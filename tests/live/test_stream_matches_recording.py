@@ -1,7 +1,7 @@
 """One flow: a recording given to ``callsense analyze`` and the same audio streamed through
 ``WS /v1/stream`` give the same utterances (times within one 10 ms VAD frame), identical
-decisions and the same audit block — on the keyed angry call, a real stereo μ-law call, and
-a call with short fragments around its turns."""
+decisions, the same conversation dynamics and the same audit block — on the keyed angry
+call, a real stereo μ-law call, and a call with short fragments around its turns."""
 
 from __future__ import annotations
 
@@ -160,3 +160,39 @@ def test_a_stream_and_its_recording_give_the_same_utterances_and_decisions(
     for key in ("policy_hash", "config_hash", "model"):
         assert audit.get(key) == batch["summary"]["audit"][key], key
     assert live["summary"]["utterances"] == batch["summary"]["utterances"]
+    _assert_same_dynamics(batch["summary"]["dynamics"], live["summary"]["dynamics"])
+    if name == "angry":  # three angry customer turns, agent turns between them, no overlap
+        dynamics = batch["summary"]["dynamics"]
+        assert dynamics["overtalk_count"] == dynamics["interruptions"] == 0
+        assert dynamics["emotion_trend"]["customer"]["ANGRY"] == [3]
+        assert "agent" not in dynamics["emotion_trend"]  # the guard kept agent emotion out
+        assert dynamics["temperature"]["peak"] > 0.5
+
+
+def _assert_same_dynamics(batch: dict[str, Any], live: dict[str, Any]) -> None:
+    """Counts equal; times within the VAD frames of the utterances' two ends (and the
+    stream's duration within 50 ms); scores and shares within what those moves can change."""
+    n = sum(s["utterances"] for s in batch["speakers"].values()) + 1
+    seconds = 2 * n * VAD_FRAME_S + 0.05
+    counts = ("overtalk_count", "interruptions", "minutes", "emotion_trend")
+    assert {k: live[k] for k in counts} == {k: batch[k] for k in counts}
+    for key in ("duration_s", "not_streamed_s", "talk_s", "non_talk_s", "silence_s",
+                "longest_silence_s", "longest_silence_at", "hold_s", "overtalk_s"):  # fmt: skip
+        assert live[key] == pytest.approx(batch[key], abs=seconds), key
+    assert live["non_talk_share"] == pytest.approx(batch["non_talk_share"], abs=0.01)
+    assert live["speakers"].keys() == batch["speakers"].keys()
+    for name, b in batch["speakers"].items():
+        s = live["speakers"][name]
+        exact = ("utterances", "interruptions", "words", "chars")
+        assert {k: s[k] for k in exact} == {k: b[k] for k in exact}, name
+        assert s["talk_s"] == pytest.approx(b["talk_s"], abs=seconds), name
+        assert s["talk_ratio"] == pytest.approx(b["talk_ratio"], abs=0.01), name
+        for rate in ("words_per_minute", "chars_per_minute"):
+            assert s[rate] == pytest.approx(b[rate], rel=0.05), (name, rate)
+    b_temp, s_temp = batch["temperature"], live["temperature"]
+    assert len(s_temp["points"]) == len(b_temp["points"])
+    for (ta, va), (tb, vb) in zip(s_temp["points"], b_temp["points"], strict=True):
+        assert ta == pytest.approx(tb, abs=seconds) and va == pytest.approx(vb, abs=0.02)
+    assert s_temp["per_minute"] == pytest.approx(b_temp["per_minute"], abs=0.02)
+    for key in ("peak", "final", "end_weighted"):
+        assert s_temp[key] == pytest.approx(b_temp[key], abs=0.02), key

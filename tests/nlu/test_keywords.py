@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from callsense.core.yamlsource import load_yaml, validate_data
 from callsense.pipeline.model import Utterance
 from callsense.pipeline.nlu import IntentClassifier
-from callsense.pipeline.nlu.keywords import KeywordHook, normalize
+from callsense.pipeline.nlu.config import IntentsConfig
+from callsense.pipeline.nlu.keywords import KeywordHook, keyword_regex, normalize
 
 ROOT = Path(__file__).resolve().parents[2]
 INTENTS = ROOT / "configs" / "intents.yaml"
@@ -143,3 +146,44 @@ def test_any_text_is_classified_without_error(text: str) -> None:
 _NLU = IntentClassifier.load(INTENTS)
 _HOOK = _NLU.hooks[0]
 _NAMES = set(_NLU.intent_names)
+
+
+# --- the substring matcher finds what one regex per intent found (issue 19) ------------------
+
+_INTENTS = validate_data(IntentsConfig, load_yaml(INTENTS)).intents
+
+
+def _one_regex_per_intent() -> list[tuple[str, re.Pattern[str]]]:
+    """The matcher as it was: every keyword and pattern of an intent in one alternation,
+    searched over the whole text (each keyword tried at every position)."""
+    rules = []
+    for intent, spec in _INTENTS.items():
+        parts = [keyword_regex(k) for ks in spec.keywords.values() for k in ks]
+        parts += [f"(?:{p})" for ps in spec.patterns.values() for p in ps]
+        if parts:
+            rules.append((intent, re.compile("|".join(parts), re.IGNORECASE)))
+    return rules
+
+
+_OLD_RULES = _one_regex_per_intent()
+_KEYWORDS = sorted(
+    {k.rstrip("*") for spec in _INTENTS.values() for ks in spec.keywords.values() for k in ks}
+)
+# keywords and the characters around which boundaries matter: Latin letters, digits, CJK,
+# spaces, punctuation and apostrophes that normalize removes
+_texts = st.lists(
+    st.one_of(
+        st.sampled_from(_KEYWORDS),
+        st.text(alphabet="abcdegnrsx019 .,'!?-我要人工退款", max_size=6),
+    ),
+    max_size=8,
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_texts)
+def test_keyword_matcher_agrees_with_one_regex_per_intent(text: str) -> None:
+    norm = normalize(text)
+    old = next((intent for intent, rx in _OLD_RULES if norm and rx.search(norm)), None)
+    hit = _HOOK.classify(text, None)
+    assert (hit.name if hit else None) == old

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from callsense.core.errors import InputError
+from callsense.core.wire import MAX_RECORD_BYTES, MAX_TEXT_CHARS, MAX_TRANSCRIPT_CHARS
 from callsense.pipeline.model import CallTranscript, TagConfidence, Utterance
 from callsense.pipeline.records import RECORD_KEYS
 from callsense.pipeline.replay import (
@@ -254,3 +255,32 @@ def test_write_then_read_gives_the_same_transcript(tmp_path: Path) -> None:
     [back] = list(read_transcripts([f]))
     assert isinstance(back, CallTranscript)
     assert back.utterances == utterances
+
+
+def test_oversized_lines_texts_and_calls_are_problems_and_the_rest_is_read(
+    tmp_path: Path,
+) -> None:
+    """The limits of ``core.wire``: each names file, line and field, and bounds what is held."""
+    huge_line = json.dumps({"call_id": "c", "junk": "x" * (MAX_RECORD_BYTES + 10)})
+    long_text = "<|en|><|NEUTRAL|><|Speech|><|withitn|>" + "word " * MAX_TEXT_CHARS
+    per_record = MAX_TEXT_CHARS - 10
+    big_call = [
+        rec("big", i, i + 1.0, "", text="a" * per_record)
+        for i in range(MAX_TRANSCRIPT_CHARS // per_record + 1)
+    ]
+    path = tmp_path / "calls.jsonl"
+    path.write_text(
+        "\n".join([huge_line, rec("c", 0, 1, long_text), rec("c", 1, 2, CALM), *big_call]) + "\n"
+    )
+    out = list(read_transcripts(path))
+    problems = [str(p) for p in out if isinstance(p, ReplayProblem)]
+    assert problems[0] == f"{path}:1: line longer than {MAX_RECORD_BYTES} bytes (MAX_RECORD_BYTES)"
+    assert problems[1].startswith(f"{path}:2: raw: {len(long_text)} characters, more than one")
+    assert "(MAX_RAW_CHARS = " in problems[1]
+    assert problems[2] == (
+        f"{path}: call 'big': utterances: the transcript holds more than "
+        f"{MAX_TRANSCRIPT_CHARS} characters of text (MAX_TRANSCRIPT_CHARS); split the call or "
+        "send less of it"
+    )
+    (call,) = [c for c in out if isinstance(c, CallTranscript)]
+    assert call.call_id == "c" and len(call.utterances) == 1

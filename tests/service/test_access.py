@@ -4,6 +4,7 @@ key check in every form a client can send a key (header, bearer, query)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from websockets.exceptions import InvalidStatus
 
 from callsense.connectors.appconfig import AppConfig
 from callsense.pipeline.config import CacheConfig
+from tests.live.audiohook_signing import signed_headers
+from tests.live.twilio_signing import signed, twilio_key
 from tests.service.conftest import Service, serve
 
 WS_ROUTES = ("/v1/stream", "/v1/twilio", "/v1/audiohook")
@@ -73,7 +76,20 @@ def test_websockets_refuse_missing_wrong_and_revoked_keys_in_every_form(
         for key in (wrong, revoked):
             for url, headers in forms(key):
                 assert await _handshake(url, headers) == 401, (url, headers)
-        for url, headers in forms(light_service.key):
+        valid = light_service.key
+        if route == "/v1/twilio":  # Twilio also signs the upgrade, with the key's auth token
+            valid = twilio_key(light_service.runtime, "twilio-access")
+        if route == "/v1/audiohook":  # Genesys signs the upgrade with the key's client secret
+            name = light_service.runtime.keys.verify(valid)
+            assert name is not None
+            secret = light_service.runtime.keys.create_secret(name)
+            signed_upgrade = signed_headers(base, valid, secret, str(uuid.uuid4()))
+            assert await _handshake(base, signed_upgrade) == 101
+            assert await _handshake(base, {"X-API-Key": valid}) == 401  # the key alone: no
+            return
+        for url, headers in forms(valid):
+            if route == "/v1/twilio":
+                headers = {**headers, **signed(url)}
             assert await _handshake(url, headers) == 101, (url, headers)
         # a valid header does not rescue a revoked one, nor the reverse: the header wins
         both = {"Authorization": f"Bearer {revoked}"}

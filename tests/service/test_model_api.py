@@ -7,7 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from callsense.connectors.cli import app as cli_app
+from tests.conftest import TESTDATA
 from tests.service.conftest import Service
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -87,3 +90,57 @@ def test_gradio_predict_route_answers_like_the_seed_webui(
         assert remote.status_code == 422 and "no remote" in remote.json()["detail"]
         lang = c.post("/api/predict", json={"data": [url, "klingon"]})
         assert lang.status_code == 422
+
+
+# --- what a failed or purged recording leaves (issue 19) -------------------------------------
+
+
+def test_a_failed_recording_names_its_file_but_not_the_servers_directories(
+    model_service: Service,
+) -> None:
+    whole = (TESTDATA / "ravdess_03-01-01-01-01-01-01.wav").read_bytes()
+    cut = whole[: len(whole) // 2 + 1]  # its header still declares the whole length
+    with model_service.client() as c:
+        resp = c.post("/v1/calls", files={"audio": ("cut.wav", cut)}, data={"call_id": "cut-1"})
+        assert resp.status_code == 202, resp.text
+    failed = model_service.wait_call("cut-1")
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("TruncatedAudioError: cut-1.wav: the header declares")
+    assert str(model_service.tmp) not in failed["error"]
+
+
+def test_purge_run_from_another_shell_removes_the_servers_cached_transcript(
+    model_service: Service,
+    angry_call,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path, _ = angry_call
+    with model_service.client() as c:
+        resp = c.post(
+            "/v1/calls",
+            files={"audio": (path.name, path.read_bytes())},
+            data={"call_id": "purge-away", "language": "en"},
+        )
+        assert resp.status_code == 202, resp.text
+    assert model_service.wait_call("purge-away")["status"] == "done"
+    cache = model_service.tmp / "cache"
+
+    def cached() -> list[str]:
+        return [
+            json.loads(p.read_text().splitlines()[0])["call_id"] for p in cache.rglob("*.jsonl")
+        ]
+
+    assert "purge-away" in cached()
+    # another directory, another home and no config: nothing says where the server keeps files
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("HOME", str(elsewhere))
+    for var in ("CALLSENSE_CACHE_DIR", "XDG_CACHE_HOME", "CALLSENSE_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    db = str(model_service.runtime.engine.url)
+    result = CliRunner().invoke(cli_app, ["purge", "--call", "purge-away", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "purge-away" not in cached()
+    assert not (model_service.tmp / "data" / "audio" / "purge-away.wav").exists()

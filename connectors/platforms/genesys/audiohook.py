@@ -42,6 +42,7 @@ from callsense.connectors.live.connection import (
     validated,
 )
 from callsense.connectors.live.session import CLOSE_UNSUPPORTED, ProtocolError, admitted
+from callsense.connectors.platforms.genesys.signature import check_audiohook_upgrade
 from callsense.pipeline.live import StreamFormat
 from callsense.pipeline.model import Gap, GapKind
 
@@ -243,7 +244,7 @@ class AudioHook(StreamParser):
 async def audiohook(websocket: WebSocket) -> None:
     """Genesys AudioHook monitor; see the module doc."""
     session_id = websocket.headers.get("audiohook-session-id")
-    await serve(websocket, AudioHook(session_id))  # WIRE-SIGNATURE
+    await serve(websocket, AudioHook(session_id), check=check_audiohook_upgrade)
 
 
 def _seconds(duration: str) -> float:

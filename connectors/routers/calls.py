@@ -33,7 +33,11 @@ from callsense.core.wire import UtteranceRecord
 from callsense.pipeline.audio import AudioConfig, AudioDecodeTimeout, NotAudioError, probe
 from callsense.pipeline.model import CallTranscript
 from callsense.pipeline.recognizer import LANGUAGES
-from callsense.pipeline.records import format_validation_error, utterance_from_record
+from callsense.pipeline.records import (
+    check_transcript_size,
+    format_validation_error,
+    utterance_from_record,
+)
 from callsense.rules.model import Decision
 
 __all__ = ["router"]
@@ -272,6 +276,10 @@ async def _post_transcript(request: Request, runtime: Runtime) -> CallAccepted:
         raise Problem(
             422, "Unprocessable Content", "some utterances are not valid", problems=problems
         )
+    try:
+        check_transcript_size(utterances, file="body")
+    except InputError as exc:
+        raise Problem(413, "Content Too Large", str(exc)) from None
     utterances.sort(key=lambda u: (u.start, u.channel))
     names = _check_policy(runtime, data.policy)
     duration = data.duration if data.duration is not None else max(u.end for u in utterances)

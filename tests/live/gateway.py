@@ -35,6 +35,7 @@ class Gateway:
             "CALLSENSE_MODEL": str(self.model_dir),
             "CALLSENSE_CACHE_DIR": str(self.tmp / "cache"),
         }
+        self.tmp.mkdir(parents=True, exist_ok=True)  # callsense never creates a db's directory
         self.db = f"sqlite:///{self.tmp}/db.sqlite"
         made = subprocess.run(
             [

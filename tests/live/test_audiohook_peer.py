@@ -104,10 +104,17 @@ def assert_clean(session: PeerSession) -> None:
         assert msg["id"] == session.id and isinstance(msg["seq"], int), why
 
 
+# a segment keeps the VAD's speech padding at its edges: speech cut by a pause may reach
+# that far into the (silent) gap, never further
+VAD_PADDING_S = 0.5
+
+
 def spans(call: dict[str, Any], start: float, end: float) -> list[tuple[float, float, str]]:
-    """(start, end, speaker) of the call's utterances that overlap [start, end)."""
+    """(start, end, speaker) of the call's utterances that reach into [start, end) by more
+    than the VAD's padding."""
+    a, b = start + VAD_PADDING_S, end - VAD_PADDING_S
     return [(u["start"], u["end"], u["speaker"]) for u in call["utterances"]
-            if u["start"] < end and u["end"] > start]  # fmt: skip
+            if u["start"] < b and u["end"] > a]  # fmt: skip
 
 
 def find_key(value: Any, key: str) -> list[Any]:

@@ -69,6 +69,7 @@ class TranscribeActor:
                     self._transcriber,
                     call_id=str(call_id),
                     cache=self._cache,
+                    name=str(path),  # as `callsense analyze` names it: the path it was given
                 )
             except Exception as exc:
                 transcripts.append(b"")

@@ -160,15 +160,7 @@ class KeyStore:
         """A new client secret (32 random bytes, base64) for the active key ``name``,
         returned once; it replaces the key's old secret, so signers must switch to it."""
         secret = base64.b64encode(secrets.token_bytes(32)).decode()
-        t = keys_table
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(t)
-                .where(t.c.name == name, t.c.revoked_at.is_(None))
-                .values(client_secret=secret)
-            )
-        if not result.rowcount:
-            raise InputError(f"no active key named {name!r}")
+        self.set_secret(name, secret)
         return secret
 
     def verify(self, key: str) -> str | None:

@@ -174,6 +174,19 @@ class KeyStore:
         row = self._active_row(api_key)
         return None if row is None else row.client_secret
 
+    def secrets(self) -> list[tuple[str, str]]:
+        """Name and secret of every active key that has a secret: a platform that signs its
+        upgrade but cannot send the API key (Twilio drops a stream URL's query) is told by
+        which key's secret verifies its signature."""
+        t = keys_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.c.name, t.c.client_secret).where(
+                    t.c.revoked_at.is_(None), t.c.client_secret.is_not(None)
+                )
+            ).all()
+        return [(row.name, row.client_secret) for row in rows]
+
     def _active_row(self, key: str) -> Row[Any] | None:
         """The row of the active key ``key`` (its hash checked), or None."""
         m = _KEY_RE.fullmatch(key)

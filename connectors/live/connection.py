@@ -30,16 +30,15 @@ from typing import Any, ClassVar, TypeVar
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ValidationError
 
-from callsense.connectors.auth import key_from_connection
 from callsense.connectors.endpoint import RouteContext
 from callsense.connectors.live.session import (
     CLOSE_NOT_READY,
     CLOSE_POLICY,
     LiveSession,
     ProtocolError,
-    authorized,
     close_quietly,
     event_message,
+    key_name,
     refuse,
 )
 from callsense.core.errors import InputError
@@ -135,8 +134,10 @@ class Refusal:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-# a platform's own check of the upgrade request (a signature), after the API key's
-UpgradeCheck = Callable[[WebSocket], Awaitable[Refusal | None]]
+# a platform's own check of the upgrade request (a signature), given the name of the valid
+# API key the upgrade carried (None: none): a refusal, the name of the key the platform's
+# signature identifies (a platform that cannot send the key), or None (no objection)
+UpgradeCheck = Callable[[WebSocket, str | None], Awaitable[Refusal | str | None]]
 
 
 def json_object(text: str, what: str) -> Json:
@@ -193,8 +194,9 @@ async def serve(
     websocket: WebSocket, parser: StreamParser, check: UpgradeCheck | None = None
 ) -> None:
     """Run one live connection to its end; an error ends this session, never the service."""
-    refusal = await upgrade_refusal(websocket, check)
-    key = key_from_connection(websocket, allow_query=True) or ""
+    admitted = await upgrade_key(websocket, check)
+    refusal = admitted if isinstance(admitted, Refusal) else None
+    key = admitted if isinstance(admitted, str) else ""
     admission = getattr(websocket.app.state, "admission", None)
     if refusal is None and admission is not None and not admission.enter_key(key):
         refusal = Refusal(429, "too many live calls open with this API key", CLOSE_POLICY)
@@ -236,21 +238,24 @@ async def _serve(websocket: WebSocket, parser: StreamParser) -> None:
         await close_quietly(websocket, code, error or "")
 
 
-async def upgrade_refusal(websocket: WebSocket, check: UpgradeCheck | None) -> Refusal | None:
-    """Why this upgrade is turned away, if it is: no valid API key (401), the platform's
+async def upgrade_key(websocket: WebSocket, check: UpgradeCheck | None) -> str | Refusal:
+    """The name of the API key this upgrade is admitted under, or why it is turned away: no
+    valid API key (401) that the platform's check does not make up for, the platform's
     check, models still loading (503 with ``Retry-After``: a client is never accepted and
     then dropped because the service is not ready)."""
-    if not await authorized(websocket):
-        return Refusal(401, "a valid API key is required")
+    name = await key_name(websocket)
     if check is not None:
-        refusal = await check(websocket)
-        if refusal is not None:
-            return refusal
+        outcome = await check(websocket, name)
+        if isinstance(outcome, Refusal):
+            return outcome
+        name = outcome or name
+    if name is None:
+        return Refusal(401, "a valid API key is required")
     runtime = getattr(websocket.app.state, "runtime", None)
     if runtime is not None and not runtime.ready:
         detail = "the models failed to load" if runtime.load_error else "models are loading"
         return Refusal(503, f"{detail}; retry shortly", CLOSE_NOT_READY, {"Retry-After": "5"})
-    return None
+    return name
 
 
 @dataclass(slots=True)

@@ -44,8 +44,8 @@ __all__ = [
     "CLOSE_UNSUPPORTED",
     "LiveSession",
     "ProtocolError",
-    "authorized",
     "event_message",
+    "key_name",
     "live_engine",
     "refuse",
 ]
@@ -94,11 +94,17 @@ async def live_engine(app: FastAPI) -> LiveEngine:
         return engine
 
 
-async def authorized(websocket: WebSocket) -> bool:
-    """The API key check of ``connectors.auth`` (headers, or ``?api_key=`` for Twilio)."""
-    from callsense.connectors.auth import check_ws_key
+async def key_name(websocket: WebSocket) -> str | None:
+    """The name of the valid API key the upgrade carries (headers, or ``?api_key=``), or
+    None: no key, an unknown or revoked one."""
+    from callsense.connectors.auth import key_from_connection
 
-    return await asyncio.to_thread(check_ws_key, websocket)
+    key = key_from_connection(websocket, allow_query=True)
+    if not key:
+        return None
+    keys = websocket.app.state.runtime.keys
+    name: str | None = await asyncio.to_thread(keys.verify, key)
+    return name
 
 
 def event_message(event: CallEvent) -> dict[str, Any]:

@@ -5,8 +5,8 @@ then ``start`` (``streamSid``, ``callSid``, ``tracks``, ``mediaFormat`` audio/x-
 Hz mono), then ``media`` (``track`` inbound/outbound, ``chunk``, ``timestamp`` in ms from
 the stream's start, ``payload`` base64 mu-law), ``dtmf``, ``mark``, and finally ``stop``.
 The inbound track is the caller (customer), the outbound track what the caller hears
-(agent); each becomes a channel of the call. The key comes as ``?api_key=`` in the stream
-URL (Twilio cannot set headers). The call is stored under its CallSid, which is also kept
+(agent); each becomes a channel of the call. The API key is the one that signed the
+upgrade (see Signature below). The call is stored under its CallSid, which is also kept
 as the call's ``call_sid`` (``GET /v1/calls/{id}``, and where its routes act); the
 streamSid is not kept (nothing here acts on the stream).
 
@@ -37,9 +37,13 @@ in front must pass ``Host`` and the path through unchanged (nginx: ``proxy_set_h
 $host``), as for AudioHook. Webhook Rules' HMAC-SHA256 shared-key signatures
 (``X-Twilio-Webhooks-Signature-Settings``) are not supported and are refused.
 
-Twilio documents that a ``<Stream>`` URL should carry no query string (custom values go in
-``<Parameter>``, which arrive in ``start``, after the upgrade): where Twilio drops the
-query, ``?api_key=`` does not arrive and the upgrade is refused with 401 for want of a key.
+Twilio documents that a ``<Stream>`` URL carries no query string (custom values go in
+``<Parameter>``, which arrive in ``start``, after the upgrade), and drops one: so the
+upgrade needs no API key of its own. With signatures required, the key is the one whose
+stored auth token verifies ``X-Twilio-Signature`` (a key sent as ``?api_key=`` or a header
+is still honoured, and then must be the signer). With ``platform_signatures: off`` nothing
+identifies the caller but a key in the URL or a header, which real Twilio cannot send:
+turn signatures off only for test clients and proxies that add the key.
 
 Routing: ``POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`` form-encoded
 ``Twiml=<Response><Enqueue>queue</Enqueue></Response>`` (or ``<Dial>number</Dial>``), basic
@@ -56,6 +60,7 @@ import hmac
 import logging
 from base64 import b64encode
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
@@ -64,7 +69,6 @@ import httpx
 from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field
 
-from callsense.connectors.auth import key_from_connection
 from callsense.connectors.endpoint import RouteContext
 from callsense.connectors.live.connection import (
     Audio,
@@ -208,42 +212,57 @@ def stream_url(websocket: WebSocket) -> str | None:
     return f"wss://{host}{path}?{query}" if query else f"wss://{host}{path}"
 
 
-async def check_twilio_upgrade(websocket: WebSocket) -> Refusal | None:
+async def check_twilio_upgrade(websocket: WebSocket, key_name: str | None) -> Refusal | str | None:
     """``serve``'s platform check for Twilio: 401 unless ``X-Twilio-Signature`` signs the
-    URL Twilio called with the auth token stored for the upgrade's API key (its
-    ``?api_key=``). No check when the service has no key store (like the API key check) or
-    ``platform_signatures`` is off. The reason never carries the URL (it holds the key)."""
+    URL Twilio called with an auth token stored as a key's secret. The key is the one the
+    upgrade names (``?api_key=``, where a proxy or test client sends one) or else the one
+    whose token verifies the signature: Twilio drops a ``<Stream>`` URL's query, so the
+    signature is how a real Twilio stream is told apart. No check when the service has no
+    key store (like the API key check) or ``platform_signatures`` is off. The reason never
+    carries the URL (it may hold a key)."""
     runtime = getattr(websocket.app.state, "runtime", None)
     keys = getattr(runtime, "keys", None)
     if keys is None or runtime.settings.platform_signatures == "off":
         return None
-    reason = await _refusal_reason(websocket, keys)
-    if reason is None:
-        return None
-    log.info("twilio: signature refused: %s", reason)
-    return Refusal(401, f"Twilio signature: {reason}")
+    outcome = await _signed_by(websocket, keys, key_name)
+    if isinstance(outcome, str):
+        return outcome
+    log.info("twilio: signature refused: %s", outcome.reason)
+    return Refusal(401, f"Twilio signature: {outcome.reason}")
 
 
-async def _refusal_reason(websocket: WebSocket, keys: Any) -> str | None:
-    """Why the upgrade's signature is not accepted (safe to tell the client), or None."""
+@dataclass(frozen=True, slots=True)
+class _Unsigned:
+    reason: str  # why the signature is not accepted (safe to tell the client)
+
+
+async def _signed_by(websocket: WebSocket, keys: Any, key_name: str | None) -> str | _Unsigned:
+    """The name of the key whose auth token signed this upgrade, or why none did."""
     signature = websocket.headers.get(SIGNATURE_HEADER, "").strip()
     if not signature:
-        return "the request is not signed (no X-Twilio-Signature header)"
+        return _Unsigned("the request is not signed (no X-Twilio-Signature header)")
     if websocket.headers.get(_SETTINGS_HEADER):
-        return "shared-key signatures of Webhook Rules are not supported; sign with the auth token"
-    api_key = key_from_connection(websocket, allow_query=True)
-    token = await asyncio.to_thread(keys.secret_for, api_key) if api_key else None
-    if token is None:
-        return "the API key has no auth token (callsense keys secret NAME --value-from-env VAR)"
+        return _Unsigned(
+            "shared-key signatures of Webhook Rules are not supported; sign with the auth token"
+        )
     url = stream_url(websocket)
     if url is None:
-        return "the request has no Host header"
-    if not verify_signature(token, url, signature):
-        return (
-            "the signature does not match (another auth token, or the URL changed on the "
-            "way: a proxy must keep Host, path and query)"
-        )
-    return None
+        return _Unsigned("the request has no Host header")
+    tokens = await asyncio.to_thread(keys.secrets)
+    if key_name is not None:
+        tokens = [(name, token) for name, token in tokens if name == key_name]
+        if not tokens:
+            return _Unsigned(
+                "the API key has no auth token (callsense keys secret NAME --value-from-env VAR)"
+            )
+    # every candidate is compared (no early exit): the time taken does not tell which matched
+    signers = [name for name, token in tokens if verify_signature(token, url, signature)]
+    if signers:
+        return signers[0]
+    return _Unsigned(
+        "the signature does not match (another auth token, or the URL changed on the way: a "
+        "proxy must keep Host, path and query)"
+    )
 
 
 class MediaStreams(StreamParser):

@@ -168,6 +168,21 @@ def test_unsigned_or_badly_signed_upgrades_are_refused_with_401(
     assert not [line for line in ours if AUTH_TOKEN in line or service.key in line]
 
 
+def test_twilio_sends_no_key_in_the_url_and_the_signature_names_it(service: _Service) -> None:
+    """Twilio drops a ``<Stream>`` URL's query: the upgrade is told by its signature."""
+    url = f"{service.ws_base}/v1/twilio"
+    assert handshake(url, signed(url)) == (101, "")
+    # a token no active key holds: refused, as is no signature at all
+    status, body = handshake(url, signed(url, OTHER_TOKEN))
+    assert status == 401 and "does not match" in body
+    assert handshake(url)[0] == 401
+    # a revoked key's token no longer admits anything
+    twilio_key(service.runtime, "old-account", token="1" * 32)
+    assert handshake(url, signed(url, "1" * 32)) == (101, "")
+    assert service.runtime.keys.revoke("old-account")
+    assert handshake(url, signed(url, "1" * 32))[0] == 401
+
+
 def test_a_tls_terminating_proxy_needs_nothing_and_forwarded_host_is_not_trusted(
     service: _Service,
 ) -> None:

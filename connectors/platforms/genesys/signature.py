@@ -297,7 +297,7 @@ def _nonces(app: Any) -> NonceCache:
     return cache
 
 
-async def check_audiohook_upgrade(websocket: WebSocket) -> Refusal | None:
+async def check_audiohook_upgrade(websocket: WebSocket, key_name: str | None) -> Refusal | None:
     """``serve``'s platform check for AudioHook: 401 unless the upgrade carries a valid,
     fresh, unreplayed signature made with its API key's client secret. No check when the
     service has no key store (like the API key check) or ``platform_signatures`` is off."""

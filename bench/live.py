@@ -21,10 +21,24 @@ service process's CPU seconds over wall seconds (2.0 = both cores busy), ``clien
 client process's (it shares the two cores). RSS: the service process's peak sampled during
 each run, and its peak including loading.
 
+``--wall`` adds the supervisor wall: the service runs a policy that escalates whenever the
+customer speaks (4 s cooldown, so every stream decides every few seconds), the client
+process subscribes to ``WS /v1/wall`` as a page does, and Debian's Chromium shows the wall
+page (``#/wall``) throughout. Per decision, side by side:
+
+* ``dec``: from the wall time the client had sent the audio up to where VAD closed the
+  deciding utterance to the arrival of the ``decision`` message (the decision latency);
+* ``alert``: from that ``decision`` message to the alert's arrival on the wall's WebSocket;
+* ``screen``: from that ``decision`` message to the alert on screen (the frame that draws
+  it: ``data-shown-at``, which the page stamps with the same clock, the epoch).
+
+The browser shares the two cores with the service (a supervisor's would not).
+
     python bench/live.py [--streams 1,4,8] [--call-s 60] [--backend onnx] [--quantize int8]
+                         [--wall]
 
 The last line reads ``streams=8 p95_ms=<n> rss_mb=<n>`` (close latency, peak RSS while
-streaming).
+streaming), with ``decision_p95_ms=<n> screen_p95_ms=<n>`` after it with ``--wall``.
 """
 
 from __future__ import annotations
@@ -44,6 +58,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,9 +67,21 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._common import SHARED, peak_rss_mb, speech_clips  # noqa: E402
+from callsense.connectors.outbox_rows import decision_id  # noqa: E402
+from callsense.rules.model import Decision  # noqa: E402
 
 FRAME = 320  # 20 ms at 16 kHz
 PAUSE_S = 1.5
+WALL_POLICY = """\
+policy: bench-wall
+description: an alert every few seconds of each call, so the bench times many decisions
+rules:
+  - id: customer-spoke
+    when: {speaker: customer}
+    cooldown: 4s
+    then:
+      - escalate: {priority: normal, reason: "bench: the customer spoke"}
+"""
 
 
 @dataclass
@@ -67,6 +94,9 @@ class Stream:
     latencies_end: list[float] = field(default_factory=list)
     utterances: int = 0
     errors: int = 0
+    ended: bool = False  # the service sent the call's ``end`` (its summary)
+    # per decision: its alert id, its message's arrival (epoch ms), its close latency (s)
+    decisions: list[tuple[str, float, float]] = field(default_factory=list)
 
     def wall_at(self, audio_s: float) -> float:
         """When the frame holding audio second ``audio_s`` was sent (1x pacing)."""
@@ -94,6 +124,8 @@ async def run_stream(url: str, stream: Stream, delay: float, call_id: str) -> No
         start = {"type": "start", "call_id": call_id, "sample_rate": 16000, "channels": 1}
         await ws.send(json.dumps(start))
 
+        closed_at: dict[float, float] = {}  # utterance end -> where VAD closed it
+
         async def reader() -> None:
             async for raw in ws:
                 now = time.monotonic()
@@ -102,8 +134,15 @@ async def run_stream(url: str, stream: Stream, delay: float, call_id: str) -> No
                     stream.utterances += 1
                     stream.latencies_close.append(now - stream.wall_at(msg["closed_at"]))
                     stream.latencies_end.append(now - stream.wall_at(msg["end"]))
+                    closed_at[msg["end"]] = msg["closed_at"]
+                elif msg["type"] == "decision" and msg["at"] in closed_at:
+                    alert = decision_id(Decision.from_dict(msg))
+                    close = now - stream.wall_at(closed_at[msg["at"]])
+                    stream.decisions.append((alert, time.time() * 1000, close))
                 elif msg["type"] == "error":
                     stream.errors += 1
+                elif msg["type"] == "end":
+                    stream.ended = True
 
         task = asyncio.create_task(reader())
         stream.t0 = time.monotonic()
@@ -132,30 +171,55 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+async def watch_wall(url: str, arrived: dict[str, float]) -> None:
+    """Subscribe to ``WS /v1/wall`` as a page does; when each new alert arrived (epoch ms)."""
+    from websockets.asyncio.client import connect
+
+    async with connect(url, max_size=None) as ws:
+        async for raw in ws:
+            now = time.time() * 1000
+            msg = json.loads(raw)
+            for item in msg.get("items", []):
+                if item["type"] == "alert":
+                    arrived.setdefault(item["alert"]["id"], now)
+
+
 def run_clients(
-    url: str, n: int, calls: list[bytes], seed: int, tag: str
-) -> tuple[list[Stream], float]:
-    """The ``n`` clients of one scenario (run in the client process); their CPU seconds."""
+    url: str, n: int, calls: list[bytes], seed: int, tag: str, wall_url: str | None = None
+) -> tuple[list[Stream], float, dict[str, float]]:
+    """The ``n`` clients of one scenario (run in the client process), their CPU seconds, and
+    (with ``wall_url``) when each alert reached a wall subscriber."""
     rng = random.Random(seed)
     streams = [Stream(calls[i % len(calls)]) for i in range(n)]
+    alerts: dict[str, float] = {}
     cpu0 = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
 
     async def all_streams() -> None:
+        watcher = asyncio.create_task(watch_wall(wall_url, alerts)) if wall_url else None
         await asyncio.gather(
             *(
                 run_stream(url, s, rng.uniform(0, 2.0) if n > 1 else 0.0, f"{tag}-{i}")
                 for i, s in enumerate(streams)
             )
         )
+        if watcher is not None:
+            await asyncio.sleep(1.0)  # the last alerts are on their way
+            watcher.cancel()
 
     asyncio.run(all_streams())
     for s in streams:
         s.pcm = b""  # not sent back
-    return streams, sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - cpu0
+    return streams, sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - cpu0, alerts
 
 
 def scenario(
-    clients: ProcessPoolExecutor, url: str, n: int, calls: list[bytes], seed: int, tag: str
+    clients: ProcessPoolExecutor,
+    url: str,
+    n: int,
+    calls: list[bytes],
+    seed: int,
+    tag: str,
+    wall: WallPage | None = None,
 ) -> dict[str, float]:
     """One scenario: the clients run in their own process (as real callers are elsewhere),
     so the service's CPU and GIL are its own."""
@@ -170,14 +234,18 @@ def scenario(
     sampler.start()
     cpu0 = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
     wall0 = time.monotonic()
-    streams, client_cpu = clients.submit(run_clients, url, n, calls, seed, tag).result()
-    wall = time.monotonic() - wall0
+    wall_url = wall.ws_url if wall is not None else None
+    job = clients.submit(run_clients, url, n, calls, seed, tag, wall_url)
+    streams, client_cpu, alerts = job.result()
+    elapsed = time.monotonic() - wall0
     cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - cpu0
     done.set()
     sampler.join()
     close = [x for s in streams for x in s.latencies_close]
     end = [x for s in streams for x in s.latencies_end]
+    figures = wall.figures(streams, alerts) if wall is not None else {}
     return {
+        **figures,
         "streams": n,
         "utterances": sum(s.utterances for s in streams),
         "errors": sum(s.errors for s in streams),
@@ -186,11 +254,107 @@ def scenario(
         "max_ms": 1000 * max(close, default=float("nan")),
         "speech_end_p50_ms": 1000 * pct(end, 0.5),
         "speech_end_p95_ms": 1000 * pct(end, 0.95),
-        "cpu": cpu / wall,
-        "client_cpu": client_cpu / wall,
+        "cpu": cpu / elapsed,
+        "client_cpu": client_cpu / elapsed,
         "rss_mb": peak[0],
-        "wall_s": wall,
+        "wall_s": elapsed,
     }
+
+
+class WallPage:
+    """The wall page in Debian's Chromium (Playwright), for the whole run."""
+
+    def __init__(self, base_url: str, key: str) -> None:
+        from playwright.sync_api import sync_playwright
+
+        from tests.web.conftest import CHROMIUM_ARGS
+        from tools import system_assets
+
+        self.ws_url = base_url.replace("http://", "ws://") + f"/v1/wall?api_key={key}"
+        self._pw = sync_playwright().start()
+        chromium = system_assets.program("chromium")
+        self._browser = self._pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        self.page = self._browser.new_page(viewport={"width": 1600, "height": 1000})
+        self.page.goto(base_url + "/#/wall")
+        self.page.fill("#api-key", key)
+        self.page.click("#key-form button[type=submit]")
+        self.page.wait_for_selector("#view-wall[data-role=admin]")
+
+    def shown(self, wanted: set[str], timeout_s: float = 5.0) -> dict[str, float]:
+        """When each alert reached the screen (epoch ms), waiting a little for the last."""
+        script = """() => [...document.querySelectorAll('#wall-alerts li[data-shown-at]')]
+            .map((li) => [li.dataset.alertId, Number(li.dataset.shownAt)])"""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            shown = {k: v for k, v in self.page.evaluate(script) if k in wanted}
+            if len(shown) == len(wanted) or time.monotonic() > deadline:
+                return shown
+            time.sleep(0.2)
+
+    def figures(self, streams: list[Stream], alerts: dict[str, float]) -> dict[str, float]:
+        """Decision latency beside decision -> alert (WebSocket) and -> screen, in ms."""
+        decided = {a: (at, close) for s in streams for a, at, close in s.decisions}
+        shown = self.shown(set(decided))
+        closes = [c for _, c in decided.values()]
+        to_ws = [alerts[a] - t for a, (t, _) in decided.items() if a in alerts]
+        to_screen = [shown[a] - t for a, (t, _) in decided.items() if a in shown]
+        return {
+            "decisions": len(decided),
+            "dec_p50_ms": 1000 * pct(closes, 0.5),
+            "dec_p95_ms": 1000 * pct(closes, 0.95),
+            "alert_p95_ms": pct(to_ws, 0.95),
+            "screen_p50_ms": pct(to_screen, 0.5),
+            "screen_p95_ms": pct(to_screen, 0.95),
+            "not_shown": len(decided) - len(shown),
+        }
+
+    def close(self) -> None:
+        self._browser.close()
+        self._pw.stop()
+
+
+def bench_model(tmp: Path, backend: str, quantize: str, model_dir: Path | None = None) -> Path:
+    """``model_dir``, else the full-size random-weight model built (and exported to ONNX for
+    ``backend`` onnx) under ``tmp``, in child processes: their memory is not the service's."""
+    if model_dir is not None:
+        return model_dir
+    print("# building the full-size random-weight model …", flush=True)
+    model_dir = tmp / "model"
+    build = "import sys; from bench._common import build_model_dir as b; b(sys.argv[1])"
+    subprocess.run([sys.executable, "-c", build, str(model_dir)], check=True, cwd=ROOT)
+    if backend != "onnx":
+        return model_dir
+    print("# exporting it to ONNX (about a minute) …", flush=True)
+    export = [sys.executable, "-m", "callsense.connectors.cli", "model", "export-onnx"]
+    subprocess.run(
+        [*export, str(model_dir), str(tmp / "onnx"), "--quantize", quantize], check=True, cwd=ROOT
+    )
+    return tmp / "onnx"
+
+
+def bench_config(model_dir: Path, backend: str, quantize: str) -> Any:
+    """The service's config (an ``AppConfig``): ``model_dir``, ../shared's FSMN-VAD, no cache."""
+    from callsense.connectors.appconfig import AppConfig
+    from callsense.pipeline.config import CacheConfig, load_config
+
+    cfg = load_config(
+        None, model=str(model_dir), vad_model=str(SHARED / "fsmn-vad"), schema=AppConfig,
+        environ={},
+    )  # fmt: skip
+    recognizer = cfg.recognizer.model_copy(update={"backend": backend, "quantize": quantize})
+    return cfg.model_copy(update={"recognizer": recognizer, "cache": CacheConfig(enabled=False)})
+
+
+def bench_app(tmp: Path, cfg: Any, **settings: Any) -> Any:
+    """The real service app (a FastAPI) on a database and data dir under ``tmp``."""
+    from callsense.connectors.app import create_app
+    from callsense.connectors.service_settings import ServiceSettings
+
+    return create_app(
+        cfg,
+        db_url=f"sqlite:///{tmp}/bench.db",
+        settings=ServiceSettings(data_dir=tmp / "data", scheduler=False, **settings),
+    )
 
 
 def main() -> None:
@@ -205,52 +369,26 @@ def main() -> None:
         help="an existing full-size model dir (an ONNX export for --backend onnx); default: "
         "build one (and export it) in a temporary directory",
     )
+    parser.add_argument(
+        "--wall", action="store_true", help="time decision -> alert on the wall (module doc)"
+    )
     args = parser.parse_args()
     counts = [int(x) for x in args.streams.split(",")]
 
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from callsense.connectors.app import create_app
-    from callsense.connectors.appconfig import AppConfig
-    from callsense.connectors.service_settings import ServiceSettings
-    from callsense.pipeline.config import CacheConfig, load_config
     from tests.service.server import running, wait_ready
 
     with tempfile.TemporaryDirectory(prefix="callsense-bench-live-") as tmp_name:
         tmp = Path(tmp_name)
-        model_dir = args.model_dir
-        if model_dir is None:
-            # built and exported in child processes: their memory is not the service's
-            print("# building the full-size random-weight model …", flush=True)
-            model_dir = tmp / "model"
-            build = "import sys; from bench._common import build_model_dir as b; b(sys.argv[1])"
-            subprocess.run([sys.executable, "-c", build, str(model_dir)], check=True, cwd=ROOT)
-            if args.backend == "onnx":
-                print("# exporting it to ONNX (about a minute) …", flush=True)
-                export = [sys.executable, "-m", "callsense.connectors.cli", "model", "export-onnx"]
-                subprocess.run(
-                    [*export, str(model_dir), str(tmp / "onnx"), "--quantize", args.quantize],
-                    check=True,
-                    cwd=ROOT,
-                )
-                model_dir = tmp / "onnx"
-        cfg = load_config(
-            None,
-            model=str(model_dir),
-            vad_model=str(SHARED / "fsmn-vad"),
-            schema=AppConfig,
-            environ={},
-        )
-        recognizer = cfg.recognizer.model_copy(
-            update={"backend": args.backend, "quantize": args.quantize}
-        )
-        cfg = cfg.model_copy(update={"recognizer": recognizer, "cache": CacheConfig(enabled=False)})
-        app = create_app(
-            cfg,
-            db_url=f"sqlite:///{tmp}/bench.db",
-            settings=ServiceSettings(data_dir=tmp / "data", scheduler=False),
-        )
+        model_dir = bench_model(tmp, args.backend, args.quantize, args.model_dir)
+        cfg = bench_config(model_dir, args.backend, args.quantize)
+        if args.wall:  # every stream decides every few seconds
+            policy = tmp / "bench-wall.yaml"
+            policy.write_text(WALL_POLICY, encoding="utf-8")
+            cfg = cfg.model_copy(update={"policies": [policy]})
+        app = bench_app(tmp, cfg)
         key = app.state.runtime.keys.create("bench")
         rng = random.Random(7)
         clips = speech_clips(60.0)
@@ -264,24 +402,42 @@ def main() -> None:
         with running(app) as base, clients:
             wait_ready(base, timeout=600)
             url = base.replace("http://", "ws://") + f"/v1/stream?api_key={key}"
+            wall = WallPage(base, key) if args.wall else None
             # warm-up: loads the live engine (streaming VAD) and the first model calls
-            scenario(clients, url, 1, [calls[0][: 16000 * 2 * 12]], 1, "warmup")
+            scenario(clients, url, 1, [calls[0][: 16000 * 2 * 12]], 1, "warmup", wall)
+            wall_head = (
+                f" {'decs':>5} {'dec_p50':>7} {'dec_p95':>7} {'alert_p95':>9} {'screen_p50':>10} "
+                f"{'screen_p95':>10}"
+            )
             print(
                 f"{'streams':>7} {'utts':>5} {'p50_ms':>7} {'p95_ms':>7} {'max_ms':>7} "
-                f"{'end_p50':>8} {'end_p95':>8} {'cpu':>5} {'client':>6} {'rss_mb':>7}",
+                f"{'end_p50':>8} {'end_p95':>8} {'cpu':>5} {'client':>6} {'rss_mb':>7}"
+                + (wall_head if wall else ""),
                 flush=True,
             )
             last: dict[str, float] = {}
             for n in counts:
-                r = scenario(clients, url, n, calls, rng.randrange(1 << 30), f"s{n}")
+                r = scenario(clients, url, n, calls, rng.randrange(1 << 30), f"s{n}", wall)
+                row = (
+                    f" {r['decisions']:>5} {r['dec_p50_ms']:>7.0f} {r['dec_p95_ms']:>7.0f} "
+                    f"{r['alert_p95_ms']:>9.0f} {r['screen_p50_ms']:>10.0f} "
+                    f"{r['screen_p95_ms']:>10.0f}"
+                    + (f"  not_shown={r['not_shown']}" if r["not_shown"] else "")
+                    if wall
+                    else ""
+                )
                 print(
                     f"{n:>7} {r['utterances']:>5} {r['p50_ms']:>7.0f} {r['p95_ms']:>7.0f} "
                     f"{r['max_ms']:>7.0f} {r['speech_end_p50_ms']:>8.0f} "
                     f"{r['speech_end_p95_ms']:>8.0f} {r['cpu']:>5.2f} {r['client_cpu']:>6.2f} "
-                    f"{r['rss_mb']:>7.0f}" + (f"  errors={r['errors']}" if r["errors"] else ""),
+                    f"{r['rss_mb']:>7.0f}"
+                    + row
+                    + (f"  errors={r['errors']}" if r["errors"] else ""),
                     flush=True,
                 )
                 last = r
+            if wall is not None:
+                wall.close()
             engine = getattr(app.state, "live_engine", None)
             if engine is not None:
                 s = engine.worker.stats
@@ -290,9 +446,15 @@ def main() -> None:
                     flush=True,
                 )
         print(f"# peak RSS of the process, model loading included: {peak_rss_mb():.0f} MB")
+        tail = (
+            f" decision_p95_ms={last.get('dec_p95_ms', 0):.0f} "
+            f"screen_p95_ms={last.get('screen_p95_ms', 0):.0f}"
+            if args.wall
+            else ""
+        )
         print(
             f"streams={int(last.get('streams', 0))} p95_ms={last.get('p95_ms', 0):.0f} "
-            f"rss_mb={last.get('rss_mb', 0):.0f}"
+            f"rss_mb={last.get('rss_mb', 0):.0f}" + tail
         )
 
 

@@ -31,10 +31,13 @@ from callsense.connectors.live.stream import router as stream_router
 from callsense.connectors.platforms.genesys import router as audiohook_router
 from callsense.connectors.platforms.twilio import router as twilio_router
 from callsense.connectors.retention import record_locations
-from callsense.connectors.routers import calls, health, policies, predict, webhooks
+from callsense.connectors.routers import calls, health, policies, predict, stats, webhooks
 from callsense.connectors.routers.common import Problem, problem_response
 from callsense.connectors.runtime import Runtime
 from callsense.connectors.service_settings import NotReadyError, ServiceSettings
+from callsense.connectors.wall import routes as wall
+from callsense.connectors.wall.alerts import AlertStore
+from callsense.connectors.wall.hub import Wall
 from callsense.connectors.web.router import router as web_router
 from callsense.core.errors import ConfigError, InputError, RetryableError
 from callsense.pipeline.cache import ResultCache
@@ -130,9 +133,12 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Any:
-        title = {401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}.get(
-            exc.status_code, "Error"
-        )
+        title = {
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not Found",
+            405: "Method Not Allowed",
+        }.get(exc.status_code, "Error")
         return problem_response(
             request, exc.status_code, title, str(exc.detail), headers=dict(exc.headers or {})
         )
@@ -190,9 +196,8 @@ def create_app(
         # a configured file that is not a policy is a start-up error (``serve`` exits with
         # its file:line), not a service answering /readyz 503 until someone looks
         load_policies(cfg.policies)
-    runtime = Runtime(
-        cfg, db_url=db_url, settings=settings or ServiceSettings(), load_models=load_models
-    )
+    settings = settings or ServiceSettings()
+    runtime = Runtime(cfg, db_url=db_url, settings=settings, load_models=load_models)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -223,6 +228,7 @@ def create_app(
         redirect_slashes=False,  # an API answers 404, not a redirect to a guessed path
     )
     app.state.runtime = runtime
+    app.state.wall = Wall(AlertStore(runtime.engine))  # live calls publish, wall pages watch
     # live calls pass this gate: at most max_calls, none while draining for a shutdown
     from callsense.pipeline.distributed.admission import Admission
 
@@ -231,10 +237,10 @@ def create_app(
     _install_handlers(app)
     app.include_router(health.router)
     keyed = [Depends(require_api_key)]
-    for module in (calls, policies, webhooks, predict):
+    for module in (calls, policies, webhooks, predict, stats, wall):
         app.include_router(module.router, dependencies=keyed)
-    for router in (stream_router, twilio_router, audiohook_router):
-        app.include_router(router)  # WebSocket routes check keys themselves (check_ws_key)
+    for router in (stream_router, twilio_router, audiohook_router, wall.ws_router):
+        app.include_router(router)  # WebSocket routes check keys at the upgrade
     app.include_router(web_router)  # the page is public; its API calls carry a key
     _api_docs(app, settings)
     return app

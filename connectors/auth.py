@@ -14,6 +14,13 @@ signs its connections with (Genesys AudioHook's "client secret"). Unlike the key
 as issued, base64, because verifying an HMAC needs the secret itself; whoever can read the
 database can forge signatures, so the database is protected like the secret. Revoking the
 key erases its secret.
+
+A key has a role: ``admin`` (the default) may do everything, ``viewer`` (``keys create NAME
+--role viewer``: a wallboard, a supervisor who watches) may read and watch but change
+nothing. ``require_api_key``, the one dependency every keyed router has, enforces it: a
+viewer's request with a method other than GET/HEAD/OPTIONS gets 403 unless its route is
+marked ``changes_nothing`` (checking a policy draft: validate, test, diff). New routes are
+therefore closed to viewers until someone decides otherwise.
 """
 
 from __future__ import annotations
@@ -24,10 +31,11 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
-from fastapi import Depends, HTTPException, Request, WebSocket
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy import (
     Column,
     Engine,
@@ -47,16 +55,23 @@ from callsense.connectors.storage import UPGRADES, create_schema, metadata
 from callsense.core.errors import InputError
 
 __all__ = [
+    "ROLES",
     "ApiKey",
+    "Caller",
     "KeyStore",
     "Principal",
-    "check_ws_key",
+    "Role",
+    "changes_nothing",
     "key_from_connection",
     "require_api_key",
 ]
 
 KEY_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _KEY_RE = re.compile(r"csk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
+
+Role = Literal["admin", "viewer"]
+ROLES: tuple[Role, ...] = get_args(Role)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 keys_table = Table(
     "callsense_api_keys",
@@ -68,17 +83,22 @@ keys_table = Table(
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
     Column("client_secret", String(64), nullable=True),  # base64 of 32 bytes; see the doc
+    Column("role", String(16), nullable=False, server_default="admin"),  # see the doc
 )
 
 
 def upgrade(engine: Engine) -> None:
-    """Give a key table made before client secrets its ``client_secret`` column."""
+    """Give a key table made before client secrets or roles those columns; keys made before
+    roles keep the power they had (admin)."""
     columns = {c["name"] for c in inspect(engine).get_columns(keys_table.name)}
-    if "client_secret" not in columns:
-        with engine.begin() as conn:
-            conn.execute(
-                text(f"ALTER TABLE {keys_table.name} ADD COLUMN client_secret VARCHAR(64)")
-            )
+    added = {
+        "client_secret": "VARCHAR(64)",
+        "role": "VARCHAR(16) NOT NULL DEFAULT 'admin'",
+    }
+    with engine.begin() as conn:
+        for name, kind in added.items():
+            if name not in columns:
+                conn.execute(text(f"ALTER TABLE {keys_table.name} ADD COLUMN {name} {kind}"))
 
 
 UPGRADES.append(upgrade)
@@ -93,6 +113,24 @@ class ApiKey:
     created_at: float
     revoked_at: float | None
     has_secret: bool = False  # a client secret is set (never shown after ``keys secret``)
+    role: Role = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request: the key's name (what audits record) and its role."""
+
+    name: str
+    role: Role
+
+    @property
+    def may_change(self) -> bool:
+        return self.role == "admin"
+
+
+def _role(value: object) -> Role:
+    """A stored role; anything unexpected gets the lesser one (fail closed)."""
+    return "admin" if value == "admin" else "viewer"
 
 
 def _digest(salt: str, key: str) -> str:
@@ -106,10 +144,12 @@ class KeyStore:
         self.engine = engine
         create_schema(engine)
 
-    def create(self, name: str) -> str:
+    def create(self, name: str, role: Role = "admin") -> str:
         """A new key for ``name`` (returned once, stored hashed); a revoked name may be reused."""
         if not KEY_NAME_RE.fullmatch(name):
             raise InputError(f"key name {name!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+        if role not in ROLES:
+            raise InputError(f"role {role!r}: use one of {', '.join(ROLES)}")
         key_id = secrets.token_hex(6)
         key = f"csk_{key_id}_{secrets.token_urlsafe(32)}"
         salt = secrets.token_hex(16)
@@ -127,6 +167,7 @@ class KeyStore:
                     digest=_digest(salt, key),
                     created_at=time.time(),
                     revoked_at=None,
+                    role=role,
                 )
             )
         return key
@@ -141,9 +182,10 @@ class KeyStore:
                     t.c.created_at,
                     t.c.revoked_at,
                     t.c.client_secret.is_not(None),
+                    t.c.role,
                 ).order_by(t.c.name)
             ).all()
-        return [ApiKey(n, k, c, r, bool(s)) for n, k, c, r, s in rows]
+        return [ApiKey(n, k, c, r, bool(s), _role(role)) for n, k, c, r, s, role in rows]
 
     def revoke(self, name: str) -> bool:
         """False if there is no active key of that name. Its client secret goes with it."""
@@ -167,6 +209,20 @@ class KeyStore:
         """The name of the active key ``key``, or None."""
         row = self._active_row(key)
         return None if row is None else row.name
+
+    def identify(self, key: str) -> Caller | None:
+        """The name and role of the active key ``key``, or None."""
+        row = self._active_row(key)
+        return None if row is None else Caller(row.name, _role(row.role))
+
+    def role(self, name: str) -> Role | None:
+        """The role of the active key named ``name`` (None: no such key)."""
+        t = keys_table
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(t.c.role).where(t.c.name == name, t.c.revoked_at.is_(None))
+            ).scalar()
+        return None if found is None else _role(found)
 
     def secret_for(self, api_key: str) -> str | None:
         """The base64 client secret of the active key ``api_key``; None when the key is
@@ -195,7 +251,7 @@ class KeyStore:
         t = keys_table
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(t.c.name, t.c.salt, t.c.digest, t.c.client_secret).where(
+                select(t.c.name, t.c.salt, t.c.digest, t.c.client_secret, t.c.role).where(
                     t.c.key_id == m.group(1), t.c.revoked_at.is_(None)
                 )
             ).first()
@@ -239,25 +295,38 @@ def _keys(conn: HTTPConnection) -> KeyStore:
     return store
 
 
+_CHANGES_NOTHING = "__callsense_changes_nothing__"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def changes_nothing(endpoint: F) -> F:
+    """Mark a route whose method is not GET but which changes nothing (it validates, tests
+    or computes): viewer keys may call it. Put it below the ``@router.post`` line."""
+    setattr(endpoint, _CHANGES_NOTHING, True)
+    return endpoint
+
+
 def require_api_key(request: Request) -> str:
-    """FastAPI dependency: the caller's key name, or 401 without a valid key."""
+    """FastAPI dependency: the caller's key name; 401 without a valid key, 403 for a viewer
+    key on a route that may change something (see the module doc)."""
     key = key_from_connection(request)
-    name = _keys(request).verify(key) if key else None
-    if name is None:
+    caller = _keys(request).identify(key) if key else None
+    if caller is None:
         raise HTTPException(
             status_code=401,
             detail="a valid API key is required (Authorization: Bearer KEY or X-API-Key: KEY)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return name
+    endpoint = request.scope.get("endpoint")
+    harmless = getattr(endpoint, _CHANGES_NOTHING, False)
+    if not caller.may_change and request.method not in SAFE_METHODS and not harmless:
+        raise HTTPException(
+            status_code=403,
+            detail=f"the key {caller.name!r} is a viewer key: it can watch and read, "
+            "not change anything (use an admin key)",
+        )
+    return caller.name
 
 
 Principal = Annotated[str, Depends(require_api_key)]
 """The authenticated key name, for routes that want it as a parameter."""
-
-
-def check_ws_key(websocket: WebSocket) -> bool:
-    """For WebSocket routes before ``accept``: headers or ``?api_key=`` (Twilio cannot set
-    headers). Close with code 1008 (policy violation) when this is False."""
-    key = key_from_connection(websocket, allow_query=True)
-    return bool(key) and _keys(websocket).verify(key) is not None

@@ -4,7 +4,8 @@ Rows live next to the outbox in the same database (``connectors.storage``), so o
 ``DELETE /v1/calls/{id}`` can remove everything of a call in one place. Utterances are
 stored in the transcribe JSONL record shape (``pipeline.records``), decisions in
 ``Decision.to_dict`` shape: the API returns what the CLI writes. A live call also keeps its
-contact center's ids (``CallRecord.context``), where its ``route`` decisions act.
+contact center's ids (``CallRecord.context``); a posted transcript, its input until the
+call is analyzed (``connectors.call_inputs``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from callsense.connectors.call_inputs import forget_input, keep_input
 from callsense.connectors.calls_tables import (
     CALL_ID_RE,
     CONTEXT_COLUMNS,
@@ -97,29 +99,14 @@ class CallPage:
 
 
 def _record(row: Any) -> CallRecord:
-    m = row._mapping
-    return CallRecord(
-        id=m["id"],
-        status=m["status"],
-        kind=m["kind"],
-        policy=m["policy"],
-        requested_policy=m["requested_policy"],
-        language=m["language"],
-        source=m["source"],
-        audio_path=m["audio_path"],
-        created_at=m["created_at"],
-        started_at=m["started_at"],
-        finished_at=m["finished_at"],
-        duration_s=m["duration_s"],
-        escalated=m["escalated"],
-        top_priority=m["top_priority"],
-        utterance_count=m["utterance_count"] or 0,
-        decision_count=m["decision_count"] or 0,
-        summary=json.loads(m["summary"]) if m["summary"] else None,
-        replies=json.loads(m["replies"]) if m["replies"] else None,
-        error=m["error"],
-        context=RouteContext(**{name: m[name] for name in CONTEXT_COLUMNS}),
-    )
+    """The row as a ``CallRecord`` (the columns are its fields; JSON ones decoded)."""
+    m = dict(row._mapping)
+    context = RouteContext(**{name: m.pop(name) for name in CONTEXT_COLUMNS})
+    for key in ("summary", "replies"):
+        m[key] = json.loads(m[key]) if m[key] else None
+    for key in ("utterance_count", "decision_count"):
+        m[key] = m[key] or 0
+    return CallRecord(**m, context=context)
 
 
 def _context_values(context: RouteContext) -> dict[str, str]:
@@ -161,12 +148,14 @@ class CallStore:
         audio_path: str | None = None,
         status: CallStatus = "queued",
         context: RouteContext | None = None,
+        posted: CallTranscript | None = None,
     ) -> CallRecord:
         """A new call row; ``CallExistsError`` if the id is taken.
 
         ``policy``: the names of the policies the call runs, comma-joined (what ``list``
         filters on); ``requested_policy``: the one the client named, None for the active set;
-        ``context``: a live call's platform ids.
+        ``context``: a live call's platform ids; ``posted``: a posted transcript (guarded),
+        stored with the row until the call is analyzed.
         """
         if not CALL_ID_RE.fullmatch(call_id):
             raise InputError(f"call_id {call_id!r}: use 1-128 of A-Z a-z 0-9 _ . : -")
@@ -192,6 +181,7 @@ class CallStore:
                     **_context_values(context or RouteContext()),
                 )
             )
+            keep_input(conn, call_id, posted)
         record = self.get(call_id)
         assert record is not None
         return record
@@ -208,7 +198,7 @@ class CallStore:
 
     def fail(self, call_id: str, error: str) -> None:
         """The job failed; ``error`` must not carry transcript text (error records do not)."""
-        self._update(call_id, status="failed", finished_at=time.time(), error=error)
+        self._update(call_id, status="failed", finished_at=time.time(), error=error, over=True)
 
     def save_result(self, call_id: str, result: CallResult) -> None:
         """A batch job's whole output, replacing anything stored before, in one transaction."""
@@ -232,6 +222,7 @@ class CallStore:
                     ],
                 )
             self._put_decisions(conn, rows)
+            forget_input(conn, call_id)
             conn.execute(
                 update(calls_table)
                 .where(calls_table.c.id == call_id)
@@ -329,6 +320,7 @@ class CallStore:
             conn.execute(
                 delete(call_utterances_table).where(call_utterances_table.c.call_id == call_id)
             )
+            forget_input(conn, call_id)
             # decisions still owed to an endpoint stay until the outbox is done with them
             conn.execute(
                 delete(d).where(d.c.call_id == call_id, ~exists().where(o.c.decision_id == d.c.id))
@@ -336,9 +328,12 @@ class CallStore:
             conn.execute(delete(calls_table).where(calls_table.c.id == call_id))
         return record
 
-    def _update(self, call_id: str, **values: Any) -> None:
+    def _update(self, call_id: str, *, over: bool = False, **values: Any) -> None:
+        """Set ``values``; ``over``: the call has ended, a posted input goes with it."""
         with self.engine.begin() as conn:
             conn.execute(update(calls_table).where(calls_table.c.id == call_id).values(**values))
+            if over:
+                forget_input(conn, call_id)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -4,7 +4,11 @@ shape) and its decisions (``Decision.to_dict`` shape), all removed together.
 A live call's row also keeps the contact center's ids of the call (``RouteContext``: a
 Twilio CallSid, a Genesys conversation and participant, an Amazon Connect contact), so the
 API shows them and a gateway's crash recovery routes the replayed decisions where the call
-is; ``upgrade`` adds those columns to a database made before them."""
+is; ``upgrade`` adds those columns to a database made before them.
+
+A posted transcript's input waits in ``callsense_call_inputs`` until its call is analyzed,
+so a restart finishes every accepted call (``create_schema`` makes the table in an older
+database: its queued transcript calls, which had no stored input, fail as before)."""
 
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ __all__ = [
     "CALL_ID_RE",
     "CONTEXT_COLUMNS",
     "CallStatus",
+    "call_inputs_table",
     "call_utterances_table",
     "calls_table",
 ]
@@ -81,6 +86,20 @@ call_utterances_table = Table(
     ),
     Column("seq", Integer, primary_key=True),
     Column("record", Text, nullable=False),
+)
+
+call_inputs_table = Table(
+    "callsense_call_inputs",
+    metadata,
+    Column(
+        "call_id",
+        String(128),
+        ForeignKey("callsense_calls.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # JSON {"duration", "utterances": [records]}: the utterances as the privacy guard left
+    # them (redacted, as every stored utterance); removed when the call is done or failed
+    Column("transcript", Text, nullable=False),
 )
 
 

@@ -97,7 +97,8 @@ def serve(
 
     Every route but /healthz, /readyz and the web page needs an API key: create one with
     `callsense keys create NAME`. Models load in the background; /readyz answers 200 once
-    they are ready. Ctrl-C lets the running call finish before exiting.
+    they are ready (if they cannot load, serve exits with the error). Ctrl-C lets the
+    running call finish before exiting.
     """
     _setup_logging(verbose)
     import uvicorn
@@ -134,6 +135,9 @@ def serve(
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s) or None,
     )
     _DrainingServer(config, drain_timeout_s=drain_timeout).run()
+    load_error = app.state.runtime.load_error
+    if load_error is not None:  # the server stopped itself (``_DrainingServer.watch_models``)
+        fail(f"the models could not be loaded, so serve stopped: {load_error}")
 
 
 KeysConfigOpt = Annotated[
@@ -167,15 +171,22 @@ def keys_create(
     name: Annotated[str, typer.Argument(help="Who or what uses the key (A-Z a-z 0-9 _ . -).")],
     db: DbOpt = None,
     config: KeysConfigOpt = None,
+    role: Annotated[
+        Literal["admin", "viewer"],
+        typer.Option(
+            help="admin: everything; viewer: read and watch (the supervisor wall), never "
+            "change policies, calls or alerts.",
+        ),
+    ] = "admin",
 ) -> None:
     """Create an API key and print it once; only its hash is stored."""
     store = _store(db, config)
     try:
-        key = store.create(name)
+        key = store.create(name, role)
     except CallsenseError as exc:
         fail(exc)
     out_console.print(key)
-    err_console.print(f"key {escape(name)!s} created; it is shown only now, keep it safe")
+    err_console.print(f"{role} key {escape(name)!s} created; it is shown only now, keep it safe")
 
 
 @keys_app.command("list")
@@ -187,11 +198,13 @@ def keys_list(db: DbOpt = None, config: KeysConfigOpt = None) -> None:
         return "-" if t is None else dt.datetime.fromtimestamp(t, dt.UTC).strftime("%F %TZ")
 
     table = Table(title="API keys")
-    for col in ("name", "id", "created", "revoked", "secret"):
+    for col in ("name", "id", "role", "created", "revoked", "secret"):
         table.add_column(col)
     for k in _store(db, config).list():
         secret = "yes" if k.has_secret else "-"
-        table.add_row(escape(k.name), k.key_id, when(k.created_at), when(k.revoked_at), secret)
+        table.add_row(
+            escape(k.name), k.key_id, k.role, when(k.created_at), when(k.revoked_at), secret
+        )
     out_console.print(table)
 
 
@@ -260,7 +273,9 @@ def register(app: typer.Typer) -> None:
 class _DrainingServer:
     """uvicorn's server with a graceful drain: the first SIGTERM/SIGINT stops admitting live
     calls (``/readyz`` answers 503, new streams get 503) and waits up to ``drain_timeout_s``
-    for the running calls to end, then shuts down; a second signal exits at once."""
+    for the running calls to end, then shuts down; a second signal exits at once. Models
+    that fail to load shut it down too: a process answering /readyz 503 forever looks alive
+    to a supervisor that would otherwise restart it or page someone."""
 
     def __init__(self, config: Any, *, drain_timeout_s: float) -> None:
         import uvicorn
@@ -295,9 +310,21 @@ class _DrainingServer:
                 log.warning("shutdown: drain timeout, ending the remaining live calls")
         self.server.should_exit = True
 
+    async def watch_models(self) -> None:
+        """Stop serving if the models fail to load (``serve`` then exits with the error)."""
+        runtime = self.app.state.runtime
+        while not runtime.models_ready.is_set():  # set by the loader thread, loaded or not
+            await asyncio.sleep(0.2)
+        if runtime.load_error is not None:
+            self.server.should_exit = True
+
     def run(self) -> None:
         async def main() -> None:
             self.loop = asyncio.get_running_loop()
-            await self.server.serve()
+            watcher = asyncio.create_task(self.watch_models(), name="callsense-models-watch")
+            try:
+                await self.server.serve()
+            finally:
+                watcher.cancel()
 
         asyncio.run(main())

@@ -4,7 +4,9 @@ One ``Runtime`` per app (``app.state.runtime``). Models load once, in a backgrou
 (``/readyz`` says when); call jobs run one after another on a worker thread fed by a
 bounded queue (the model is one shared instance and the machine's cores are few, so a
 full queue answers 503 rather than piling work up); decisions go to the outbox in the
-same database and a delivery loop on the event loop sends them.
+same database and a delivery loop on the event loop sends them. Every accepted call's
+input is stored (``connectors.jobs``), so a restart puts every unfinished call back on the
+queue.
 """
 
 from __future__ import annotations
@@ -15,52 +17,46 @@ import logging
 import queue
 import threading
 import time
+import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 from callsense.connectors.appconfig import AppConfig
 from callsense.connectors.auth import KeyStore
-from callsense.connectors.calls_store import CallStore
+from callsense.connectors.call_inputs import posted_transcript
+from callsense.connectors.calls_store import CallRecord, CallStore
 from callsense.connectors.endpoint import RouteContext
+from callsense.connectors.jobs import LIVE_RECOVERED, LOST_INPUT, Job, recovery_jobs
 from callsense.connectors.metrics import Metrics
 from callsense.connectors.outbox import Outbox
 from callsense.connectors.policy_store import PolicyStore
 from callsense.connectors.retention import Purger
 from callsense.connectors.service_settings import NotReadyError, QueueFullError, ServiceSettings
 from callsense.connectors.storage import make_engine
+from callsense.core.errors import CallsenseError, InputError
 from callsense.pipeline.cache import ResultCache
 from callsense.pipeline.model import CallTranscript
 from callsense.pipeline.nlu.chain import IntentClassifier
 from callsense.pipeline.recognizer import Recognizer
-from callsense.pipeline.session import CallFlow
+from callsense.pipeline.session import CallFlow, PrivacyGuard
 from callsense.pipeline.summary import CallResult
 from callsense.pipeline.transcribe import Transcriber
 from callsense.rules.engine import PolicyEngine
 from callsense.rules.loader import PolicySet
 from callsense.rules.model import Decision
 
-__all__ = ["Job", "NotReadyError", "QueueFullError", "Runtime", "ServiceSettings"]
+__all__ = [
+    "LIVE_RECOVERED",
+    "Job",
+    "NotReadyError",
+    "QueueFullError",
+    "Runtime",
+    "ServiceSettings",
+    "code_trace",
+]
 
 log = logging.getLogger(__name__)
-
-
-LIVE_RECOVERED = "gateway stopped mid-call; decisions restored by replaying its stored utterances"
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One call to analyze: an uploaded file, or a transcript posted as JSON."""
-
-    call_id: str
-    kind: Literal["audio", "transcript"]
-    policy: str | None = None
-    language: str | None = None
-    audio_path: Path | None = None
-    transcript: CallTranscript | None = None
-    note: str | None = None  # kept as the call's error text after a successful run
-    context: RouteContext | None = None  # a recovered live call's platform ids (its routes)
 
 
 class Runtime:
@@ -88,6 +84,8 @@ class Runtime:
             concurrency=cfg.outbox.concurrency,
         )
         self.metrics = Metrics()
+        # a posted transcript is stored as it passes this guard (redacted), before its 202
+        self.guard = PrivacyGuard(cfg)
         self.load_models = load_models
         self.models_ready = threading.Event()
         self.load_error: str | None = None
@@ -158,41 +156,20 @@ class Runtime:
             log.info("models loaded in %.1f s", time.monotonic() - started)
         self.models_ready.set()
 
-    def _recover_live_calls(self) -> None:
-        """Live calls this gateway was running when it died: their utterances were stored
-        as they came, so replaying them through the policies gives the decisions the call
-        would have had (decisions already sent are not sent twice: outbox ids are stable),
-        routed with the platform ids stored with the call, as the live session routed them."""
-        for call_id in self.store.interrupted_live_calls(self.settings.gateway_id):
-            record = self.store.get(call_id)
-            transcript = self.store.transcript(call_id)
-            if record is None or transcript is None:
-                continue
-            job = Job(call_id, "transcript", transcript=transcript, note=LIVE_RECOVERED,
-                      context=record.context)  # fmt: skip
-            try:
-                self._queue.put_nowait(job)
-            except queue.Full:
-                self.store.fail(call_id, "gateway stopped mid-call; the queue was full")
-                continue
-            log.warning("live call %s: interrupted by a restart, replaying it", call_id)
-
     def _requeue(self) -> None:
-        self._recover_live_calls()
-        for record in self.store.pending():
-            if record.kind == "audio" and record.audio_path and Path(record.audio_path).exists():
-                job = Job(
-                    record.id,
-                    "audio",
-                    record.requested_policy,
-                    record.language,
-                    Path(record.audio_path),
-                )
-                with contextlib.suppress(queue.Full):
-                    self._queue.put_nowait(job)
-                    log.info("call %s: re-queued after a restart", record.id)
-                    continue
-            self.store.fail(record.id, "interrupted by a restart; post the call again")
+        """Every call a previous run accepted and did not finish goes back on the queue: live
+        calls this gateway was running, recordings, posted transcripts. A thread waits for
+        room in the queue, so none is dropped however many there are."""
+        jobs = recovery_jobs(self.store, self.settings.gateway_id)
+        if jobs:
+            threading.Thread(
+                target=self._put_all, args=(jobs,), name="callsense-requeue", daemon=True
+            ).start()
+
+    def _put_all(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self._queue.put(job)
+            self.metrics.jobs_queued.set(self._queue.qsize())
 
     # -- readiness and shared models -------------------------------------------------------
 
@@ -260,6 +237,23 @@ class Runtime:
 
     # -- jobs ------------------------------------------------------------------------------
 
+    def accept_transcript(
+        self, transcript: CallTranscript, *, policy: str | None, policies: Sequence[str]
+    ) -> CallRecord:
+        """Store a posted call with its input (``CallStore.create``), guarded first, so that
+        nothing unredacted is kept and a restart can still run it. Blocking: redaction of
+        a long text and the write take time; call it off the event loop.
+        ``CallExistsError`` if the id is taken."""
+        guarded = replace(transcript, utterances=tuple(map(self.guard, transcript.utterances)))
+        return self.store.create(
+            transcript.call_id,
+            kind="transcript",
+            policy=",".join(policies),
+            requested_policy=policy,
+            source=transcript.source,
+            posted=guarded,
+        )
+
     def submit(self, job: Job) -> None:
         """Queue ``job``; ``QueueFullError`` when the queue is full."""
         try:
@@ -278,8 +272,8 @@ class Runtime:
                 return
             try:
                 self.run_job(job)
-            except Exception:  # the worker outlives any one call
-                log.exception("call %s: job crashed", job.call_id)
+            except Exception as exc:  # the worker outlives any one call
+                log.error("call %s: job crashed: %s", job.call_id, code_trace(exc))
 
     def run_job(self, job: Job) -> None:
         """Analyze one call and store what came out (blocking; the worker thread calls it)."""
@@ -288,17 +282,13 @@ class Runtime:
         self.models_ready.wait()
         self.store.mark_running(job.call_id)
         try:
-            flow = self.flow_for(job.policy)
+            flow = self._job_flow(job.policy)
             with self._timed("analyze"):
                 result = self._analyze(job, flow)
             with self._timed("store"):
                 self.store.save_result(job.call_id, result)
         except Exception as exc:  # a bad call fails alone
-            message = f"{type(exc).__name__}: {exc}"
-            log.warning("call %s: failed (%s)", job.call_id, type(exc).__name__)
-            with contextlib.suppress(Exception):
-                self.store.fail(job.call_id, message)
-            self.metrics.calls_total.labels("failed").inc()
+            self._fail_job(job.call_id, exc)
             return
         if job.note:
             self.store.annotate(job.call_id, job.note)
@@ -316,12 +306,37 @@ class Runtime:
         )
         self.enqueue_decisions(result.decisions, job.context)
 
+    def _job_flow(self, policy: str | None) -> CallFlow:
+        try:
+            return self.flow_for(policy)
+        except KeyError:
+            raise InputError(
+                f"policy {policy!r} was deleted while the call waited; post the call again"
+            ) from None
+
+    def _fail_job(self, call_id: str, exc: Exception) -> None:
+        """Store why the call failed. A callsense error says what to fix; any other
+        exception is a fault of this server (a bug, a full disk) whose message may hold
+        its paths or the call's text: the call gets a plain line, the log the frames."""
+        name = type(exc).__name__
+        if isinstance(exc, CallsenseError):
+            message = f"{name}: {exc}"
+            log.warning("call %s: failed (%s)", call_id, name)
+        else:
+            message = f"internal error ({name}) while analyzing the call; see the server log"
+            log.error("call %s: failed on an unexpected %s\n%s", call_id, name, code_trace(exc))
+        with contextlib.suppress(Exception):
+            self.store.fail(call_id, message)
+        self.metrics.calls_total.labels("failed").inc()
+
     def _analyze(self, job: Job, flow: CallFlow) -> CallResult:
         """The job through ``flow``: a recording via the transcriber (and the result
-        cache), a posted transcript as it is; the session guards both alike."""
+        cache), a transcript as it is; the session guards both alike."""
         if job.kind == "transcript":
-            assert job.transcript is not None
-            return flow.run(job.transcript)
+            transcript = job.transcript or posted_transcript(self.engine, job.call_id)
+            if transcript is None:
+                raise InputError(LOST_INPUT)
+            return flow.run(transcript)
         from callsense.pipeline.analyze import analyze_file
 
         assert job.audio_path is not None
@@ -413,6 +428,13 @@ class Runtime:
     def _retention(self) -> None:
         if self.cfg.retention.days is not None:
             self.purger().purge_older_than(self.cfg.retention.days * 86400)
+
+
+def code_trace(exc: BaseException) -> str:
+    """``exc``'s type and the frames it came through, without its message: a message may
+    quote the transcript (a ``KeyError`` of a word) and logs never carry transcript text."""
+    frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+    return f"{type(exc).__module__}.{type(exc).__qualname__}, raised at\n{frames.rstrip()}"
 
 
 def _service_tuned(cfg: AppConfig) -> AppConfig:

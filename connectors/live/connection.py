@@ -241,8 +241,9 @@ async def _serve(websocket: WebSocket, parser: StreamParser) -> None:
 async def upgrade_key(websocket: WebSocket, check: UpgradeCheck | None) -> str | Refusal:
     """The name of the API key this upgrade is admitted under, or why it is turned away: no
     valid API key (401) that the platform's check does not make up for, the platform's
-    check, models still loading (503 with ``Retry-After``: a client is never accepted and
-    then dropped because the service is not ready)."""
+    check, a viewer key (403: a call changes things), models still loading (503 with
+    ``Retry-After``: a client is never accepted and then dropped because the service is not
+    ready)."""
     name = await key_name(websocket)
     if check is not None:
         outcome = await check(websocket, name)
@@ -252,6 +253,8 @@ async def upgrade_key(websocket: WebSocket, check: UpgradeCheck | None) -> str |
     if name is None:
         return Refusal(401, "a valid API key is required")
     runtime = getattr(websocket.app.state, "runtime", None)
+    if runtime is not None and await asyncio.to_thread(runtime.keys.role, name) == "viewer":
+        return Refusal(403, f"the key {name!r} is a viewer key: it cannot stream calls")
     if runtime is not None and not runtime.ready:
         detail = "the models failed to load" if runtime.load_error else "models are loading"
         return Refusal(503, f"{detail}; retry shortly", CLOSE_NOT_READY, {"Retry-After": "5"})

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocketState
 
 from callsense.connectors.endpoint import RouteContext
+from callsense.connectors.wall.hub import Wall
 from callsense.core.errors import CallsenseError
 from callsense.pipeline.events import (
     CallEvent,
@@ -134,7 +135,7 @@ Sender = Callable[[CallEvent], Awaitable[None]]
 @dataclass(slots=True)
 class _Record:
     """Where a call's output goes: the runtime's store and outbox, or (without a runtime)
-    ``app.state.live_results``."""
+    ``app.state.live_results``; a stored call's events also go to the supervisor wall."""
 
     app: FastAPI
     call_id: str
@@ -145,6 +146,10 @@ class _Record:
     @property
     def runtime(self) -> Any:
         return getattr(self.app.state, "runtime", None)
+
+    @property
+    def wall(self) -> Wall | None:
+        return getattr(self.app.state, "wall", None)
 
     async def begin(self, language: str, policy: str | None = None) -> None:
         runtime = self.runtime
@@ -163,6 +168,8 @@ class _Record:
             raise ProtocolError(str(exc), CLOSE_POLICY) from None
         self.stored = True
         runtime.metrics.live_sessions.inc()
+        if self.wall is not None:
+            self.wall.hub.started(self.call_id, self.protocol, policy, language)
 
     async def event(self, event: CallEvent) -> None:
         runtime = self.runtime
@@ -174,10 +181,14 @@ class _Record:
         if isinstance(event, UtteranceEvent):
             await asyncio.to_thread(runtime.store.add_utterance, self.call_id, event.utterance)
             runtime.metrics.utterances_total.inc()
+            if self.wall is not None:
+                self.wall.hub.heard(self.call_id, event.utterance)
         elif isinstance(event, DecisionEvent):
             await asyncio.to_thread(runtime.store.add_decisions, self.call_id, [event.decision])
             await asyncio.to_thread(runtime.enqueue_decisions, [event.decision], self.context)
             runtime.metrics.decisions_total.labels(event.decision.rule).inc()
+            if self.wall is not None:  # after the outbox: the wall never delays a webhook
+                await self.wall.decided(self.call_id, event.decision)
 
     async def end(self, result: CallResult | None, error: str | None) -> None:
         if result is not None:
@@ -188,6 +199,8 @@ class _Record:
         runtime = self.runtime
         if runtime is None or not self.stored:
             return
+        if self.wall is not None:
+            self.wall.hub.ended(self.call_id)
         runtime.metrics.live_sessions.dec()
         status = "done" if result is not None else "failed"
         runtime.metrics.calls_total.labels(status).inc()

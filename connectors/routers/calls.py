@@ -2,7 +2,8 @@
 
 Posting answers 202 at once with the call id; the analysis runs on the runtime's worker.
 A recording is probed before it is accepted (not audio, too long: 422 now, not a failed job
-later) and kept under ``data_dir/audio/<call_id>.<ext>`` until the call is deleted.
+later) and kept under ``data_dir/audio/<call_id>.<ext>`` until the call is deleted; a
+transcript is kept, redacted, in the database until it is analyzed.
 """
 
 from __future__ import annotations
@@ -284,17 +285,13 @@ async def _post_transcript(request: Request, runtime: Runtime) -> CallAccepted:
     names = _check_policy(runtime, data.policy)
     duration = data.duration if data.duration is not None else max(u.end for u in utterances)
     transcript = CallTranscript(call_id, tuple(utterances), duration=duration, source="api")
-    try:
-        record = runtime.store.create(
-            call_id,
-            kind="transcript",
-            policy=",".join(names),
-            requested_policy=data.policy,
-            source="api",
+    try:  # stored (redacted) before the 202: a restart still runs it
+        record = await asyncio.to_thread(
+            runtime.accept_transcript, transcript, policy=data.policy, policies=names
         )
     except CallExistsError as exc:
         raise Problem(409, "Conflict", str(exc)) from None
-    return _submit(runtime, Job(call_id, "transcript", data.policy, transcript=transcript), record)
+    return _submit(runtime, Job(call_id, "transcript", data.policy), record)
 
 
 # -- routes ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from callsense.connectors.auth import changes_nothing
 from callsense.connectors.policy_store import PolicyDoc, policy_file_label
 from callsense.connectors.routers.common import (
     PROBLEM_RESPONSES,
@@ -228,6 +229,7 @@ def list_policies(runtime: RuntimeDep) -> list[PolicyInfo]:
 
 
 @router.post("/diff", response_model=DiffReport)
+@changes_nothing
 def diff_policies(body: DiffIn, runtime: RuntimeDep) -> DiffReport:
     """Replay stored calls' utterances through two policies (after the service's NLU, as a
     live call); list the calls whose decisions differ."""
@@ -316,6 +318,7 @@ def delete_policy(name: str, runtime: RuntimeDep) -> Deleted:
 
 
 @router.post("/{name}/validate", response_model=Validation)
+@changes_nothing
 async def validate_policy(name: str, request: Request, runtime: RuntimeDep) -> Validation:
     """Check a draft without storing it (the web editor calls this as the user types)."""
     name = _name(runtime, name)
@@ -365,6 +368,7 @@ def get_policy_tests(name: str, runtime: RuntimeDep) -> PolicyTestsOut:
         }
     },
 )
+@changes_nothing
 async def test_policy(name: str, request: Request, runtime: RuntimeDep) -> PolicyTestReport:
     """Run policy test cases (``rules.testing`` format; ``policies:`` comes from the URL)."""
     name = _name(runtime, name)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from callsense.connectors.appconfig import AppConfig
 from callsense.connectors.cli import app as cli_app
+from callsense.pipeline.config import CacheConfig, load_config
 from tests.conftest import TESTDATA
-from tests.service.conftest import Service
+from tests.service.conftest import Service, serve
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -107,6 +110,38 @@ def test_a_failed_recording_names_its_file_but_not_the_servers_directories(
     assert failed["status"] == "failed"
     assert failed["error"].startswith("TruncatedAudioError: cut-1.wav: the header declares")
     assert str(model_service.tmp) not in failed["error"]
+
+
+def test_a_fault_of_the_server_fails_the_call_in_plain_words_and_logs_where(
+    tmp_path: Path, keyed_model_dir: Path, angry_call, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not the call's fault but the server's (its result cache is a file, so reading an
+    entry raises NotADirectoryError with the server's path in its message): the call says
+    what happened without the message, the log says where without it."""
+    cache = tmp_path / "cache"
+    cache.write_text("not a directory\n", encoding="utf-8")
+    base = load_config(None, model=str(keyed_model_dir), schema=AppConfig, environ={})
+    cfg = base.model_copy(update={"cache": CacheConfig(enabled=True, dir=cache)})
+    path, _ = angry_call
+    runtime_log = "callsense.connectors.runtime"
+    with (
+        caplog.at_level(logging.WARNING, logger=runtime_log),
+        serve(tmp_path, cfg, load_models=True, scheduler=False) as service,
+        service.client() as c,
+    ):
+        resp = c.post("/v1/calls", files={"audio": (path.name, path.read_bytes())},
+                      data={"call_id": "fault-1", "language": "en"})  # fmt: skip
+        assert resp.status_code == 202, resp.text
+        failed = service.wait_call("fault-1")
+    assert failed["status"] == "failed"
+    assert failed["error"] == (
+        "internal error (NotADirectoryError) while analyzing the call; see the server log"
+    )
+    (logged,) = [r for r in caplog.records if r.name == runtime_log and "fault-1" in r.getMessage()]
+    assert logged.levelno == logging.ERROR and logged.exc_info is None
+    assert "builtins.NotADirectoryError, raised at" in logged.getMessage()
+    assert "pipeline/cache.py" in logged.getMessage()  # the frames
+    assert str(cache) not in logged.getMessage()  # not the message
 
 
 def test_purge_run_from_another_shell_removes_the_servers_cached_transcript(

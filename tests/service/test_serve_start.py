@@ -1,16 +1,20 @@
 """``callsense serve`` (a real process) refuses a wrong configuration at start: it exits
 non-zero naming the file, line and field, instead of serving ``/readyz`` 503 forever or
-quietly making a fresh database somewhere (issue 19)."""
+quietly making a fresh database somewhere; models that cannot load stop it the same way
+(issue 19)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import FSMN_VAD_DIR, SENSEVOICE_FILES
 
 pytestmark = pytest.mark.slow
 
@@ -79,3 +83,31 @@ def test_an_infinite_number_in_the_config_stops_serve(
     done = _serve(tmp_path, config, "--db", f"sqlite:///{tmp_path}/c.db")
     assert done.returncode != 0
     assert expected in " ".join(done.stderr.split())
+
+
+def _corrupt_model(tmp: Path) -> Path:
+    """SenseVoiceSmall's real config, tokenizer and CMVN around weights that are noise."""
+    model = tmp / "corrupt-model"
+    shutil.copytree(SENSEVOICE_FILES, model)
+    (model / "model.pt").write_bytes(os.urandom(4096))
+    return model
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (lambda tmp: tmp / "no-such-model", "model directory does not exist"),
+        (_corrupt_model, "cannot load the model"),
+    ],
+    ids=["missing", "corrupt"],
+)
+def test_models_that_cannot_load_stop_serve(tmp_path: Path, model, expected: str) -> None:
+    """Loading happens after serve has started listening; it stops and says why."""
+    done = _serve(
+        tmp_path, "{}\n", "--db", f"sqlite:///{tmp_path}/c.db",
+        "--model", str(model(tmp_path)), "--vad-model", str(FSMN_VAD_DIR),
+    )  # fmt: skip
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 2, said[-2000:]
+    assert "error: the models could not be loaded, so serve stopped: InputError:" in said
+    assert expected in said

@@ -1,132 +1,17 @@
-// callsense web UI: one ES module, no dependencies, no build step.
+// callsense web UI: ES modules, no dependencies, no build step (common.js: shared helpers).
 // Every piece of call data is user data (transcripts, file names): it is put on the page with
 // textContent / text nodes only, never parsed as HTML.
+import {
+  $, el, clear, fmtTime, fmtDate, setStatus, debounce, getKey, ApiError, problemMessages, api, showBanner, setKey,
+} from "./common.js";
+import { initTrends, showTrends } from "./trends.js";
+import { showWall } from "./wall.js";
 
-const KEY_STORE = "callsense.apiKey";
 // ?page_size=N in the page URL overrides the list's page size (1..100)
 const PAGE_SIZE = Math.min(100, Math.max(1, Number(new URLSearchParams(location.search).get("page_size")) || 20));
 const PENDING = new Set(["queued", "pending", "running", "processing", "accepted"]);
 const SPEAKER_ORDER = ["customer", "agent", "unknown"];
 const VALIDATE_DELAY_MS = 350;
-
-// ---------------------------------------------------------------------------------- helpers
-
-const $ = (sel, root = document) => root.querySelector(sel);
-
-/** Build an element; strings among the children become text nodes (never markup). */
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = String(value);
-    else if (key === "style") Object.assign(node.style, value);
-    else if (key === "dataset") Object.assign(node.dataset, value);
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : String(child));
-  }
-  return node;
-}
-
-function clear(node) {
-  node.replaceChildren();
-  return node;
-}
-
-function fmtTime(seconds) {
-  if (seconds === null || seconds === undefined || !Number.isFinite(Number(seconds))) return "–";
-  const s = Number(seconds);
-  const m = Math.floor(s / 60);
-  const rest = s - m * 60;
-  return `${m}:${rest.toFixed(1).padStart(4, "0")}`;
-}
-
-function fmtDate(value) {
-  if (!value) return "–";
-  // the API gives epoch seconds; Date wants milliseconds
-  const d = new Date(typeof value === "number" && value < 1e12 ? value * 1000 : value);
-  return Number.isNaN(d.getTime()) ? String(value) : d.toLocaleString();
-}
-
-function setStatus(node, message, kind = "") {
-  node.textContent = message;
-  node.dataset.kind = kind;
-}
-
-function debounce(fn, ms) {
-  let timer = null;
-  return (...args) => {
-    clearTimeout(timer);
-    timer = setTimeout(() => fn(...args), ms);
-  };
-}
-
-// ---------------------------------------------------------------------------------- API
-
-const getKey = () => localStorage.getItem(KEY_STORE) || "";
-
-class ApiError extends Error {
-  constructor(status, body) {
-    super(problemMessages(body, status).join("\n"));
-    this.status = status;
-    this.body = body;
-  }
-}
-
-/** Every message a problem-details / FastAPI error body carries, one string each. */
-function problemMessages(body, status = 0) {
-  if (!body) return [`HTTP ${status}`];
-  if (typeof body === "string") return [body || `HTTP ${status}`];
-  const out = [];
-  const list = body.errors ?? body.problems ?? (Array.isArray(body.detail) ? body.detail : null);
-  if (Array.isArray(list)) {
-    for (const item of list) {
-      if (typeof item === "string") out.push(item);
-      else if (item && item.loc) out.push(`${item.loc.join(".")}: ${item.msg}`);
-      else if (item) out.push(formatProblem(item));
-    }
-  }
-  if (!out.length && typeof body.detail === "string") out.push(body.detail);
-  if (!out.length && body.title) out.push(body.title);
-  if (!out.length) out.push(`HTTP ${status}`);
-  return out;
-}
-
-function formatProblem(p) {
-  if (p.problem) return String(p.problem);
-  let where = p.file || "<input>";
-  if (p.line !== null && p.line !== undefined) where += `:${p.line}`;
-  const field = p.field ? `${p.field}: ` : "";
-  return `${where}: ${field}${p.message ?? p.msg ?? p.detail ?? ""}`;
-}
-
-async function api(path, { method = "GET", body, headers = {}, signal } = {}) {
-  const h = new Headers(headers);
-  const key = getKey();
-  if (key) h.set("Authorization", `Bearer ${key}`);
-  if (body !== undefined && !(body instanceof FormData) && typeof body !== "string") {
-    h.set("Content-Type", "application/json");
-    body = JSON.stringify(body);
-  }
-  const res = await fetch(path, { method, body, headers: h, signal });
-  const type = res.headers.get("content-type") || "";
-  const data = type.includes("json") ? await res.json() : await res.text();
-  if (!res.ok) {
-    if (res.status === 401 || res.status === 403) showBanner("The API refused the key: enter a valid API key above.");
-    throw new ApiError(res.status, data);
-  }
-  return data;
-}
-
-function showBanner(message) {
-  const banner = $("#banner");
-  banner.textContent = message;
-  banner.hidden = !message;
-}
 
 // ---------------------------------------------------------------------------------- key
 
@@ -138,7 +23,7 @@ function initKeyForm() {
   state.textContent = getKey() ? "key saved" : "no key";
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    localStorage.setItem(KEY_STORE, input.value.trim());
+    setKey(input.value.trim());
     state.textContent = input.value.trim() ? "key saved" : "no key";
     showBanner("");
     route();
@@ -904,6 +789,12 @@ function route() {
   } else if (view === "policies") {
     $("#view-policies").hidden = false;
     showPolicies(parts[1]);
+  } else if (view === "trends") {
+    $("#view-trends").hidden = false;
+    showTrends();
+  } else if (view === "wall") {
+    $("#view-wall").hidden = false;
+    showWall();
   } else {
     $("#view-calls").hidden = false;
     showCalls();
@@ -915,5 +806,6 @@ initKeyForm();
 initCalls();
 initLive();
 initPolicies();
+initTrends(api);
 window.addEventListener("hashchange", route);
 route();

@@ -1,0 +1,499 @@
+"""Hostile-load benchmark (issue 19): honest live calls stream while a client attacks.
+
+The real service runs as in ``bench/live.py`` (uvicorn on 127.0.0.1 in this process, the
+full-size SenseVoiceSmall with random weights on the int8 ONNX backend, FSMN-VAD) and takes
+``--streams`` honest real-time calls over ``WS /v1/stream`` (``live.run_stream``: real speech,
+1.5 s pauses, 20 ms frames at 1x, starts 0-2 s apart). It does so once quietly, then once per
+attack while a second client process sends that attack again and again (one attempt at a
+time, at most one per ``--every`` seconds, from 2 s after the calls start until they end),
+then quietly again (how much the machine drifted):
+
+  flac-bomb       POST /v1/calls: an hour of 7.1 silence as FLAC (1.3 GB once decoded)
+  huge-utterance  POST /v1/calls: a transcript whose one utterance is 20 MB of text
+  twilio-jump     WS /v1/twilio: start, a media frame, then one timestamped 3,600,000 ms on
+  cards-8k        POST /v1/calls: a transcript holding 8,000 card numbers to redact
+  idle-sockets    500 WS /v1/stream connections that never send start
+  log-forging     GET /v1/policies/x%0Ay (a newline for the request log)
+  zero-wav        POST /v1/calls: a WAV header and not one sample
+  wav-99ch        POST /v1/calls: a 99-channel WAV
+
+Per run: the honest calls' latency from the stream passing where VAD closed an utterance to
+its message (p50, p95; a decision on that utterance comes in the same turn, so this is the
+decision latency), the p95 over the quiet run's, the service process's peak RSS during the
+run (VmHWM, reset before each run) and its excess over the quiet run's, the honest calls
+lost (no ``end`` message, or not stored as done with the utterances the client received),
+and what the attacker got back (HTTP statuses, WebSocket close codes). The issue's targets:
+p95 within 1.5x and RSS within 1.5 GB of the quiet run, no honest call lost.
+
+A crash (kill -9, restart) is not run here: ``tests/service/test_restart.py`` and
+``tests/live/test_gateway_crash.py`` check that it loses no call.
+
+    python bench/hostile.py [--call-s 45] [--streams 8] [--attacks all] [--every 1.0]
+                            [--model-dir EXPORTED_DIR]
+
+The last line reads ``quiet_p95_ms=<n> worst_p95_ratio=<x> worst_rss_excess_mb=<n> lost=<n>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import random
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench._common import speech_clips  # noqa: E402
+from bench.live import (  # noqa: E402
+    Stream,
+    bench_app,
+    bench_config,
+    bench_model,
+    make_call,
+    pct,
+    rss_now_mb,
+    run_stream,
+)
+
+ATTACK_START_S = 2.0  # the honest calls have all started by then
+IDLE_SOCKETS = 500
+CARDS = 8000
+HUGE_TEXT_BYTES = 20 * 1024 * 1024
+RSS_TARGET_MB = 1536.0
+P95_TARGET = 1.5
+
+
+# --- the attacks (run in the attacker's process) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where the attacker sends: the service's base URL, its key, prepared files."""
+
+    base: str
+    key: str
+    flac_bomb: Path
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def ws(self, path: str) -> str:
+        return self.base.replace("http://", "ws://") + f"{path}?api_key={self.key}"
+
+
+Attack = Callable[[Target, int], Awaitable[list[str]]]
+
+
+def _wav(channels: int, frames: int) -> bytes:
+    """A 16 kHz PCM16 WAV of silence (written by hand: the wave module refuses 99 channels)."""
+    data = bytes(2 * channels * frames)
+    fmt = struct.pack("<HHIIHH", 1, channels, 16000, 32000 * channels, 2 * channels, 16)
+    return (
+        b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE"
+        + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+        + b"data" + struct.pack("<I", len(data)) + data
+    )  # fmt: skip
+
+
+async def _upload(target: Target, n: int, name: str, data: bytes) -> list[str]:
+    import httpx
+
+    async with httpx.AsyncClient(headers=target.headers, timeout=300) as client:
+        resp = await client.post(
+            f"{target.base}/v1/calls",
+            files={"audio": (name, data, "application/octet-stream")},
+            data={"call_id": f"hostile-{name.replace('.', '-')}-{n}"},
+        )
+    return [str(resp.status_code)]
+
+
+async def _post_json(target: Target, body: bytes) -> list[str]:
+    import httpx
+
+    async with httpx.AsyncClient(headers=target.headers, timeout=300) as client:
+        resp = await client.post(
+            f"{target.base}/v1/calls",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+    return [str(resp.status_code)]
+
+
+def _luhn_card(rng: random.Random) -> str:
+    digits = [4] + [rng.randrange(10) for _ in range(14)]
+    total = 0
+    for i, d in enumerate(reversed(digits)):  # the check digit will sit right of these
+        d = d * 2 if i % 2 == 0 else d
+        total += d - 9 if d > 9 else d
+    digits.append((10 - total % 10) % 10)
+    text = "".join(map(str, digits))
+    return " ".join(text[i : i + 4] for i in range(0, 16, 4))
+
+
+async def flac_bomb(target: Target, n: int) -> list[str]:
+    return await _upload(target, n, "bomb.flac", target.flac_bomb.read_bytes())
+
+
+async def zero_wav(target: Target, n: int) -> list[str]:
+    return await _upload(target, n, "zero.wav", _wav(1, 0))
+
+
+async def wav_99ch(target: Target, n: int) -> list[str]:
+    return await _upload(target, n, "many.wav", _wav(99, 1600))
+
+
+async def huge_utterance(target: Target, n: int) -> list[str]:
+    text = "refund " * (HUGE_TEXT_BYTES // 7)
+    utterance = {"channel": 0, "speaker": "customer", "start": 0.0, "end": 1.0, "text": text}
+    body = json.dumps({"call_id": f"hostile-huge-{n}", "utterances": [utterance]})
+    return await _post_json(target, body.encode())
+
+
+async def cards_8k(target: Target, n: int) -> list[str]:
+    rng = random.Random(n)
+    per_utterance = 800  # 16,800 characters: under core.wire.MAX_TEXT_CHARS
+    utterances = [
+        {"channel": 0, "speaker": "customer", "start": 2.0 * i, "end": 2.0 * i + 1.5,
+         "text": ", ".join(_luhn_card(rng) for _ in range(per_utterance))}
+        for i in range(CARDS // per_utterance)
+    ]  # fmt: skip
+    body = json.dumps({"call_id": f"hostile-cards-{n}", "utterances": utterances})
+    return await _post_json(target, body.encode())
+
+
+async def log_forging(target: Target, n: int) -> list[str]:
+    import httpx
+
+    async with httpx.AsyncClient(headers=target.headers, timeout=60) as client:
+        resp = await client.get(f"{target.base}/v1/policies/x%0Ay")
+    return [str(resp.status_code)]
+
+
+async def _until_closed(ws: Any, timeout_s: float) -> str:
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                await ws.recv()
+    except ConnectionClosed:
+        return f"closed {ws.close_code}"
+    except TimeoutError:
+        return "still open"
+
+
+async def twilio_jump(target: Target, n: int) -> list[str]:
+    from websockets.asyncio.client import connect
+
+    from tests.live.client import twilio_messages
+
+    silence = b"\xff" * 160  # 20 ms of mu-law silence per track
+    messages = twilio_messages(silence, silence, call_sid=f"CA{n:032x}")
+    jump = json.loads(messages[-2])  # the inbound frame, 3,600,000 ms on
+    jump["sequenceNumber"] = str(int(jump["sequenceNumber"]) + 2)
+    jump["media"] |= {"chunk": "2", "timestamp": "3600000"}
+    async with connect(target.ws("/v1/twilio")) as ws:
+        for message in [*messages, json.dumps(jump)]:
+            await ws.send(message)
+        return [await _until_closed(ws, 30.0)]
+
+
+async def idle_sockets(target: Target, n: int) -> list[str]:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    async def hold() -> str:
+        try:
+            async with connect(target.ws("/v1/stream"), open_timeout=60) as ws:
+                return await _until_closed(ws, 60.0)
+        except InvalidStatus as exc:
+            return f"refused {exc.response.status_code}"
+
+    return list(await asyncio.gather(*(hold() for _ in range(IDLE_SOCKETS))))
+
+
+ATTACKS: dict[str, Attack] = {
+    "flac-bomb": flac_bomb,
+    "huge-utterance": huge_utterance,
+    "twilio-jump": twilio_jump,
+    "cards-8k": cards_8k,
+    "idle-sockets": idle_sockets,
+    "log-forging": log_forging,
+    "zero-wav": zero_wav,
+    "wav-99ch": wav_99ch,
+}
+
+
+def run_attack(name: str, target: Target, seconds: float, every: float) -> tuple[int, Counter[str]]:
+    """Send attack ``name`` over and over for ``seconds`` (from ``ATTACK_START_S``); how many
+    attempts, and what came back, counted."""
+    answers: Counter[str] = Counter()
+    attempts = 0
+
+    async def main() -> None:
+        nonlocal attempts
+        await asyncio.sleep(ATTACK_START_S)
+        end = time.monotonic() + seconds
+        while (began := time.monotonic()) < end:
+            attempts += 1
+            try:
+                answers.update(await ATTACKS[name](target, attempts))
+            except Exception as exc:  # a refusal the client did not expect is an answer too
+                answers[type(exc).__name__] += 1
+            await asyncio.sleep(max(0.0, began + every - time.monotonic()))
+
+    asyncio.run(main())
+    return attempts, answers
+
+
+# --- honest calls (in the client process) and one run ---------------------------------------
+
+
+def run_honest(url: str, n: int, calls: list[bytes], seed: int, tag: str) -> list[Stream]:
+    """``n`` honest calls; one that fails keeps ``ended`` False (lost) and the others go on."""
+    rng = random.Random(seed)
+    streams = [Stream(calls[i % len(calls)]) for i in range(n)]
+
+    async def one(i: int, stream: Stream, delay: float) -> None:
+        try:
+            await run_stream(url, stream, delay, f"{tag}-{i}")
+        except Exception:
+            stream.errors += 1
+
+    async def all_calls() -> None:
+        await asyncio.gather(*(one(i, s, rng.uniform(0, 2.0)) for i, s in enumerate(streams)))
+
+    asyncio.run(all_calls())
+    for s in streams:
+        s.pcm = b""  # not sent back
+    return streams
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    run: str
+    attempts: int
+    answers: str
+    utterances: int
+    p50_ms: float
+    p95_ms: float
+    rss_mb: float
+    lost: int
+
+
+class PeakRss:
+    """This process's peak RSS over one run: VmHWM after resetting it (Linux
+    ``clear_refs``), else the largest VmRSS sampled every 0.1 s."""
+
+    def __enter__(self) -> PeakRss:
+        try:
+            Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
+            self.exact = True
+        except OSError:
+            self.exact = False
+        self.mb = rss_now_mb()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.1):
+            self.mb = max(self.mb, rss_now_mb())
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        if self.exact:
+            with open("/proc/self/status", encoding="ascii") as fh:
+                line = next(x for x in fh if x.startswith("VmHWM:"))
+            self.mb = max(self.mb, int(line.split()[1]) / 1024.0)
+
+
+def lost_calls(runtime: Any, tag: str, streams: list[Stream]) -> int:
+    """Honest calls without their ``end``, or not stored as done with every utterance the
+    client received (the store is written as the call ends: allow it a few seconds)."""
+    lost = 0
+    for i, stream in enumerate(streams):
+        deadline = time.monotonic() + 10.0
+        while True:
+            record = runtime.store.get(f"{tag}-{i}")
+            kept = (
+                record is not None
+                and record.status == "done"
+                and record.utterance_count == stream.utterances
+            )
+            if kept or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        lost += not (stream.ended and kept)
+    return lost
+
+
+def wait_idle(runtime: Any, timeout_s: float = 120.0) -> None:
+    """Until the job worker has nothing queued or running (the next run starts even)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        queued = runtime.store.list(status="queued", limit=1).items
+        running = [r for r in runtime.store.list(status="running").items if r.kind != "live"]
+        if not queued and not running:
+            return
+        time.sleep(0.5)
+
+
+def one_run(
+    pools: tuple[ProcessPoolExecutor, ProcessPoolExecutor],
+    app: Any,
+    urls: tuple[str, Target],
+    calls: list[bytes],
+    args: argparse.Namespace,
+    run: str,
+) -> Row:
+    """The honest calls, with attack ``run`` (or none: a quiet run) alongside."""
+    honest_pool, attack_pool = pools
+    url, target = urls
+    tag = f"{run}-{time.monotonic_ns()}"
+    with PeakRss() as rss:
+        honest = honest_pool.submit(run_honest, url, args.streams, calls, 11, tag)
+        attack = None
+        if run in ATTACKS:
+            seconds = max(1.0, args.call_s - ATTACK_START_S)
+            attack = attack_pool.submit(run_attack, run, target, seconds, args.every)
+        streams = honest.result()
+        attempts, answers = attack.result() if attack is not None else (0, Counter())
+    wait_idle(app.state.runtime)
+    close = [x for s in streams for x in s.latencies_close]
+    return Row(
+        run=run,
+        attempts=attempts,
+        answers=" ".join(f"{k}x{v}" for k, v in sorted(answers.items())) or "-",
+        utterances=sum(s.utterances for s in streams),
+        p50_ms=1000 * pct(close, 0.5),
+        p95_ms=1000 * pct(close, 0.95),
+        rss_mb=rss.mb,
+        lost=lost_calls(app.state.runtime, tag, streams),
+    )
+
+
+def _flac_bomb(path: Path) -> Path:
+    """An hour of 7.1 silence at 48 kHz as FLAC: about 1 MB that decodes to 1.3 GB."""
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi",
+         "-i", "anullsrc=r=48000:cl=7.1", "-t", "3600", "-c:a", "flac", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=8, help="honest live calls per run")
+    parser.add_argument("--call-s", type=float, default=45.0, help="audio seconds per call")
+    parser.add_argument("--attacks", default="all", help=f"comma-separated of {list(ATTACKS)}")
+    parser.add_argument("--every", type=float, default=1.0, help="seconds between attempts")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="onnx")
+    parser.add_argument("--quantize", choices=("none", "int8"), default="int8")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        help="an existing full-size model dir (an ONNX export for --backend onnx); default: "
+        "build one (and export it) in a temporary directory",
+    )
+    args = parser.parse_args()
+    attacks = list(ATTACKS) if args.attacks == "all" else args.attacks.split(",")
+    unknown = sorted(set(attacks) - set(ATTACKS))
+    if unknown:
+        parser.error(f"--attacks: unknown {unknown}; choose from {list(ATTACKS)}")
+
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)  # the attacks would fill the screen
+    from tests.service.server import running, wait_ready
+
+    with tempfile.TemporaryDirectory(prefix="callsense-bench-hostile-") as tmp_name:
+        tmp = Path(tmp_name)
+        model_dir = bench_model(tmp, args.backend, args.quantize, args.model_dir)
+        cfg = bench_config(model_dir, args.backend, args.quantize)
+        app = bench_app(tmp, cfg, platform_signatures="off")
+        keys = app.state.runtime.keys
+        honest_key, attacker_key = keys.create("honest"), keys.create("attacker")
+        rng = random.Random(7)
+        clips = speech_clips(60.0)
+        calls = [make_call(clips, args.call_s, rng) for _ in range(args.streams)]
+        flac = _flac_bomb(tmp / "bomb.flac")
+        print(
+            f"# {args.streams} honest calls of {args.call_s:.0f} s; attacks {', '.join(attacks)}"
+            f" (one attempt per {args.every:g} s at most); model {model_dir} "
+            f"backend={args.backend} quantize={args.quantize}; bomb {flac.stat().st_size} bytes",
+            flush=True,
+        )
+        spawn = multiprocessing.get_context("spawn")
+        pools = (ProcessPoolExecutor(1, mp_context=spawn), ProcessPoolExecutor(1, mp_context=spawn))
+        with running(app) as base, pools[0], pools[1]:
+            wait_ready(base, timeout=600)
+            url = base.replace("http://", "ws://") + f"/v1/stream?api_key={honest_key}"
+            urls = (url, Target(base, attacker_key, flac))
+            # warm-up, every call at once: the live engine, the model's first runs, the pools
+            one_run(pools, app, urls, [c[: 16000 * 2 * 12] for c in calls], args, "warmup")
+            rows = [one_run(pools, app, urls, calls, args, "quiet")]
+            _print_head()
+            _print_row(rows[0], rows[0])
+            for run in [*attacks, "quiet-again"]:
+                rows.append(one_run(pools, app, urls, calls, args, run))
+                _print_row(rows[-1], rows[0])
+        _print_verdict(rows)
+
+
+def _print_head() -> None:
+    print(
+        f"{'run':<15} {'utts':>5} {'p50_ms':>7} {'p95_ms':>7} {'x_quiet':>7} {'rss_mb':>7} "
+        f"{'+rss_mb':>7} {'lost':>4} {'tries':>5}  answers",
+        flush=True,
+    )
+
+
+def _print_row(row: Row, quiet: Row) -> None:
+    print(
+        f"{row.run:<15} {row.utterances:>5} {row.p50_ms:>7.0f} {row.p95_ms:>7.0f} "
+        f"{row.p95_ms / quiet.p95_ms:>7.2f} {row.rss_mb:>7.0f} {row.rss_mb - quiet.rss_mb:>7.0f} "
+        f"{row.lost:>4} {row.attempts:>5}  {row.answers}",
+        flush=True,
+    )
+
+
+def _print_verdict(rows: list[Row]) -> None:
+    quiet, attacked = rows[0], [r for r in rows[1:] if r.run in ATTACKS]
+    worst_p95 = max(attacked, key=lambda r: r.p95_ms)
+    worst_rss = max(attacked, key=lambda r: r.rss_mb)
+    lost = sum(r.lost for r in rows)
+    ratio, excess = worst_p95.p95_ms / quiet.p95_ms, worst_rss.rss_mb - quiet.rss_mb
+    met = ratio <= P95_TARGET and excess <= RSS_TARGET_MB and lost == 0
+    print(
+        f"# worst p95 {ratio:.2f}x the quiet run's ({worst_p95.run}), worst RSS +{excess:.0f} MB "
+        f"({worst_rss.run}), {lost} honest call(s) lost: target (p95 <= {P95_TARGET}x, RSS <= "
+        f"+{RSS_TARGET_MB:.0f} MB, none lost) {'met' if met else 'NOT met'}"
+    )
+    print(
+        f"quiet_p95_ms={quiet.p95_ms:.0f} worst_p95_ratio={ratio:.2f} "
+        f"worst_rss_excess_mb={excess:.0f} lost={lost}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,7 @@ attack while a second client process sends that attack again and again (one atte
 time, at most one per ``--every`` seconds, from 2 s after the calls start until they end),
 then quietly again (how much the machine drifted):
 
-  flac-bomb       POST /v1/calls: an hour of 7.1 silence as FLAC (1.3 GB once decoded)
+  flac-bomb       POST /v1/calls: an hour of 7.1 silence as FLAC (2.8 GB as 16-bit PCM)
   huge-utterance  POST /v1/calls: a transcript whose one utterance is 20 MB of text
   twilio-jump     WS /v1/twilio: start, a media frame, then one timestamped 3,600,000 ms on
   cards-8k        POST /v1/calls: a transcript holding 8,000 card numbers to redact
@@ -193,7 +193,9 @@ async def _until_closed(ws: Any, timeout_s: float) -> str:
             while True:
                 await ws.recv()
     except ConnectionClosed:
-        return f"closed {ws.close_code}"
+        words = (ws.close_reason or "").split()
+        reason = " ".join(words[2:6] if words[:1] == ["call"] else words[:4])
+        return f"closed {ws.close_code} '{reason}'"
     except TimeoutError:
         return "still open"
 
@@ -298,8 +300,7 @@ class Row:
 
 
 class PeakRss:
-    """This process's peak RSS over one run: VmHWM after resetting it (Linux
-    ``clear_refs``), else the largest VmRSS sampled every 0.1 s."""
+    """Peak RSS over one run: VmHWM reset by ``clear_refs``, and VmRSS sampled every 0.1 s."""
 
     def __enter__(self) -> PeakRss:
         try:
@@ -392,7 +393,7 @@ def one_run(
 
 
 def _flac_bomb(path: Path) -> Path:
-    """An hour of 7.1 silence at 48 kHz as FLAC: about 1 MB that decodes to 1.3 GB."""
+    """An hour of 7.1 silence at 48 kHz as FLAC: 1.3 MB that is 2.8 GB as 16-bit PCM."""
     subprocess.run(
         ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi",
          "-i", "anullsrc=r=48000:cl=7.1", "-t", "3600", "-c:a", "flac", str(path)],

@@ -192,6 +192,9 @@ def test_eight_live_calls_escalations_reach_the_queue_and_an_ack_survives_a_relo
 
     # acknowledge an escalation; the acknowledgement is stored, and there after a reload
     page.goto(model_wall.url + "/#/wall")
+    # the snapshot (with the key's role) first: buttons drawn before it are disabled
+    page.wait_for_selector("#wall-state[data-kind='ok']")
+    page.locator("#wall-alerts li.alert-escalate button.ack:enabled").first.wait_for()
     first = page.locator("#wall-alerts li.alert-escalate").first
     first.wait_for()
     alert_id = first.get_attribute("data-alert-id")

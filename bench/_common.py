@@ -7,6 +7,7 @@ frontend and decoding identical to what users run.
 
 from __future__ import annotations
 
+import argparse
 import re
 import resource
 import shutil
@@ -160,3 +161,16 @@ def speech_clips(
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def add_served_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--backend``, ``--quantize`` and ``--model-dir`` of the benches that serve the
+    full-size model (live calls, hostile load): the same defaults, so their figures compare."""
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="onnx")
+    parser.add_argument("--quantize", choices=("none", "int8"), default="int8")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        help="an existing full-size model dir (an ONNX export for --backend onnx); default: "
+        "build one (and export it) in a temporary directory",
+    )

@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench._common import speech_clips  # noqa: E402
+from bench._common import add_served_model_options, speech_clips  # noqa: E402
 from bench.live import (  # noqa: E402
     Stream,
     bench_app,
@@ -408,14 +408,7 @@ def main() -> None:
     parser.add_argument("--call-s", type=float, default=45.0, help="audio seconds per call")
     parser.add_argument("--attacks", default="all", help=f"comma-separated of {list(ATTACKS)}")
     parser.add_argument("--every", type=float, default=1.0, help="seconds between attempts")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="onnx")
-    parser.add_argument("--quantize", choices=("none", "int8"), default="int8")
-    parser.add_argument(
-        "--model-dir",
-        type=Path,
-        help="an existing full-size model dir (an ONNX export for --backend onnx); default: "
-        "build one (and export it) in a temporary directory",
-    )
+    add_served_model_options(parser)
     args = parser.parse_args()
     attacks = list(ATTACKS) if args.attacks == "all" else args.attacks.split(",")
     unknown = sorted(set(attacks) - set(ATTACKS))

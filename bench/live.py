@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench._common import SHARED, peak_rss_mb, speech_clips  # noqa: E402
+from bench._common import SHARED, add_served_model_options, peak_rss_mb, speech_clips  # noqa: E402
 from callsense.connectors.outbox_rows import decision_id  # noqa: E402
 from callsense.rules.model import Decision  # noqa: E402
 
@@ -361,14 +361,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", default="1,4,8")
     parser.add_argument("--call-s", type=float, default=60.0, help="audio seconds per stream")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="onnx")
-    parser.add_argument("--quantize", choices=("none", "int8"), default="int8")
-    parser.add_argument(
-        "--model-dir",
-        type=Path,
-        help="an existing full-size model dir (an ONNX export for --backend onnx); default: "
-        "build one (and export it) in a temporary directory",
-    )
+    add_served_model_options(parser)
     parser.add_argument(
         "--wall", action="store_true", help="time decision -> alert on the wall (module doc)"
     )

@@ -23,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
-from concurrent.futures import Future
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, ParamSpec, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,6 +53,13 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 Encoding = Literal["pcm16", "mulaw"]
+# Threads for the blocking steps of every live call of an engine (VAD, a turn through the
+# stages, waiting for the recognizer, storing). Most of them wait on the recognizer thread,
+# so many are cheap; they are the engine's own so that no other blocking work queues ahead.
+LIVE_THREADS = 32
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class LiveConfig(BaseModel):
@@ -156,6 +163,10 @@ class LiveEngine:
             batch_forward=self.live.batch_forward,
             threads=self.live.workers,
         )
+        # Not the event loop's default pool: a burst of other blocking work there (500
+        # WebSocket upgrades checking their keys, a big transcript's redaction) would queue
+        # ahead of every live call's next step.
+        self._threads = ThreadPoolExecutor(LIVE_THREADS, thread_name_prefix="live-call")
 
     @classmethod
     def from_config(cls, cfg: CallsenseConfig, live: LiveConfig | None = None) -> LiveEngine:
@@ -178,8 +189,14 @@ class LiveEngine:
         (AudioHook) that never plays audio back gets its replies as text only."""
         return LiveCall(self, call_id, fmt or StreamFormat(), flow, speak=speak)
 
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` on the live calls' own threads (see ``LIVE_THREADS``)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, functools.partial(fn, *args, **kwargs))
+
     def close(self) -> None:
         self.worker.close()
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(slots=True)
@@ -261,7 +278,7 @@ class LiveCall:
             asyncio.create_task(self._consume(), name=f"live-{self.call_id}-results"),
             asyncio.create_task(self._speak(), name=f"live-{self.call_id}-tts"),
         ]
-        self._dispatch(await asyncio.to_thread(self._session.start))
+        self._dispatch(await self.engine.run(self._session.start))
 
     async def feed(self, data: bytes) -> None:
         """Interleaved frames in the stream's format (a split frame is carried over)."""
@@ -357,7 +374,7 @@ class LiveCall:
         """Step the VAD of channels with a whole chunk pending (caller holds ``_lock``)."""
         if not any(s.ready for s in self._segmenters):
             return
-        self._enqueue(*await asyncio.to_thread(self._step_all, False))
+        self._enqueue(*await self.engine.run(self._step_all, False))
 
     def _step_all(self, final: bool) -> tuple[list[_Queued], list[float]]:
         """VAD step; each closed segment goes to the recognizer at once, and is marked
@@ -410,7 +427,7 @@ class LiveCall:
                 for channel, up in enumerate(self._upsamplers):
                     if up is not None:  # the filter's last samples, as a recording has them
                         self._segmenters[channel].add(up.flush())
-                queued, _ = await asyncio.to_thread(self._step_all, True)
+                queued, _ = await self.engine.run(self._step_all, True)
             self._enqueue(queued, [])
         except Exception as exc:
             self._error("vad", exc, self.position)
@@ -418,7 +435,7 @@ class LiveCall:
         self._pending.put_nowait(None)
         await self._tasks[0]
         duration = round(self.position, 3)
-        self._dispatch(await asyncio.to_thread(self._session.end, duration))
+        self._dispatch(await self.engine.run(self._session.end, duration))
         self._replies.put_nowait(None)
         await self._tasks[1]  # the replies are spoken before the call's result is made
         end = self._session.finish()
@@ -443,7 +460,7 @@ class LiveCall:
             if item is None:
                 return
             if isinstance(item, Gap):
-                await asyncio.to_thread(self._session.gap, item)
+                await self.engine.run(self._session.gap, item)
                 continue
             try:
                 await self._one(item)
@@ -461,7 +478,7 @@ class LiveCall:
             seg, recognition, call_id=self.call_id, speaker=item.speaker, cfg=self.engine.cfg
         )
         feed = functools.partial(self._session.feed, utterance, closed_at=item.closed.closed_at)
-        self._dispatch(await asyncio.to_thread(feed))
+        self._dispatch(await self.engine.run(feed))
 
     def _dispatch(self, events: Sequence[CallEvent]) -> None:
         """A turn's events to the listener; its replies to the TTS task first (speech
@@ -482,7 +499,7 @@ class LiveCall:
                 spoken = item
                 if self.speak and item.audio is None:
                     try:
-                        spoken = await asyncio.to_thread(self._tts, item)
+                        spoken = await self.engine.run(self._tts, item)
                     except Exception as exc:
                         self._error("tts", exc, item.reply.at)
                     else:

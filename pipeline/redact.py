@@ -127,6 +127,20 @@ class RedactionResult:
         return bool(self.entities)
 
 
+def _replaced(text: str, entities: tuple[Entity, ...]) -> str:
+    """``text`` with each of ``entities`` (in order, without overlaps) replaced by its token."""
+    if not entities:
+        return text
+    parts: list[str] = []
+    pos = 0
+    for e in entities:
+        parts.append(text[pos : e.start])
+        parts.append(TOKENS[e.kind])
+        pos = e.end
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
 class Redactor:
     """Compiled detectors for one ``RedactionConfig`` plus the Fernet key of its originals.
 
@@ -216,17 +230,19 @@ class Redactor:
         entities = self.find(text)
         if not entities:
             return RedactionResult(text)
-        parts: list[str] = []
-        pos = 0
-        for e in entities:
-            parts.append(text[pos : e.start])
-            parts.append(TOKENS[e.kind])
-            pos = e.end
-        parts.append(text[pos:])
         original = self.encrypt_original(text) if self._fernet is not None else None
-        return RedactionResult("".join(parts), entities, original)
+        return RedactionResult(_replaced(text, entities), entities, original)
 
-    def redact_raw(self, raw: str) -> str:
+    def _text_once(self, text: str, memo: dict[str, str]) -> str:
+        """``text`` redacted, each distinct string once per utterance: a posted utterance's
+        text, its raw string and the raw's plain text are often one string, and finding the
+        entities of a long text is the costly part."""
+        done = memo.get(text)
+        if done is None:
+            done = memo[text] = _replaced(text, self.find(text))
+        return done
+
+    def redact_raw(self, raw: str, *, memo: dict[str, str] | None = None) -> str:
         """A SenseVoice string with its texts redacted and every tag kept where it was.
 
         Each group's text is redacted in place. If that differs from redacting the joined
@@ -236,6 +252,7 @@ class Redactor:
         """
         if self.cfg.mode == "off" or not raw:
             return raw
+        memo = {} if memo is None else memo
         pieces: list[str] = []
         for group in richtext.parse(raw):
             head_end = 0
@@ -243,9 +260,9 @@ class Redactor:
                 if group.raw[head_end : m.start()].strip():
                     break
                 head_end = m.end()
-            pieces.append(group.raw[:head_end] + self.redact(group.raw[head_end:]).text)
+            pieces.append(group.raw[:head_end] + self._text_once(group.raw[head_end:], memo))
         out = "".join(pieces)
-        expected = self.redact(richtext.plain_text(raw)).text
+        expected = self._text_once(richtext.plain_text(raw), memo)
         if richtext.plain_text(out) != expected:
             g = richtext.parse_one(raw)
             out = richtext.format_group(g.lang, g.emotion, g.event, g.itn, expected, g.unknown_tags)
@@ -255,7 +272,9 @@ class Redactor:
         """``utt`` with ``text`` and ``raw`` redacted; tags, times and confidences unchanged."""
         if self.cfg.mode == "off":
             return utt
-        text, raw = self.redact(utt.text).text, self.redact_raw(utt.raw)
+        memo: dict[str, str] = {}
+        text = self._text_once(utt.text, memo)
+        raw = self.redact_raw(utt.raw, memo=memo)
         if text == utt.text and raw == utt.raw:
             return utt
         original = None

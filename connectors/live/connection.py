@@ -38,7 +38,7 @@ from callsense.connectors.live.session import (
     ProtocolError,
     close_quietly,
     event_message,
-    key_name,
+    key_caller,
     refuse,
 )
 from callsense.core.errors import InputError
@@ -244,7 +244,8 @@ async def upgrade_key(websocket: WebSocket, check: UpgradeCheck | None) -> str |
     check, a viewer key (403: a call changes things), models still loading (503 with
     ``Retry-After``: a client is never accepted and then dropped because the service is not
     ready)."""
-    name = await key_name(websocket)
+    caller = await key_caller(websocket)
+    name = caller.name if caller is not None else None
     if check is not None:
         outcome = await check(websocket, name)
         if isinstance(outcome, Refusal):
@@ -253,7 +254,11 @@ async def upgrade_key(websocket: WebSocket, check: UpgradeCheck | None) -> str |
     if name is None:
         return Refusal(401, "a valid API key is required")
     runtime = getattr(websocket.app.state, "runtime", None)
-    if runtime is not None and await asyncio.to_thread(runtime.keys.role, name) == "viewer":
+    if caller is not None and caller.name == name:
+        role: str | None = caller.role  # one lookup for the usual upgrade
+    else:  # named by the platform's check (Twilio's signature)
+        role = await asyncio.to_thread(runtime.keys.role, name) if runtime is not None else None
+    if role == "viewer":
         return Refusal(403, f"the key {name!r} is a viewer key: it cannot stream calls")
     if runtime is not None and not runtime.ready:
         detail = "the models failed to load" if runtime.load_error else "models are loading"

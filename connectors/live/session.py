@@ -17,7 +17,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, WebSocket
 from starlette.responses import JSONResponse
@@ -38,6 +38,9 @@ from callsense.pipeline.model import Gap
 from callsense.pipeline.records import record_from_utterance
 from callsense.pipeline.summary import CallResult
 
+if TYPE_CHECKING:
+    from callsense.connectors.auth import Caller
+
 __all__ = [
     "CLOSE_INVALID",
     "CLOSE_NOT_READY",
@@ -46,7 +49,7 @@ __all__ = [
     "LiveSession",
     "ProtocolError",
     "event_message",
-    "key_name",
+    "key_caller",
     "live_engine",
     "refuse",
 ]
@@ -95,17 +98,17 @@ async def live_engine(app: FastAPI) -> LiveEngine:
         return engine
 
 
-async def key_name(websocket: WebSocket) -> str | None:
-    """The name of the valid API key the upgrade carries (headers, or ``?api_key=``), or
-    None: no key, an unknown or revoked one."""
+async def key_caller(websocket: WebSocket) -> Caller | None:
+    """The name and role of the valid API key the upgrade carries (headers, or
+    ``?api_key=``), or None: no key, an unknown or revoked one."""
     from callsense.connectors.auth import key_from_connection
 
     key = key_from_connection(websocket, allow_query=True)
     if not key:
         return None
     keys = websocket.app.state.runtime.keys
-    name: str | None = await asyncio.to_thread(keys.verify, key)
-    return name
+    caller: Caller | None = await asyncio.to_thread(keys.identify, key)
+    return caller
 
 
 def event_message(event: CallEvent) -> dict[str, Any]:
@@ -151,6 +154,14 @@ class _Record:
     def wall(self) -> Wall | None:
         return getattr(self.app.state, "wall", None)
 
+    async def _blocking(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A store or outbox write of this call, on the live engine's threads when there is
+        one: a decision's webhook never waits behind other requests' blocking work."""
+        engine: LiveEngine | None = getattr(self.app.state, "live_engine", None)
+        if engine is None:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return await engine.run(fn, *args, **kwargs)
+
     async def begin(self, language: str, policy: str | None = None) -> None:
         runtime = self.runtime
         if runtime is None:
@@ -158,7 +169,7 @@ class _Record:
         from callsense.connectors.calls_store import CallExistsError
 
         try:
-            await asyncio.to_thread(
+            await self._blocking(
                 runtime.store.create, self.call_id, kind="live", language=language,
                 requested_policy=policy, policy=policy,
                 source=f"{self.protocol}@{runtime.settings.gateway_id}", status="running",
@@ -179,13 +190,13 @@ class _Record:
         if runtime is None or not self.stored:
             return
         if isinstance(event, UtteranceEvent):
-            await asyncio.to_thread(runtime.store.add_utterance, self.call_id, event.utterance)
+            await self._blocking(runtime.store.add_utterance, self.call_id, event.utterance)
             runtime.metrics.utterances_total.inc()
             if self.wall is not None:
                 self.wall.hub.heard(self.call_id, event.utterance)
         elif isinstance(event, DecisionEvent):
-            await asyncio.to_thread(runtime.store.add_decisions, self.call_id, [event.decision])
-            await asyncio.to_thread(runtime.enqueue_decisions, [event.decision], self.context)
+            await self._blocking(runtime.store.add_decisions, self.call_id, [event.decision])
+            await self._blocking(runtime.enqueue_decisions, [event.decision], self.context)
             runtime.metrics.decisions_total.labels(event.decision.rule).inc()
             if self.wall is not None:  # after the outbox: the wall never delays a webhook
                 await self.wall.decided(self.call_id, event.decision)
@@ -207,7 +218,7 @@ class _Record:
         summary = result.summary if result is not None else None
         duration = result.transcript.duration if result is not None else None
         replies = [r.record() for r in result.replies] if result is not None else None
-        await asyncio.to_thread(
+        await self._blocking(
             runtime.store.finish, self.call_id, summary, duration_s=duration,
             status=status, error=error, replies=replies,
         )  # fmt: skip
@@ -216,7 +227,7 @@ class _Record:
         """A reconnect brought platform ids the call did not have."""
         runtime = self.runtime
         if runtime is not None and self.stored:
-            await asyncio.to_thread(runtime.store.update_context, self.call_id, self.context)
+            await self._blocking(runtime.store.update_context, self.call_id, self.context)
 
 
 class LiveSession:

@@ -7,6 +7,17 @@ from typing import Any
 from callsense.connectors.webhooks import WebhookEndpoint
 from callsense.rules.model import Decision, Evidence
 
+# a routing policy: three angry customer turns route the call to the supervisors' queue
+ROUTE_ON_THREE_ANGRY = """\
+policy: routing
+rules:
+  - id: angry-to-supervisors
+    when: {speaker: customer, emotion: ANGRY, consecutive: 3}
+    once: true
+    then:
+      - route: {queue: supervisors}
+"""
+
 
 def decision(
     i: int = 0,

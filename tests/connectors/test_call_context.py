@@ -32,19 +32,11 @@ from callsense.pipeline.records import utterance_from_record
 from tests.service.server import running, wait_ready
 
 from .conftest import Receiver
+from .helpers import ROUTE_ON_THREE_ANGRY
 
 GENESYS = RouteContext(conversation_id="conv-9", participant_id="part-7")
 TWILIO = RouteContext(call_sid="CA" + "7e" * 16)
 
-POLICY = """\
-policy: routing
-rules:
-  - id: angry-to-supervisors
-    when: {speaker: customer, emotion: ANGRY, consecutive: 3}
-    once: true
-    then:
-      - route: {queue: supervisors}
-"""
 ANGRY = "<|en|><|ANGRY|><|Speech|><|withitn|>This is absurd, I want a refund."
 CALM = "<|en|><|NEUTRAL|><|Speech|><|withitn|>Thank you for waiting."
 
@@ -152,7 +144,7 @@ def test_crash_recovery_routes_with_the_stored_ids_and_the_api_shows_them(
         engine.dispose()
 
     policy = tmp_path / "routing.yaml"
-    policy.write_text(POLICY)
+    policy.write_text(ROUTE_ON_THREE_ANGRY)
     target = GenesysTarget(name="genesys", kind="genesys", base_url=genesys.url)
     cfg = AppConfig(cache=CacheConfig(enabled=False), policies=[policy], routing=[target])
     app = create_app(

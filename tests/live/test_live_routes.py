@@ -22,21 +22,12 @@ from callsense.connectors.runtime import Runtime
 from callsense.connectors.service_settings import ServiceSettings
 from callsense.pipeline.config import CacheConfig, load_config
 from tests.connectors.conftest import Receiver
+from tests.connectors.helpers import ROUTE_ON_THREE_ANGRY
 from tests.live.client import AudioHookClient, Pacer
 from tests.live.conftest import CallAudio, LiveService
 from tests.service.server import running, wait_ready
 
 pytestmark = pytest.mark.model
-
-POLICY = """\
-policy: routing
-rules:
-  - id: angry-to-supervisors
-    when: {speaker: customer, emotion: ANGRY, consecutive: 3}
-    once: true
-    then:
-      - route: {queue: supervisors}
-"""
 
 
 @pytest.fixture
@@ -55,7 +46,7 @@ def routing_service(
 ) -> Iterator[LiveService]:
     monkeypatch.setenv("GENESYS_ACCESS_TOKEN", "gc-token")
     policy = tmp_path / "routing.yaml"
-    policy.write_text(POLICY)
+    policy.write_text(ROUTE_ON_THREE_ANGRY)
     base = load_config(None, model=str(keyed_model_dir), schema=AppConfig, environ={})
     target = GenesysTarget(name="genesys", kind="genesys", base_url=genesys.url)
     cfg = base.model_copy(

@@ -31,6 +31,12 @@ export function showWall() {
   wall.ticker = setInterval(tickElapsed, 1000);
   if (wall.ws && wall.key === key) return;
   disconnect();
+  if (wall.key !== key) {
+    // another key sees with another role: nothing drawn for the old one stays (its
+    // Acknowledge buttons were enabled or not by that key's role) until the new snapshot
+    Object.assign(wall, { role: null, keyName: null, calls: new Map(), alerts: new Map(), full: true });
+    if (!wall.frame) wall.frame = requestAnimationFrame(draw);
+  }
   wall.key = key;
   if (!key) {
     state("Enter an API key to watch the calls.", "error");
@@ -294,6 +300,7 @@ function drawAlert(id) {
 }
 
 function ackButton(a) {
+  if (wall.role === null) return null; // drawn again when the snapshot says who we are
   const viewer = wall.role !== "admin";
   const note = el("span", { class: "ack-note small", role: "status" });
   const button = el("button", {

@@ -43,9 +43,18 @@ from callsense.core.errors import ConfigError, InputError, RetryableError
 from callsense.pipeline.cache import ResultCache
 from callsense.rules.loader import load_policies
 
-__all__ = ["RequestIdFilter", "create_app", "loggable", "request_id_var"]
+__all__ = ["SERVER_OPTIONS", "RequestIdFilter", "create_app", "loggable", "request_id_var"]
 
 log = logging.getLogger("callsense.http")
+
+# How uvicorn serves the app (``callsense serve``, and the tests' and benches' servers).
+SERVER_OPTIONS: dict[str, Any] = {
+    "access_log": False,  # uvicorn's would print query strings, which may carry api_key
+    "log_config": None,
+    # Call audio (PCM, mu-law, their base64) hardly compresses, yet permessage-deflate
+    # costs zlib work on every 20 ms frame of every live call and at every handshake.
+    "ws_per_message_deflate": False,
+}
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")

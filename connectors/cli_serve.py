@@ -103,7 +103,7 @@ def serve(
     _setup_logging(verbose)
     import uvicorn
 
-    from callsense.connectors.app import create_app
+    from callsense.connectors.app import SERVER_OPTIONS, create_app
     from callsense.connectors.appconfig import load_app_config
     from callsense.connectors.service_settings import ServiceSettings
 
@@ -130,8 +130,7 @@ def serve(
         app,
         host=host,
         port=port,
-        access_log=False,  # uvicorn's would print query strings, which may carry api_key
-        log_config=None,
+        **SERVER_OPTIONS,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s) or None,
     )
     _DrainingServer(config, drain_timeout_s=drain_timeout).run()

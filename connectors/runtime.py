@@ -36,10 +36,12 @@ from callsense.connectors.service_settings import NotReadyError, QueueFullError,
 from callsense.connectors.storage import make_engine
 from callsense.core.errors import CallsenseError, InputError
 from callsense.pipeline.cache import ResultCache
+from callsense.pipeline.guard_process import TranscriptGuard
 from callsense.pipeline.model import CallTranscript
 from callsense.pipeline.nlu.chain import IntentClassifier
+from callsense.pipeline.privacy import PrivacyGuard
 from callsense.pipeline.recognizer import Recognizer
-from callsense.pipeline.session import CallFlow, PrivacyGuard
+from callsense.pipeline.session import CallFlow
 from callsense.pipeline.summary import CallResult
 from callsense.pipeline.transcribe import Transcriber
 from callsense.rules.engine import PolicyEngine
@@ -86,6 +88,7 @@ class Runtime:
         self.metrics = Metrics()
         # a posted transcript is stored as it passes this guard (redacted), before its 202
         self.guard = PrivacyGuard(cfg)
+        self.transcript_guard = TranscriptGuard(self.guard)  # big ones in a child process
         self.load_models = load_models
         self.models_ready = threading.Event()
         self.load_error: str | None = None
@@ -136,6 +139,7 @@ class Runtime:
             self.scheduler.shutdown(wait=False)
         for engine in self._engines.values():
             engine.close()
+        self.transcript_guard.close()
         self.engine.dispose()
 
     def _load(self) -> None:
@@ -244,7 +248,7 @@ class Runtime:
         nothing unredacted is kept and a restart can still run it. Blocking: redaction of
         a long text and the write take time; call it off the event loop.
         ``CallExistsError`` if the id is taken."""
-        guarded = replace(transcript, utterances=tuple(map(self.guard, transcript.utterances)))
+        guarded = self.transcript_guard(transcript)
         return self.store.create(
             transcript.call_id,
             kind="transcript",

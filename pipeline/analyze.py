@@ -25,8 +25,9 @@ from callsense.pipeline.dialogue import DialogueManager
 from callsense.pipeline.events import CallEvent, EndEvent
 from callsense.pipeline.nlu import IntentClassifier
 from callsense.pipeline.policy_stage import PolicyStage
+from callsense.pipeline.privacy import PrivacyGuard
 from callsense.pipeline.records import error_record, record_from_utterance
-from callsense.pipeline.session import CallFlow, EventSink, PrivacyGuard
+from callsense.pipeline.session import CallFlow, EventSink
 from callsense.pipeline.stages import DialogueStage, NluStage, RulesStage, Stage, TtsStage
 from callsense.pipeline.summary import CallResult
 from callsense.pipeline.transcribe import Transcriber, call_id_for

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from callsense.pipeline.compliance import apply_emotion_policy
 from callsense.pipeline.config import CallsenseConfig
 from callsense.pipeline.events import (
     CallEvent,
@@ -38,7 +37,6 @@ from callsense.pipeline.events import (
 from callsense.pipeline.model import CallTranscript, Gap, Utterance
 from callsense.pipeline.nlu import IntentClassifier
 from callsense.pipeline.policy_stage import PolicyStage
-from callsense.pipeline.redact import Redactor
 from callsense.pipeline.stages import (
     CallStage,
     NluStage,
@@ -58,7 +56,6 @@ __all__ = [
     "CallFlow",
     "CallSession",
     "EventSink",
-    "PrivacyGuard",
     "replay_transcript",
 ]
 
@@ -69,20 +66,6 @@ class EventSink(Protocol):
     """Where a call's events go as they happen (files, the calls store, the outbox)."""
 
     def __call__(self, event: CallEvent) -> None: ...
-
-
-class PrivacyGuard:
-    """What an utterance passes before anything else sees it: no emotion where the
-    compliance settings forbid it (agents, by default), then PII redaction of text and raw
-    output. Applying it twice changes nothing, so a cached or stored call may pass again."""
-
-    def __init__(self, cfg: CallsenseConfig) -> None:
-        self.compliance = cfg.compliance
-        # a missing encryption key for the sealed original fails here, at start-up
-        self.redactor = Redactor(cfg.redaction)
-
-    def __call__(self, utterance: Utterance) -> Utterance:
-        return self.redactor.redact_utterance(apply_emotion_policy(utterance, self.compliance))
 
 
 def _unguarded(utterance: Utterance) -> Utterance:

@@ -198,8 +198,11 @@ async def serve(
     refusal = admitted if isinstance(admitted, Refusal) else None
     key = admitted if isinstance(admitted, str) else ""
     admission = getattr(websocket.app.state, "admission", None)
-    if refusal is None and admission is not None and not admission.enter_key(key):
+    reason = admission.enter_call(key) if refusal is None and admission is not None else None
+    if reason == "key":
         refusal = Refusal(429, "too many live calls open with this API key", CLOSE_POLICY)
+    elif reason is not None:  # filled up or began to drain while the key was checked
+        refusal = Refusal(503, f"gateway {reason}: try another", CLOSE_NOT_READY)
     if refusal is not None:
         log.info("%s: refused at the upgrade (%d)", parser.name, refusal.status)
         await refuse(websocket, refusal.status, refusal.detail, refusal.close_code,
@@ -209,7 +212,7 @@ async def serve(
         await _serve(websocket, parser)
     finally:
         if admission is not None:
-            admission.leave_key(key)
+            admission.leave_call(key)
 
 
 async def _serve(websocket: WebSocket, parser: StreamParser) -> None:

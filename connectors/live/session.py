@@ -422,24 +422,19 @@ async def refuse(
 def admitted(
     handler: Callable[[WebSocket], Awaitable[None]],
 ) -> Callable[[WebSocket], Awaitable[None]]:
-    """Count a live route's calls against the gateway's ``max_calls``; beyond it (or while
-    draining) the handshake is answered 503 (or, where the server cannot send an HTTP
-    answer, closed with 1013 "try again later"), so the load balancer tries another gateway."""
+    """Refuse a live route's upgrade while the gateway is full (``max_calls``) or draining,
+    before its key is checked: the handshake is answered 503 (or, where the server cannot
+    send an HTTP answer, closed with 1013 "try again later"), so the load balancer tries
+    another gateway. The call is counted by ``connection.serve`` once its key passed."""
 
     @functools.wraps(handler)
     async def route(websocket: WebSocket) -> None:
         admission = getattr(websocket.app.state, "admission", None)
-        if admission is None:
-            await handler(websocket)
-            return
-        reason = admission.try_enter()
+        reason = admission.check() if admission is not None else None
         if reason is not None:
             log.info("live call refused: gateway %s", reason)
             await refuse(websocket, 503, f"gateway {reason}: try another", CLOSE_NOT_READY)
             return
-        try:
-            await handler(websocket)
-        finally:
-            admission.leave()
+        await handler(websocket)
 
     return route

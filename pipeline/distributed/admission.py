@@ -67,21 +67,42 @@ class Admission:
         if self._active == 0:
             self._idle.set()
 
-    def enter_key(self, key: str) -> bool:
-        """Count one more call of one client (its API key); False beyond ``per_key``."""
-        held = self._by_key.get(key, 0)
-        if self.per_key is not None and held >= self.per_key:
+    def check(self) -> str | None:
+        """Why a new call would be refused now ("draining" / "full"), without admitting it:
+        a route answers a full gateway before it spends a key check on the upgrade."""
+        reason = None
+        if self._draining:
+            reason = "draining"
+        elif self._active >= self.max_calls:
+            reason = "full"
+        if reason is not None:
             self._refused += 1
-            return False
-        self._by_key[key] = held + 1
-        return True
+        return reason
 
-    def leave_key(self, key: str) -> None:
+    def enter_call(self, key: str) -> str | None:
+        """Admit one call of the client with API key ``key``, once that key was checked (an
+        upgrade still checking its key holds no slot, so a burst of them cannot refuse
+        honest calls): None, or why not ("draining", "full", or "key": beyond
+        ``per_key``)."""
+        held = self._by_key.get(key, 0)
+        reason = self.check()
+        if reason is None and self.per_key is not None and held >= self.per_key:
+            self._refused += 1
+            reason = "key"
+        if reason is not None:
+            return reason
+        self._active += 1
+        self._idle.clear()
+        self._by_key[key] = held + 1
+        return None
+
+    def leave_call(self, key: str) -> None:
         held = self._by_key.get(key, 0) - 1
         if held > 0:
             self._by_key[key] = held
         else:
             self._by_key.pop(key, None)
+        self.leave()
 
     @asynccontextmanager
     async def call(self) -> AsyncIterator[None]:

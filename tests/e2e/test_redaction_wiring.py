@@ -11,10 +11,11 @@ from cryptography.fernet import Fernet
 from callsense.connectors.appconfig import AppConfig
 from callsense.pipeline.events import UtteranceEvent
 from callsense.pipeline.model import Segment, Utterance
+from callsense.pipeline.privacy import PrivacyGuard
 from callsense.pipeline.recognizer import Recognition
 from callsense.pipeline.records import record_from_utterance, utterance_from_record
 from callsense.pipeline.redact import RedactionConfig
-from callsense.pipeline.session import CallFlow, PrivacyGuard
+from callsense.pipeline.session import CallFlow
 from callsense.pipeline.transcribe import utterance_from
 
 RAW = "<|en|><|ANGRY|><|Speech|><|withitn|>my card is 4111 1111 1111 1111 and mail a.b@example.com"

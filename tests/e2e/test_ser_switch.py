@@ -14,8 +14,8 @@ from callsense.core.errors import ConfigError
 from callsense.pipeline.analyze import build_flow
 from callsense.pipeline.compliance import ComplianceConfig
 from callsense.pipeline.model import Segment
+from callsense.pipeline.privacy import PrivacyGuard
 from callsense.pipeline.recognizer import Recognition
-from callsense.pipeline.session import PrivacyGuard
 from callsense.pipeline.transcribe import utterance_from
 
 runner = CliRunner()

@@ -12,6 +12,7 @@ from callsense.connectors.app import create_app
 from callsense.connectors.appconfig import AppConfig
 from callsense.connectors.service_settings import ServiceSettings
 from callsense.pipeline.config import CacheConfig
+from callsense.pipeline.distributed.admission import Admission
 from tests.service.server import running, wait_ready
 
 
@@ -43,3 +44,18 @@ def test_calls_beyond_max_calls_are_refused_with_503(tmp_path: Path) -> None:
 
         asyncio.run(scenario())
     assert app.state.admission.stats().refused == 1
+
+
+def test_an_upgrade_holds_a_slot_only_once_its_key_passed() -> None:
+    """A burst of upgrades still checking their keys (an attacker's, invalid ones) takes no
+    slot, so an honest call arriving meanwhile is admitted; one key's extra calls neither."""
+    gate = Admission(2, per_key=1)
+    assert [gate.check() for _ in range(500)] == [None] * 500
+    assert gate.stats().active == 0
+    assert gate.enter_call("attacker") is None
+    assert gate.enter_call("attacker") == "key"  # beyond per_key: refused, no slot taken
+    assert gate.enter_call("honest") is None
+    assert gate.check() == "full" and gate.enter_call("third") == "full"
+    gate.leave_call("attacker")
+    assert gate.enter_call("third") is None
+    assert gate.stats().active == 2 and gate.stats().refused == 3

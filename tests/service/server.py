@@ -15,6 +15,8 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from callsense.connectors.app import SERVER_OPTIONS
+
 __all__ = ["running", "wait_ready"]
 
 
@@ -25,8 +27,7 @@ def running(app: FastAPI, *, timeout: float = 30.0) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=10)  # fmt: skip
+    config = uvicorn.Config(app, **SERVER_OPTIONS, lifespan="on", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

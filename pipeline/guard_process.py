@@ -95,26 +95,30 @@ class TranscriptGuard:
 
     def _in_child(self, utterances: tuple[Utterance, ...]) -> tuple[Utterance, ...]:
         with self._lock:
-            for attempt in (1, 2):
-                child = self._child_now()
-                assert child.stdin is not None and child.stdout is not None
-                try:
-                    _send(child.stdin, utterances)
-                    answer = _receive(child.stdout)
-                except (BrokenPipeError, EOFError):
-                    code = child.wait()
-                    self._child = None
-                    log.warning("guard process ended (exit %s); starting another", code)
-                    if attempt == 2:
-                        raise GuardProcessError(
-                            "the redaction process ended twice while guarding one transcript"
-                        ) from None
-                    continue
-                if isinstance(answer, str):  # the child's guard raised; the name, no text
-                    raise GuardProcessError(f"redaction failed in the guard process ({answer})")
-                result: tuple[Utterance, ...] = answer
-                return result
-        raise AssertionError("unreachable")
+            answer = self._ask(utterances)
+            if answer is None:  # the child had died: a new one gets one more try
+                answer = self._ask(utterances)
+            if answer is None:
+                raise GuardProcessError(
+                    "the redaction process ended twice while guarding one transcript"
+                )
+        if isinstance(answer, str):  # the child's guard raised; the name, no text
+            raise GuardProcessError(f"redaction failed in the guard process ({answer})")
+        result: tuple[Utterance, ...] = answer
+        return result
+
+    def _ask(self, utterances: tuple[Utterance, ...]) -> Any:
+        """The child's answer, or None if the child ended (it is then forgotten)."""
+        child = self._child_now()
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            _send(child.stdin, utterances)
+            return _receive(child.stdout)
+        except (BrokenPipeError, EOFError):
+            code = child.wait()
+            self._child = None
+            log.warning("guard process ended (exit %s); starting another", code)
+            return None
 
     def _child_now(self) -> subprocess.Popen[bytes]:
         if self._child is None or self._child.poll() is not None:

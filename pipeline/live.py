@@ -23,22 +23,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Literal, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from callsense.core.errors import InputError
 from callsense.pipeline.analyze import build_flow
-from callsense.pipeline.audio import Upsampler, mulaw_to_float, speaker_for
+from callsense.pipeline.audio import Upsampler, speaker_for
 from callsense.pipeline.config import CallsenseConfig
 from callsense.pipeline.events import CallEvent, EndEvent, ReplyEvent
 from callsense.pipeline.live_channel import ChannelSegmenter, ClosedSegment
+from callsense.pipeline.live_format import SAMPLE_RATE, StreamFormat
 from callsense.pipeline.model import Gap, Speaker
-from callsense.pipeline.recognizer import LANGUAGES, Recognition, Recognizer
+from callsense.pipeline.recognizer import Recognition, Recognizer
 from callsense.pipeline.recognizer_worker import RecognizerWorker
 from callsense.pipeline.session import CallFlow, CallSession
 from callsense.pipeline.stages import SpokenReply
@@ -51,8 +52,6 @@ __all__ = ["LiveCall", "LiveConfig", "LiveEngine", "StreamFormat"]
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-Encoding = Literal["pcm16", "mulaw"]
 # Threads for the blocking steps of every live call of an engine (VAD, a turn through the
 # stages, waiting for the recognizer, storing). Most of them wait on the recognizer thread,
 # so many are cheap; they are the engine's own so that no other blocking work queues ahead.
@@ -105,34 +104,6 @@ class LiveConfig(BaseModel):
         "shortest first, each answered as soon as it is done (CPUs gain <= 8% from batching, "
         "and a batch would hold its first answer back until its last is done)",
     )
-
-
-@dataclass(frozen=True, slots=True)
-class StreamFormat:
-    """What the frames of one live call hold; ``roles`` overrides ``audio.channels``."""
-
-    sample_rate: int = SAMPLE_RATE
-    channels: int = 1
-    encoding: Encoding = "pcm16"
-    roles: Mapping[int, Speaker] | None = None
-    language: str | None = None  # None: the config's recognizer.language
-
-    def __post_init__(self) -> None:
-        if self.sample_rate not in (8000, SAMPLE_RATE):
-            raise InputError(f"sample_rate must be 8000 or 16000 (got {self.sample_rate})")
-        if self.channels not in (1, 2):
-            raise InputError(f"channels must be 1 or 2 (got {self.channels})")
-        if self.encoding not in ("pcm16", "mulaw"):
-            raise InputError(f"encoding must be pcm16 or mulaw (got {self.encoding!r})")
-        if self.language is not None and self.language not in LANGUAGES:
-            raise InputError(f"language must be one of {', '.join(LANGUAGES)}")
-        for index in self.roles or {}:
-            if not 0 <= index < self.channels:
-                raise InputError(f"roles: channel {index} is not in a {self.channels}-channel call")
-
-    @property
-    def bytes_per_sample(self) -> int:
-        return 2 if self.encoding == "pcm16" else 1
 
 
 # --- engine and calls ----------------------------------------------------------------------
@@ -294,12 +265,7 @@ class LiveCall:
         self._remainder = data[whole:]
         if not whole:
             return
-        raw = data[:whole]
-        if self.fmt.encoding == "pcm16":
-            samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
-        else:
-            samples = mulaw_to_float(raw)
-        block = samples.reshape(-1, self.fmt.channels)
+        block = self.fmt.decode(data[:whole]).reshape(-1, self.fmt.channels)
         for i in range(self.fmt.channels):
             self._add(i, block[:, i])
         await self._step_ready()
@@ -311,12 +277,9 @@ class LiveCall:
             raise InputError(f"call {self.call_id} is closed")
         if not 0 <= channel < self.fmt.channels:
             raise InputError(f"channel {channel} is not in a {self.fmt.channels}-channel call")
-        if self.fmt.encoding == "pcm16":
-            if len(data) % 2:
-                raise InputError("a pcm16 frame must have an even number of bytes")
-            samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-        else:
-            samples = mulaw_to_float(data)
+        if len(data) % self.fmt.bytes_per_sample:
+            raise InputError("a pcm16 frame must have an even number of bytes")
+        samples = self.fmt.decode(data)
         if at is not None and at - self._received_s(channel) > 0.01:
             await self._silence(at, channels=(channel,))  # more than 10 ms missing
         async with self._lock:

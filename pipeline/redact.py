@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -38,9 +37,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from callsense.core import richtext
-from callsense.core.errors import ConfigError, InputError
+from callsense.core.errors import ConfigError
 from callsense.pipeline import pii_patterns as pii
 from callsense.pipeline.model import Utterance
+from callsense.pipeline.original_seal import OriginalSeal
 from callsense.pipeline.pii_patterns import (
     EntityKind,
     cn_id_valid,
@@ -148,44 +148,31 @@ class Redactor:
     ``ConfigError`` then, not a surprise on the first call.
     """
 
-    __slots__ = ("_fernet", "cfg", "kinds")
+    __slots__ = ("_seal", "cfg", "kinds")
 
     def __init__(
         self, cfg: RedactionConfig | None = None, *, environ: Mapping[str, str] | None = None
     ) -> None:
         self.cfg = cfg or RedactionConfig()
         self.kinds = frozenset(self.cfg.entities)
-        self._fernet: Any = None
+        self._seal: OriginalSeal | None = None
         if self.cfg.mode == "redacted_and_original":
-            self._fernet = _fernet_from_env(self.cfg.original_key_env or "", environ)
+            self._seal = OriginalSeal.from_env(self.cfg.original_key_env or "", environ)
 
     # -- originals ------------------------------------------------------------------------
 
     def encrypt_original(self, text: str) -> str:
         """A Fernet token of ``text`` (mode redacted_and_original only)."""
-        if self._fernet is None:
-            raise ConfigError(
-                f"redaction.mode is {self.cfg.mode!r}: originals are not kept, nothing to encrypt"
-            )
-        token: bytes = self._fernet.encrypt(text.encode("utf-8"))
-        return token.decode("ascii")
+        return self._sealing("originals are not kept, nothing to encrypt").seal(text)
 
     def decrypt_original(self, token: str) -> str:
         """The original text of ``token``; ``InputError`` if it was not made with this key."""
-        if self._fernet is None:
-            raise ConfigError(
-                f"redaction.mode is {self.cfg.mode!r}: no key configured to decrypt originals"
-            )
-        from cryptography.fernet import InvalidToken
+        return self._sealing("no key configured to decrypt originals").open(token)
 
-        try:
-            data: bytes = self._fernet.decrypt(token.encode("ascii"))
-        except (InvalidToken, UnicodeEncodeError, ValueError):
-            raise InputError(
-                "the original cannot be decrypted: the token is damaged or was sealed with "
-                f"another key than ${self.cfg.original_key_env}"
-            ) from None
-        return data.decode("utf-8")
+    def _sealing(self, why_not: str) -> OriginalSeal:
+        if self._seal is None:
+            raise ConfigError(f"redaction.mode is {self.cfg.mode!r}: {why_not}")
+        return self._seal
 
     # -- redaction ------------------------------------------------------------------------
 
@@ -230,7 +217,7 @@ class Redactor:
         entities = self.find(text)
         if not entities:
             return RedactionResult(text)
-        original = self.encrypt_original(text) if self._fernet is not None else None
+        original = self.encrypt_original(text) if self._seal is not None else None
         return RedactionResult(_replaced(text, entities), entities, original)
 
     def _text_once(self, text: str, memo: dict[str, str]) -> str:
@@ -278,7 +265,7 @@ class Redactor:
         if text == utt.text and raw == utt.raw:
             return utt
         original = None
-        if self._fernet is not None:
+        if self._seal is not None:
             sealed = json.dumps({"text": utt.text, "raw": utt.raw}, ensure_ascii=False)
             original = self.encrypt_original(sealed)
         return replace(utt, text=text, raw=raw, original=original)
@@ -300,7 +287,7 @@ class Redactor:
         if isinstance(raw, str):
             out["raw"] = self.redact_raw(raw)
             changed |= out["raw"] != raw
-        if changed and self._fernet is not None:
+        if changed and self._seal is not None:
             sealed = json.dumps({"text": text, "raw": raw}, ensure_ascii=False)
             out["original"] = self.encrypt_original(sealed)
         return out
@@ -485,30 +472,3 @@ class Redactor:
             if kind is not None:
                 hits.append((kind, m.start(), m.end()))
         return hits
-
-
-def _fernet_from_env(var: str, environ: Mapping[str, str] | None) -> Any:
-    env = os.environ if environ is None else environ
-    key = env.get(var, "")
-    if not key:
-        raise ConfigError(
-            f"redaction.original_key_env: ${var} is not set; mode redacted_and_original "
-            "keeps originals only encrypted, so it needs a Fernet key there",
-            field="redaction.original_key_env",
-        )
-    try:
-        from cryptography.fernet import Fernet
-    except ImportError:  # pragma: no cover - cryptography ships with the service's deps
-        raise ConfigError(
-            "redaction mode redacted_and_original needs the 'cryptography' package; "
-            "pip install cryptography",
-            field="redaction.mode",
-        ) from None
-    try:
-        return Fernet(key.encode("ascii"))
-    except (ValueError, TypeError, UnicodeEncodeError):
-        raise ConfigError(
-            f"redaction.original_key_env: ${var} is not a Fernet key (32 url-safe base64 "
-            "bytes, e.g. from Fernet.generate_key())",
-            field="redaction.original_key_env",
-        ) from None

@@ -19,17 +19,24 @@ then quietly again (how much the machine drifted):
 
 Per run: the honest calls' latency from the stream passing where VAD closed an utterance to
 its message (p50, p95; a decision on that utterance comes in the same turn, so this is the
-decision latency), the p95 over the quiet run's, the service process's peak RSS during the
-run (VmHWM, reset before each run) and its excess over the quiet run's, the honest calls
-lost (no ``end`` message, or not stored as done with the utterances the client received),
-and what the attacker got back (HTTP statuses, WebSocket close codes). The issue's targets:
-p95 within 1.5x and RSS within 1.5 GB of the quiet run, no honest call lost.
+decision latency), the p95 over the quiet run's, the service's peak RSS during the run
+(VmHWM of its process plus that of its redaction child, reset before each run) and its
+excess over the quiet run's, the honest calls lost (no ``end`` message, or not stored as done
+with the utterances the client received), the CPU seconds the service spent in the run (the
+honest calls' included) and those the attacker spent, and what the attacker got back (HTTP
+statuses, WebSocket close codes). The issue's targets: p95 within 1.5x and RSS within 1.5 GB
+of the quiet run, no honest call lost.
+
+The attacker would run on a machine of its own; here it shares the service's two cores, so
+its process runs at ``--attacker-nice`` (19: the kernel gives the service the CPU first, as
+if the attacker were elsewhere). Its CPU seconds are printed, so a cheap attack that costs
+the service much stands out either way; ``--attacker-nice 0`` measures both as equals.
 
 A crash (kill -9, restart) is not run here: ``tests/service/test_restart.py`` and
 ``tests/live/test_gateway_crash.py`` check that it loses no call.
 
     python bench/hostile.py [--call-s 45] [--streams 8] [--attacks all] [--every 1.0]
-                            [--model-dir EXPORTED_DIR]
+                            [--attacker-nice 19] [--model-dir EXPORTED_DIR]
 
 The last line reads ``quiet_p95_ms=<n> worst_p95_ratio=<x> worst_rss_excess_mb=<n> lost=<n>``.
 """
@@ -38,8 +45,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
+import os
 import random
 import struct
 import subprocess
@@ -242,11 +251,14 @@ ATTACKS: dict[str, Attack] = {
 }
 
 
-def run_attack(name: str, target: Target, seconds: float, every: float) -> tuple[int, Counter[str]]:
+def run_attack(
+    name: str, target: Target, seconds: float, every: float
+) -> tuple[int, Counter[str], float]:
     """Send attack ``name`` over and over for ``seconds`` (from ``ATTACK_START_S``); how many
-    attempts, and what came back, counted."""
+    attempts, what came back (counted), and the CPU seconds the attacker spent."""
     answers: Counter[str] = Counter()
     attempts = 0
+    cpu_before = _cpu_s()
 
     async def main() -> None:
         nonlocal attempts
@@ -261,7 +273,18 @@ def run_attack(name: str, target: Target, seconds: float, every: float) -> tuple
             await asyncio.sleep(max(0.0, began + every - time.monotonic()))
 
     asyncio.run(main())
-    return attempts, answers
+    return attempts, answers, _cpu_s() - cpu_before
+
+
+def _cpu_s() -> float:
+    """User and system CPU seconds of this process so far."""
+    t = os.times()
+    return t.user + t.system
+
+
+def _lower_priority(niceness: int) -> None:
+    """The attack process's initializer: its CPU is the attacker's, not the service's."""
+    os.nice(niceness)
 
 
 # --- honest calls (in the client process) and one run ---------------------------------------
@@ -297,10 +320,16 @@ class Row:
     p95_ms: float
     rss_mb: float
     lost: int
+    server_cpu_s: float
+    attacker_cpu_s: float
 
 
 class PeakRss:
-    """Peak RSS over one run: VmHWM reset by ``clear_refs``, and VmRSS sampled every 0.1 s."""
+    """Peak RSS over one run: VmHWM reset by ``clear_refs``, and VmRSS sampled every 0.1 s;
+    plus the peak of the service's redaction child (``pipeline.guard_process``), if any."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
 
     def __enter__(self) -> PeakRss:
         try:
@@ -308,6 +337,7 @@ class PeakRss:
             self.exact = True
         except OSError:
             self.exact = False
+        self._child_reset(self.runtime.transcript_guard.child_pid)
         self.mb = rss_now_mb()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -325,6 +355,36 @@ class PeakRss:
             with open("/proc/self/status", encoding="ascii") as fh:
                 line = next(x for x in fh if x.startswith("VmHWM:"))
             self.mb = max(self.mb, int(line.split()[1]) / 1024.0)
+        self.mb += self._child_peak_mb(self.runtime.transcript_guard.child_pid)
+
+    @staticmethod
+    def _child_reset(pid: int | None) -> None:
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                Path(f"/proc/{pid}/clear_refs").write_text("5", encoding="ascii")
+
+    @staticmethod
+    def _child_peak_mb(pid: int | None) -> float:
+        if pid is None:
+            return 0.0
+        try:
+            status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+        except OSError:
+            return 0.0
+        line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), "VmHWM: 0")
+        return int(line.split()[1]) / 1024.0
+
+
+def service_cpu_s(runtime: Any) -> float:
+    """CPU seconds of the service: this process and its redaction child."""
+    total = _cpu_s()
+    pid = runtime.transcript_guard.child_pid
+    if pid is not None:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1]
+            utime, stime = fields.split()[11:13]
+            total += (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def lost_calls(runtime: Any, tag: str, streams: list[Stream]) -> int:
@@ -370,15 +430,20 @@ def one_run(
     honest_pool, attack_pool = pools
     url, target = urls
     tag = f"{run}-{time.monotonic_ns()}"
-    with PeakRss() as rss:
+    runtime = app.state.runtime
+    cpu_before = service_cpu_s(runtime)
+    with PeakRss(runtime) as rss:
         honest = honest_pool.submit(run_honest, url, args.streams, calls, 11, tag)
         attack = None
         if run in ATTACKS:
             seconds = max(1.0, args.call_s - ATTACK_START_S)
             attack = attack_pool.submit(run_attack, run, target, seconds, args.every)
         streams = honest.result()
-        attempts, answers = attack.result() if attack is not None else (0, Counter())
-    wait_idle(app.state.runtime)
+        attempts, answers, attacker_cpu = (
+            attack.result() if attack is not None else (0, Counter(), 0.0)
+        )
+    server_cpu = service_cpu_s(runtime) - cpu_before  # the honest calls' work is in it too
+    wait_idle(runtime)
     close = [x for s in streams for x in s.latencies_close]
     return Row(
         run=run,
@@ -388,7 +453,9 @@ def one_run(
         p50_ms=1000 * pct(close, 0.5),
         p95_ms=1000 * pct(close, 0.95),
         rss_mb=rss.mb,
-        lost=lost_calls(app.state.runtime, tag, streams),
+        lost=lost_calls(runtime, tag, streams),
+        server_cpu_s=server_cpu,
+        attacker_cpu_s=attacker_cpu,
     )
 
 
@@ -408,6 +475,13 @@ def main() -> None:
     parser.add_argument("--call-s", type=float, default=45.0, help="audio seconds per call")
     parser.add_argument("--attacks", default="all", help=f"comma-separated of {list(ATTACKS)}")
     parser.add_argument("--every", type=float, default=1.0, help="seconds between attempts")
+    parser.add_argument(
+        "--attacker-nice",
+        type=int,
+        default=19,
+        help="niceness of the attack process: an attacker runs on another machine, here it "
+        "shares the service's cores; 0 lets its client compete with the service as an equal",
+    )
     add_served_model_options(parser)
     args = parser.parse_args()
     attacks = list(ATTACKS) if args.attacks == "all" else args.attacks.split(",")
@@ -433,12 +507,18 @@ def main() -> None:
         flac = _flac_bomb(tmp / "bomb.flac")
         print(
             f"# {args.streams} honest calls of {args.call_s:.0f} s; attacks {', '.join(attacks)}"
-            f" (one attempt per {args.every:g} s at most); model {model_dir} "
+            f" (one attempt per {args.every:g} s at most, attacker at nice "
+            f"{args.attacker_nice}); model {model_dir} "
             f"backend={args.backend} quantize={args.quantize}; bomb {flac.stat().st_size} bytes",
             flush=True,
         )
         spawn = multiprocessing.get_context("spawn")
-        pools = (ProcessPoolExecutor(1, mp_context=spawn), ProcessPoolExecutor(1, mp_context=spawn))
+        pools = (
+            ProcessPoolExecutor(1, mp_context=spawn),
+            ProcessPoolExecutor(
+                1, mp_context=spawn, initializer=_lower_priority, initargs=(args.attacker_nice,)
+            ),
+        )
         with running(app) as base, pools[0], pools[1]:
             wait_ready(base, timeout=600)
             url = base.replace("http://", "ws://") + f"/v1/stream?api_key={honest_key}"
@@ -457,7 +537,7 @@ def main() -> None:
 def _print_head() -> None:
     print(
         f"{'run':<15} {'utts':>5} {'p50_ms':>7} {'p95_ms':>7} {'x_quiet':>7} {'rss_mb':>7} "
-        f"{'+rss_mb':>7} {'lost':>4} {'tries':>5}  answers",
+        f"{'+rss_mb':>7} {'lost':>4} {'cpu_s':>6} {'atk_cpu':>7} {'tries':>5}  answers",
         flush=True,
     )
 
@@ -466,7 +546,8 @@ def _print_row(row: Row, quiet: Row) -> None:
     print(
         f"{row.run:<15} {row.utterances:>5} {row.p50_ms:>7.0f} {row.p95_ms:>7.0f} "
         f"{row.p95_ms / quiet.p95_ms:>7.2f} {row.rss_mb:>7.0f} {row.rss_mb - quiet.rss_mb:>7.0f} "
-        f"{row.lost:>4} {row.attempts:>5}  {row.answers}",
+        f"{row.lost:>4} {row.server_cpu_s:>6.1f} {row.attacker_cpu_s:>7.1f} {row.attempts:>5}  "
+        f"{row.answers}",
         flush=True,
     )
 

@@ -198,7 +198,7 @@ async def serve(
     refusal = admitted if isinstance(admitted, Refusal) else None
     key = admitted if isinstance(admitted, str) else ""
     admission = getattr(websocket.app.state, "admission", None)
-    reason = admission.enter_call(key) if refusal is None and admission is not None else None
+    reason = admission.enter(key) if refusal is None and admission is not None else None
     if reason == "key":
         refusal = Refusal(429, "too many live calls open with this API key", CLOSE_POLICY)
     elif reason is not None:  # filled up or began to drain while the key was checked
@@ -212,7 +212,7 @@ async def serve(
         await _serve(websocket, parser)
     finally:
         if admission is not None:
-            admission.leave_call(key)
+            admission.leave(key)
 
 
 async def _serve(websocket: WebSocket, parser: StreamParser) -> None:

@@ -1,7 +1,8 @@
 """A gateway's admission gate: at most ``max_calls`` live calls, and a graceful drain.
 
-The WebSocket routes ``try_enter`` before accepting a call (refuse with 503 / close code
-1013 when it says no) and ``leave`` when the call ends, however it ends. On shutdown
+The WebSocket routes ``check`` before they spend a key check on an upgrade, ``enter`` with the
+checked key before accepting the call (refuse with 503 / 429 / close code 1013 when it says
+no) and ``leave`` when the call ends, however it ends. On shutdown
 ``drain`` stops new calls and waits for the running ones to finish, so a rolling restart
 of gateways behind a load balancer loses no call that was already connected.
 Pure asyncio, no FastAPI: the service wires it in.
@@ -22,7 +23,7 @@ class Refused(Exception):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
-        self.reason = reason  # "full" or "draining"
+        self.reason = reason  # "full", "draining" or "key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,25 +49,6 @@ class Admission:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def try_enter(self) -> str | None:
-        """Admit one call: None when admitted, else why not ("full" / "draining")."""
-        if self._draining:
-            self._refused += 1
-            return "draining"
-        if self._active >= self.max_calls:
-            self._refused += 1
-            return "full"
-        self._active += 1
-        self._idle.clear()
-        return None
-
-    def leave(self) -> None:
-        if self._active <= 0:
-            raise RuntimeError("leave() without a matching try_enter()")
-        self._active -= 1
-        if self._active == 0:
-            self._idle.set()
-
     def check(self) -> str | None:
         """Why a new call would be refused now ("draining" / "full"), without admitting it:
         a route answers a full gateway before it spends a key check on the upgrade."""
@@ -79,7 +61,7 @@ class Admission:
             self._refused += 1
         return reason
 
-    def enter_call(self, key: str) -> str | None:
+    def enter(self, key: str = "") -> str | None:
         """Admit one call of the client with API key ``key``, once that key was checked (an
         upgrade still checking its key holds no slot, so a burst of them cannot refuse
         honest calls): None, or why not ("draining", "full", or "key": beyond
@@ -96,24 +78,30 @@ class Admission:
         self._by_key[key] = held + 1
         return None
 
-    def leave_call(self, key: str) -> None:
-        held = self._by_key.get(key, 0) - 1
-        if held > 0:
-            self._by_key[key] = held
+    def leave(self, key: str = "") -> None:
+        """The call ``enter(key)`` admitted ended, however it ended."""
+        held = self._by_key.get(key, 0)
+        if held <= 0:
+            raise RuntimeError("leave() without a matching enter()")
+        if held > 1:
+            self._by_key[key] = held - 1
         else:
-            self._by_key.pop(key, None)
-        self.leave()
+            del self._by_key[key]
+        self._active -= 1
+        if self._active == 0:
+            self._idle.set()
 
     @asynccontextmanager
-    async def call(self) -> AsyncIterator[None]:
-        """``async with admission.call():`` around a call's whole life; raises ``Refused``."""
-        reason = self.try_enter()
+    async def call(self, key: str = "") -> AsyncIterator[None]:
+        """``async with admission.call(key):`` around a call's whole life; raises
+        ``Refused``."""
+        reason = self.enter(key)
         if reason is not None:
             raise Refused(reason)
         try:
             yield
         finally:
-            self.leave()
+            self.leave(key)
 
     async def drain(self, timeout_s: float | None = None) -> bool:
         """Refuse new calls, wait for running ones; True when all ended within ``timeout_s``."""

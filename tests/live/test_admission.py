@@ -52,10 +52,10 @@ def test_an_upgrade_holds_a_slot_only_once_its_key_passed() -> None:
     gate = Admission(2, per_key=1)
     assert [gate.check() for _ in range(500)] == [None] * 500
     assert gate.stats().active == 0
-    assert gate.enter_call("attacker") is None
-    assert gate.enter_call("attacker") == "key"  # beyond per_key: refused, no slot taken
-    assert gate.enter_call("honest") is None
-    assert gate.check() == "full" and gate.enter_call("third") == "full"
-    gate.leave_call("attacker")
-    assert gate.enter_call("third") is None
+    assert gate.enter("attacker") is None
+    assert gate.enter("attacker") == "key"  # beyond per_key: refused, no slot taken
+    assert gate.enter("honest") is None
+    assert gate.check() == "full" and gate.enter("third") == "full"
+    gate.leave("attacker")
+    assert gate.enter("third") is None
     assert gate.stats().active == 2 and gate.stats().refused == 3

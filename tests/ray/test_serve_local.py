@@ -150,8 +150,8 @@ def test_factory_names_are_checked() -> None:
 def test_admission_refuses_when_full_and_drains() -> None:
     async def scenario() -> None:
         gate = Admission(max_calls=2)
-        assert gate.try_enter() is None and gate.try_enter() is None
-        assert gate.try_enter() == "full" and not gate.ready
+        assert gate.enter() is None and gate.enter() is None
+        assert gate.enter() == "full" and not gate.ready
         gate.leave()
         assert gate.ready
         async with gate.call():
@@ -174,7 +174,7 @@ def test_admission_refuses_when_full_and_drains() -> None:
 def test_drain_times_out_while_a_call_runs() -> None:
     async def scenario() -> bool:
         gate = Admission(max_calls=1)
-        gate.try_enter()
+        gate.enter()
         return await gate.drain(timeout_s=0.05)
 
     assert asyncio.run(scenario()) is False

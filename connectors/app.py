@@ -54,6 +54,10 @@ SERVER_OPTIONS: dict[str, Any] = {
     # Call audio (PCM, mu-law, their base64) hardly compresses, yet permessage-deflate
     # costs zlib work on every 20 ms frame of every live call and at every handshake.
     "ws_per_message_deflate": False,
+    # websockets' sans-I/O protocol: a connection is a protocol object on the event loop, not
+    # tasks of its own (handshake, transfer, keepalive), so a burst of upgrades
+    # (bench/hostile.py, idle-sockets) holds the loop, and the live calls on it, for less
+    "ws": "websockets-sansio",
 }
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -244,12 +248,13 @@ def create_app(
     app.state.admission = Admission(cfg.max_calls, per_key=cfg.max_calls_per_key)
     app.add_middleware(RequestIdMiddleware)
     _install_handlers(app)
+    # the live routes first: a burst of upgrades is matched against them before anything else
+    for router in (stream_router, twilio_router, audiohook_router, wall.ws_router):
+        app.include_router(router)  # WebSocket routes check keys at the upgrade
     app.include_router(health.router)
     keyed = [Depends(require_api_key)]
     for module in (calls, policies, webhooks, predict, stats, wall):
         app.include_router(module.router, dependencies=keyed)
-    for router in (stream_router, twilio_router, audiohook_router, wall.ws_router):
-        app.include_router(router)  # WebSocket routes check keys at the upgrade
     app.include_router(web_router)  # the page is public; its API calls carry a key
     _api_docs(app, settings)
     return app

@@ -106,8 +106,17 @@ async def key_caller(websocket: WebSocket) -> Caller | None:
     key = key_from_connection(websocket, allow_query=True)
     if not key:
         return None
-    keys = websocket.app.state.runtime.keys
-    caller: Caller | None = await asyncio.to_thread(keys.identify, key)
+    state = websocket.app.state
+    pending: dict[str, asyncio.Future[Caller | None]] | None = getattr(state, "key_lookups", None)
+    if pending is None:
+        pending = state.key_lookups = {}
+    lookup = pending.get(key)
+    if lookup is None:  # one database lookup serves every upgrade that carries this key now
+        lookup = asyncio.ensure_future(asyncio.to_thread(state.runtime.keys.identify, key))
+        pending[key] = lookup
+        lookup.add_done_callback(lambda _: pending.pop(key, None))
+    # shielded: an upgrade that goes away does not cancel the others' lookup
+    caller: Caller | None = await asyncio.shield(lookup)
     return caller
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import websockets
 
 from callsense.connectors.app import create_app
 from callsense.connectors.appconfig import AppConfig
+from callsense.connectors.auth import Caller, KeyStore
 from callsense.connectors.service_settings import ServiceSettings
 from callsense.pipeline.config import CacheConfig
 from callsense.pipeline.distributed.admission import Admission
@@ -59,3 +61,55 @@ def test_an_upgrade_holds_a_slot_only_once_its_key_passed() -> None:
     gate.leave("attacker")
     assert gate.enter("third") is None
     assert gate.stats().active == 2 and gate.stats().refused == 3
+
+
+class GatedKeys(KeyStore):
+    """The real key store, whose lookups wait for the test to open the gate: an upgrade
+    burst then arrives while the first lookup is still running."""
+
+    def __init__(self, store: KeyStore) -> None:
+        super().__init__(store.engine)
+        self.gate = threading.Event()
+        self.lookups = 0
+
+    def identify(self, key: str) -> Caller | None:
+        self.lookups += 1
+        self.gate.wait(10)
+        return super().identify(key)
+
+
+def test_a_burst_of_upgrades_with_one_key_costs_one_key_lookup(tmp_path: Path) -> None:
+    """500 upgrades at once under one key would otherwise queue 500 database lookups on
+    the service's threads; a key revoked since is refused at the next upgrade."""
+    cfg = AppConfig(cache=CacheConfig(enabled=False), max_calls=64)
+    app = create_app(
+        cfg,
+        db_url=f"sqlite:///{tmp_path}/db.sqlite",
+        load_models=False,
+        settings=ServiceSettings(data_dir=tmp_path / "data", scheduler=False),
+    )
+    keys = app.state.runtime.keys = GatedKeys(app.state.runtime.keys)
+    key = keys.create("burst")
+    with running(app) as url:
+        wait_ready(url)
+        ws_url = url.replace("http://", "ws://") + f"/v1/stream?api_key={key}"
+
+        async def burst(n: int) -> list[int]:
+            async def one() -> int:
+                try:
+                    async with websockets.connect(ws_url, open_timeout=20):
+                        return 101
+                except websockets.InvalidStatus as exc:
+                    return exc.response.status_code
+
+            calls = [asyncio.create_task(one()) for _ in range(n)]
+            await asyncio.sleep(1.0)  # every upgrade has reached its key check by now
+            keys.gate.set()
+            return await asyncio.gather(*calls)
+
+        assert asyncio.run(burst(30)) == [101] * 30
+        assert keys.lookups == 1
+        keys.revoke("burst")
+        keys.gate.clear()
+        assert asyncio.run(burst(5)) == [401] * 5
+        assert keys.lookups == 2

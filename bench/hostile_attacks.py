@@ -10,14 +10,14 @@ import asyncio
 import json
 import os
 import random
-import struct
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.service.hostile_audio import silent_wav, surround_silence_flac
 
 ATTACK_START_S = 2.0  # the honest calls have all started by then
 IDLE_SOCKETS = 500
@@ -42,17 +42,6 @@ class Target:
 
 
 Attack = Callable[[Target, int], Awaitable[list[str]]]
-
-
-def _wav(channels: int, frames: int) -> bytes:
-    """A 16 kHz PCM16 WAV of silence (written by hand: the wave module refuses 99 channels)."""
-    data = bytes(2 * channels * frames)
-    fmt = struct.pack("<HHIIHH", 1, channels, 16000, 32000 * channels, 2 * channels, 16)
-    return (
-        b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE"
-        + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-        + b"data" + struct.pack("<I", len(data)) + data
-    )  # fmt: skip
 
 
 async def _upload(target: Target, n: int, name: str, data: bytes) -> list[str]:
@@ -95,11 +84,11 @@ async def flac_bomb(target: Target, n: int) -> list[str]:
 
 
 async def zero_wav(target: Target, n: int) -> list[str]:
-    return await _upload(target, n, "zero.wav", _wav(1, 0))
+    return await _upload(target, n, "zero.wav", silent_wav(1, 0))
 
 
 async def wav_99ch(target: Target, n: int) -> list[str]:
-    return await _upload(target, n, "many.wav", _wav(99, 1600))
+    return await _upload(target, n, "many.wav", silent_wav(99, 1600))
 
 
 async def huge_utterance(target: Target, n: int) -> list[str]:
@@ -224,9 +213,4 @@ def lower_priority(niceness: int) -> None:
 
 def flac_bomb_file(path: Path) -> Path:
     """An hour of 7.1 silence at 48 kHz as FLAC: 1.3 MB that is 2.8 GB as 16-bit PCM."""
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi",
-         "-i", "anullsrc=r=48000:cl=7.1", "-t", "3600", "-c:a", "flac", str(path)],
-        check=True,
-    )  # fmt: skip
-    return path
+    return surround_silence_flac(path, 3600)

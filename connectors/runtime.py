@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import queue
 import threading
@@ -141,6 +142,7 @@ class Runtime:
             engine.close()
         self.transcript_guard.close()
         self.engine.dispose()
+        gc.unfreeze()  # a process that goes on (tests, an embedding app) collects them again
 
     def _load(self) -> None:
         from callsense.pipeline.analyze import build_flow
@@ -158,6 +160,11 @@ class Runtime:
             log.error("loading models failed: %s", self.load_error)
         else:
             log.info("models loaded in %.1f s", time.monotonic() - started)
+            # What is loaded now lives as long as the service: the collector stops walking
+            # those millions of objects, so a burst of garbage (500 upgrades at once) costs
+            # the event loop, and the live calls on it, a short pass instead of a long one.
+            gc.collect()
+            gc.freeze()
         self.models_ready.set()
 
     def _requeue(self) -> None:

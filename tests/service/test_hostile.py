@@ -4,8 +4,6 @@ the door, what reaches the log, and what a client may learn of the server's file
 from __future__ import annotations
 
 import logging
-import struct
-import subprocess
 import time
 import wave
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ from callsense.connectors.storage import make_engine
 from callsense.core.wire import MAX_TEXT_CHARS
 from tests.conftest import ROOT
 from tests.service.conftest import Receiver, Service, light_config, serve
+from tests.service.hostile_audio import silent_wav, surround_silence_flac
 
 SHIPPED_POLICY = ROOT / "configs" / "policies" / "default.yaml"
 
@@ -37,25 +36,13 @@ def _zero_length_wav(path: Path) -> Path:
 
 
 def _wav_99_channels(path: Path) -> Path:
-    channels, frames = 99, 1600  # 0.1 s at 16 kHz
-    data = bytes(2 * channels * frames)
-    fmt = struct.pack("<HHIIHH", 1, channels, 16000, 32000 * channels, 2 * channels, 16)
-    path.write_bytes(
-        b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE"
-        + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-        + b"data" + struct.pack("<I", len(data)) + data
-    )  # fmt: skip
+    path.write_bytes(silent_wav(99, 1600))  # 0.1 s at 16 kHz
     return path
 
 
 def _surround_silence(path: Path) -> Path:
     """10 minutes of 7.1 silence as FLAC: 0.2 MB that would decode to 0.3 GB."""
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi",
-         "-i", "anullsrc=r=48000:cl=7.1", "-t", "600", "-c:a", "flac", str(path)],
-        check=True,
-    )  # fmt: skip
-    return path
+    return surround_silence_flac(path, 600)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from callsense.connectors.cli_ray import RayConfigOpt
 from callsense.connectors.cli_transcribe import ConfigOpt, ModelOpt, VadModelOpt
-from callsense.connectors.console import err_console, fail, out_console
+from callsense.connectors.console import StderrHandler, err_console, fail, out_console
 from callsense.core.errors import CallsenseError
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ keys_app = typer.Typer(help="API keys of the HTTP service.", no_args_is_help=Tru
 def _setup_logging(verbose: bool) -> None:
     from callsense.connectors.app import RequestIdFilter
 
-    handler = logging.StreamHandler()
+    handler = StderrHandler()
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")

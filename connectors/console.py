@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TextIO
 
 import typer
 from rich.console import Console
@@ -23,6 +24,7 @@ from callsense.core.errors import CallsenseError, ConfigError
 
 __all__ = [
     "AUDIO_SUFFIXES",
+    "StderrHandler",
     "err_console",
     "fail",
     "find_audio",
@@ -61,13 +63,26 @@ AUDIO_SUFFIXES = frozenset(
 )
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each record to ``sys.stderr`` as it is then, not as it was at set-up: a command
+    run in-process (a test's ``CliRunner``, an app embedding the CLI) has its stderr swapped
+    back and closed afterwards, while threads it started (a server's) may go on logging."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        """``StreamHandler.__init__`` sets a stream; this handler has none of its own."""
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Configure logging before funasr is imported (it calls basicConfig at INFO itself)."""
+    handler = StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
+        level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True
     )
 
 

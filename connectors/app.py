@@ -245,7 +245,9 @@ def create_app(
     # live calls pass this gate: at most max_calls, none while draining for a shutdown
     from callsense.pipeline.distributed.admission import Admission
 
-    app.state.admission = Admission(cfg.max_calls, per_key=cfg.max_calls_per_key)
+    app.state.admission = Admission(
+        cfg.max_calls, per_key=cfg.max_calls_per_key, unstarted_per_key=cfg.max_unstarted_per_key
+    )
     app.add_middleware(RequestIdMiddleware)
     _install_handlers(app)
     # the live routes first: a burst of upgrades is matched against them before anything else

@@ -33,6 +33,13 @@ class AppConfig(CallsenseConfig):
         description="live calls one API key may hold open at once (None: max_calls); "
         "beyond, WebSockets get 429, so one client cannot take every slot",
     )
+    max_unstarted_per_key: int | None = Field(
+        32,
+        ge=1,
+        description="connections of one API key that may wait for their call to start (the "
+        "start message) at once; beyond, WebSockets get 429: honest clients start within "
+        "milliseconds, idle ones would hold slots of max_calls until live.open_timeout_s",
+    )
 
     @model_validator(mode="after")
     def _check_connectors(self) -> AppConfig:

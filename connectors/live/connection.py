@@ -42,6 +42,7 @@ from callsense.connectors.live.session import (
     refuse,
 )
 from callsense.core.errors import InputError
+from callsense.pipeline.distributed.admission import Admission
 from callsense.pipeline.events import CallEvent
 from callsense.pipeline.live import LiveConfig, StreamFormat
 from callsense.pipeline.model import Gap
@@ -203,22 +204,47 @@ async def serve(
         refusal = Refusal(429, "too many live calls open with this API key", CLOSE_POLICY)
     elif reason is not None:  # filled up or began to drain while the key was checked
         refusal = Refusal(503, f"gateway {reason}: try another", CLOSE_NOT_READY)
+    elif refusal is None and admission is not None and not admission.opening(key):
+        admission.leave(key)
+        refusal = Refusal(
+            429, "too many connections with this API key have not started their call",
+            CLOSE_POLICY,
+        )  # fmt: skip
     if refusal is not None:
         log.info("%s: refused at the upgrade (%d)", parser.name, refusal.status)
         await refuse(websocket, refusal.status, refusal.detail, refusal.close_code,
                      refusal.headers)  # fmt: skip
         return
+    unstarted = _Unstarted(admission, key)
     try:
-        await _serve(websocket, parser)
+        await _serve(websocket, parser, unstarted.release)
     finally:
+        unstarted.release()
         if admission is not None:
             admission.leave(key)
 
 
-async def _serve(websocket: WebSocket, parser: StreamParser) -> None:
+@dataclass(slots=True)
+class _Unstarted:
+    """An admitted connection counted as not started until its call opens or it ends."""
+
+    admission: Admission | None
+    key: str
+    counted: bool = True
+
+    def release(self) -> None:
+        if self.counted and self.admission is not None:
+            self.admission.opened(self.key)
+        self.counted = False
+
+
+async def _serve(
+    websocket: WebSocket, parser: StreamParser, started: Callable[[], None] | None = None
+) -> None:
     await websocket.accept()
     runtime = getattr(websocket.app.state, "runtime", None)
     conn = _Connection(websocket, parser, getattr(runtime and runtime.cfg, "live", None))
+    conn.started = started
     error: str | None = None
     code = 1000
     try:
@@ -276,6 +302,7 @@ class _Connection:
     limits: LiveConfig | None = None
     live: LiveSession | None = None
     parked: bool = False
+    started: Callable[[], None] | None = None  # told once the call opens
 
     async def run(self) -> tuple[str | None, int]:
         """Read frames until the client ends the call or goes; the call's error and code."""
@@ -313,6 +340,8 @@ class _Connection:
     async def act(self, event: StreamEvent) -> bool:
         """Carry out one event; True when the call ended."""
         if isinstance(event, OpenCall):
+            if self.started is not None:
+                self.started()
             self.live = _unpark(self.ws.app, event.continues)
             if self.live is not None:
                 await self.live.resume(self.forward if event.forward_events else None,

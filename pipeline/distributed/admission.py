@@ -2,7 +2,9 @@
 
 The WebSocket routes ``check`` before they spend a key check on an upgrade, ``enter`` with the
 checked key before accepting the call (refuse with 503 / 429 / close code 1013 when it says
-no) and ``leave`` when the call ends, however it ends. On shutdown
+no) and ``leave`` when the call ends, however it ends. Between the two, a connection whose
+call has not started yet is also counted per key (``opening`` / ``opened``): honest clients
+start within milliseconds, so a key holding many idle connections is hoarding slots. On shutdown
 ``drain`` stops new calls and waits for the running ones to finish, so a rolling restart
 of gateways behind a load balancer loses no call that was already connected.
 Pure asyncio, no FastAPI: the service wires it in.
@@ -37,12 +39,16 @@ class AdmissionStats:
 class Admission:
     """Counts live calls on one event loop; no lock needed, every method runs on it."""
 
-    def __init__(self, max_calls: int, *, per_key: int | None = None) -> None:
+    def __init__(
+        self, max_calls: int, *, per_key: int | None = None, unstarted_per_key: int | None = None
+    ) -> None:
         if max_calls < 1:
             raise ValueError(f"max_calls must be >= 1 (got {max_calls})")
         self.max_calls = max_calls
         self.per_key = per_key
+        self.unstarted_per_key = unstarted_per_key
         self._by_key: dict[str, int] = {}
+        self._unstarted: dict[str, int] = {}
         self._active = 0
         self._refused = 0
         self._draining = False
@@ -90,6 +96,26 @@ class Admission:
         self._active -= 1
         if self._active == 0:
             self._idle.set()
+
+    def opening(self, key: str = "") -> bool:
+        """Count one admitted connection of ``key`` whose call has not started; False (and
+        not counted) when the key already holds ``unstarted_per_key`` such connections."""
+        held = self._unstarted.get(key, 0)
+        if self.unstarted_per_key is not None and held >= self.unstarted_per_key:
+            self._refused += 1
+            return False
+        self._unstarted[key] = held + 1
+        return True
+
+    def opened(self, key: str = "") -> None:
+        """The connection ``opening(key)`` counted started its call, or ended without."""
+        held = self._unstarted.get(key, 0)
+        if held <= 0:
+            raise RuntimeError("opened() without a matching opening()")
+        if held > 1:
+            self._unstarted[key] = held - 1
+        else:
+            del self._unstarted[key]
 
     @asynccontextmanager
     async def call(self, key: str = "") -> AsyncIterator[None]:

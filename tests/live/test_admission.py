@@ -113,3 +113,54 @@ def test_a_burst_of_upgrades_with_one_key_costs_one_key_lookup(tmp_path: Path) -
         keys.gate.clear()
         assert asyncio.run(burst(5)) == [401] * 5
         assert keys.lookups == 2
+
+
+def test_a_key_may_hold_only_so_many_connections_that_have_not_started() -> None:
+    gate = Admission(10, unstarted_per_key=2)
+    assert gate.enter("idle") is None and gate.opening("idle")
+    assert gate.enter("idle") is None and gate.opening("idle")
+    assert gate.enter("idle") is None and not gate.opening("idle")  # the third waits: refused
+    gate.leave("idle")
+    assert gate.enter("honest") is None and gate.opening("honest")  # another key is not held up
+    gate.opened("honest")  # its call started: it no longer counts against the key
+    assert gate.opening("honest") and gate.opening("honest")
+    gate.opened("idle")  # one idle connection went
+    assert gate.opening("idle")
+    with pytest.raises(RuntimeError):
+        Admission(1).opened("nobody")
+
+
+def test_idle_connections_of_one_key_are_refused_beyond_max_unstarted_per_key(
+    tmp_path: Path,
+) -> None:
+    cfg = AppConfig(cache=CacheConfig(enabled=False), max_calls=64, max_unstarted_per_key=3)
+    app = create_app(
+        cfg,
+        db_url=f"sqlite:///{tmp_path}/db.sqlite",
+        load_models=False,
+        settings=ServiceSettings(data_dir=tmp_path / "data", scheduler=False),
+    )
+    idle_key, honest_key = app.state.runtime.keys.create("idle"), app.state.runtime.keys.create("h")
+    with running(app) as url:
+        wait_ready(url)
+        base = url.replace("http://", "ws://") + "/v1/stream?api_key="
+
+        async def scenario() -> None:
+            held = [await websockets.connect(base + idle_key) for _ in range(3)]
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                await websockets.connect(base + idle_key)
+            assert refused.value.response.status_code == 429
+            assert b"have not started their call" in refused.value.response.body
+            other = await websockets.connect(base + honest_key)  # another key gets in
+            await held.pop().close()
+            for _ in range(100):  # the server counts the closed one out as its session ends
+                try:
+                    held.append(await websockets.connect(base + idle_key))
+                    break
+                except websockets.InvalidStatus:
+                    await asyncio.sleep(0.05)
+            assert len(held) == 3
+            for ws in [*held, other]:
+                await ws.close()
+
+        asyncio.run(scenario())

@@ -243,8 +243,8 @@ async def _serve(
 ) -> None:
     await websocket.accept()
     runtime = getattr(websocket.app.state, "runtime", None)
-    conn = _Connection(websocket, parser, getattr(runtime and runtime.cfg, "live", None))
-    conn.started = started
+    limits = getattr(runtime and runtime.cfg, "live", None)
+    conn = _Connection(websocket, parser, limits, started=started)
     error: str | None = None
     code = 1000
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
@@ -18,14 +19,19 @@ from callsense.pipeline.distributed.admission import Admission
 from tests.service.server import running, wait_ready
 
 
-def test_calls_beyond_max_calls_are_refused_with_503(tmp_path: Path) -> None:
-    cfg = AppConfig(cache=CacheConfig(enabled=False), max_calls=1)
-    app = create_app(
+def _service_app(tmp_path: Path, cfg: AppConfig) -> Any:
+    """The service's app on a fresh SQLite database, without models (upgrades only)."""
+    return create_app(
         cfg,
         db_url=f"sqlite:///{tmp_path}/db.sqlite",
         load_models=False,
         settings=ServiceSettings(data_dir=tmp_path / "data", scheduler=False),
     )
+
+
+def test_calls_beyond_max_calls_are_refused_with_503(tmp_path: Path) -> None:
+    cfg = AppConfig(cache=CacheConfig(enabled=False), max_calls=1)
+    app = _service_app(tmp_path, cfg)
     key = app.state.runtime.keys.create("t")
     with running(app) as url:
         wait_ready(url)
@@ -82,12 +88,7 @@ def test_a_burst_of_upgrades_with_one_key_costs_one_key_lookup(tmp_path: Path) -
     """500 upgrades at once under one key would otherwise queue 500 database lookups on
     the service's threads; a key revoked since is refused at the next upgrade."""
     cfg = AppConfig(cache=CacheConfig(enabled=False), max_calls=64)
-    app = create_app(
-        cfg,
-        db_url=f"sqlite:///{tmp_path}/db.sqlite",
-        load_models=False,
-        settings=ServiceSettings(data_dir=tmp_path / "data", scheduler=False),
-    )
+    app = _service_app(tmp_path, cfg)
     keys = app.state.runtime.keys = GatedKeys(app.state.runtime.keys)
     key = keys.create("burst")
     with running(app) as url:
@@ -134,12 +135,7 @@ def test_idle_connections_of_one_key_are_refused_beyond_max_unstarted_per_key(
     tmp_path: Path,
 ) -> None:
     cfg = AppConfig(cache=CacheConfig(enabled=False), max_calls=64, max_unstarted_per_key=3)
-    app = create_app(
-        cfg,
-        db_url=f"sqlite:///{tmp_path}/db.sqlite",
-        load_models=False,
-        settings=ServiceSettings(data_dir=tmp_path / "data", scheduler=False),
-    )
+    app = _service_app(tmp_path, cfg)
     idle_key, honest_key = app.state.runtime.keys.create("idle"), app.state.runtime.keys.create("h")
     with running(app) as url:
         wait_ready(url)
